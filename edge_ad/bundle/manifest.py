@@ -1,0 +1,95 @@
+"""Bundle manifest: what a model bundle contains and how to run and judge it.
+
+The manifest is the only format shared between export (workstation) and runtime (device).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["MANIFEST_NAME", "FileEntry", "InputSpec", "Manifest", "ModelSpec", "Threshold", "Variant"]
+
+MANIFEST_NAME = "manifest.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class FileEntry(_Strict):
+    """Integrity record of one bundle file."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class InputSpec(_Strict):
+    """What the IR expects; the runtime resizes frames to height x width and feeds uint8 BGR NHWC."""
+
+    height: int = Field(ge=8)
+    width: int = Field(ge=8)
+    layout: Literal["NHWC"] = "NHWC"
+    element_type: Literal["u8"] = "u8"
+    color: Literal["BGR"] = "BGR"
+    resize: Literal["area_or_linear"] = "area_or_linear"
+    normalization: dict[str, list[float]] = Field(
+        description="mean/std (0..1 scale, RGB) applied inside the IR after the BGR->RGB swap"
+    )
+
+
+class Threshold(_Strict):
+    """Decision threshold on the raw score, and how it was chosen."""
+
+    value: float
+    method: Literal["f1", "sigma", "percentile", "manual"]
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("threshold must be a finite number")
+        return v
+
+
+class Variant(_Strict):
+    """One runnable IR of the bundle (fp32 or int8) with its own threshold and metrics."""
+
+    xml: str
+    bin: str
+    precision: Literal["FP32", "INT8"]
+    threshold: Threshold
+    metrics: dict[str, float] = Field(default_factory=dict)
+    status: Literal["ok", "rejected"] = "ok"
+
+
+class ModelSpec(_Strict):
+    """The trained model behind the IR."""
+
+    type: Literal["patchcore"]
+    backbone: str
+    layers: list[str]
+    weights: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Manifest(_Strict):
+    """``manifest.json`` of a bundle version directory."""
+
+    format: Literal[1] = 1
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    version: str = Field(pattern=r"^[0-9]+$")
+    created: str
+    model: ModelSpec
+    input: InputSpec
+    score_space: Literal["raw"] = "raw"
+    outputs: dict[str, str]
+    variants: dict[Literal["fp32", "int8"], Variant]
+    default_variant: Literal["fp32", "int8"]
+    files: dict[str, FileEntry]
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    dataset: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Threshold selection and metrics that run on the device (numpy only)."""

@@ -1,0 +1,72 @@
+"""Torch-free image-level metrics and threshold selection (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["auroc", "best_f1_threshold", "classification_stats", "spearman"]
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based), ties sharing their mean rank."""
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    ranks = np.empty(len(x), dtype=np.float64)
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U), labels 1 = defect."""
+    labels = np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUROC needs both good and defect samples")
+    ranks = _ranks(np.asarray(scores, dtype=np.float64))
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation."""
+    ra, rb = _ranks(np.asarray(a, np.float64)), _ranks(np.asarray(b, np.float64))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def classification_stats(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall, F1 and counts when ``score >= threshold`` means NG."""
+    labels = np.asarray(labels).astype(bool)
+    pred = np.asarray(scores) >= threshold
+    tp = int((pred & labels).sum())
+    fp = int((pred & ~labels).sum())
+    fn = int((~pred & labels).sum())
+    tn = int((~pred & ~labels).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """Threshold maximising F1 (ties: the widest margin), placed midway between adjacent scores.
+
+    Returns:
+        (threshold, f1)
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    uniq = np.unique(scores)
+    candidates = np.concatenate([(uniq[:-1] + uniq[1:]) / 2, [uniq[-1]]]) if len(uniq) > 1 else uniq
+    best = max(
+        ((classification_stats(labels, scores, t)["f1"], t) for t in candidates),
+        key=lambda ft: (round(ft[0], 12), _margin(scores, ft[1])),
+    )
+    return float(best[1]), float(best[0])
+
+
+def _margin(scores: np.ndarray, threshold: float) -> float:
+    return float(np.min(np.abs(scores - threshold)))

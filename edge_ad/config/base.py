@@ -1,0 +1,13 @@
+"""Base model shared by every config section: unknown keys are errors, values are frozen."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["EdgeAdModel"]
+
+
+class EdgeAdModel(BaseModel):
+    """Strict, immutable configuration model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())

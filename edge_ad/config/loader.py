@@ -1,0 +1,94 @@
+"""Read a station YAML file into an :class:`EdgeAdConfig`, with one-line errors."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from edge_ad.config.schema import EdgeAdConfig
+from edge_ad.errors import ConfigError
+
+__all__ = ["describe_errors", "load_config"]
+
+
+def load_config(path: str | Path) -> EdgeAdConfig:
+    """Load and validate a station config.
+
+    Relative paths inside the file (``model.path``, ``service.state_dir``, a folder or video
+    ``camera.source``) are resolved against the file's directory.
+
+    Args:
+        path: YAML file.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: The file is missing, is not YAML, or fails validation.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; pass --config with an existing file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (station, camera, model, ...)")
+    try:
+        config = EdgeAdConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: " + "; ".join(describe_errors(exc, EdgeAdConfig))) from None
+    return _resolve_paths(config, path.parent.resolve())
+
+
+def describe_errors(exc: ValidationError, root: type[BaseModel]) -> list[str]:
+    """Turn pydantic errors into ``key.path: problem`` strings, suggesting near-miss keys."""
+    messages = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            known = _known_keys(root, err["loc"][:-1])
+            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+            messages.append(f"{loc}: unknown key{hint}")
+        elif err["type"] == "missing":
+            messages.append(f"{loc}: required key is missing")
+        else:
+            messages.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return messages
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    source = config.camera.source
+    if isinstance(source, str) and "://" not in source and not source.startswith("/dev/"):
+        candidate = Path(source).expanduser()
+        source = str(resolve(candidate))
+    return config.model_copy(
+        update={
+            "camera": config.camera.model_copy(update={"source": source}),
+            "model": config.model.model_copy(update={"path": resolve(config.model.path.expanduser())}),
+            "service": config.service.model_copy(
+                update={"state_dir": resolve(config.service.state_dir.expanduser())}
+            ),
+        }
+    )

@@ -1,0 +1,32 @@
+"""Model bundle section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from edge_ad.config.base import EdgeAdModel
+
+__all__ = ["ModelConfig"]
+
+
+class ModelConfig(EdgeAdModel):
+    """Which bundle to load and where to run it."""
+
+    path: Path = Field(
+        title="Bundle path",
+        description=(
+            "A bundle version directory (models/<name>/<version>) or a model directory "
+            "(models/<name>), in which case its 'active' link or newest version is used."
+        ),
+    )
+    variant: Literal["int8", "fp32"] = Field(
+        "int8", description="Which IR of the bundle to run; int8 falls back to fp32 if the bundle has none."
+    )
+    device: str = Field(
+        "CPU",
+        pattern=r"^(CPU|GPU(\.\d+)?|NPU|AUTO(:[A-Z0-9.,]+)?)$",
+        description="OpenVINO device: CPU, GPU, GPU.0, NPU or AUTO; an absent device falls back to CPU.",
+    )

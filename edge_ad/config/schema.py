@@ -1,0 +1,27 @@
+"""Root of the station configuration."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from edge_ad.config.base import EdgeAdModel
+from edge_ad.config.camera import CameraConfig
+from edge_ad.config.model import ModelConfig
+from edge_ad.config.mqtt import MqttConfig
+from edge_ad.config.service import ServiceConfig
+
+__all__ = ["EdgeAdConfig"]
+
+
+class EdgeAdConfig(EdgeAdModel):
+    """One inspection station: a camera, a model bundle and a broker."""
+
+    station: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=64,
+        description="Station name, used in MQTT topics (edge_ad/<station>/...) and logs.",
+    )
+    camera: CameraConfig
+    model: ModelConfig
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)

@@ -1,0 +1,1 @@
+"""Datasets: deterministic synthetic MVTec-layout data and layout helpers."""

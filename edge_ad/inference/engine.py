@@ -1,0 +1,127 @@
+"""OpenVINO inference: Frame -> Result for a verified bundle.
+
+Only this package (and export) imports openvino. One compiled model, one reused InferRequest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+
+from edge_ad.bundle import Bundle, Variant
+from edge_ad.errors import ModelLoadError
+from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT
+from edge_ad.inference.preprocess import to_batch
+from edge_ad.types import Frame, Result
+
+__all__ = ["AnomalyModel", "available_devices", "pick_device"]
+
+logger = logging.getLogger(__name__)
+
+
+def available_devices(core: ov.Core) -> list[str]:
+    """Devices OpenVINO can see on this machine."""
+    return list(core.available_devices)
+
+
+def pick_device(core: ov.Core, requested: str) -> tuple[str, str | None]:
+    """Choose the device to compile on.
+
+    Returns:
+        (device, note): ``note`` explains a fallback to CPU, or is None.
+    """
+    if requested.startswith("AUTO"):
+        return requested, None
+    devices = available_devices(core)
+    base = requested.split(".")[0]
+    if requested in devices or (requested == base and any(d.split(".")[0] == base for d in devices)):
+        return requested, None
+    return "CPU", f"device {requested} not available (have {', '.join(devices) or 'none'}); using CPU"
+
+
+class AnomalyModel:
+    """Compiled anomaly model loaded from a verified bundle.
+
+    Args:
+        bundle: Bundle whose sha256 has already been checked.
+        variant: "int8" or "fp32"; int8 falls back to fp32 when the bundle has no usable int8 IR.
+        device: OpenVINO device ("CPU", "GPU", "AUTO"); an absent device falls back to CPU.
+        cache_dir: Compiled-blob cache directory, or None to disable caching. Never the CWD.
+
+    Raises:
+        ModelLoadError: The IR cannot be read/compiled, or its I/O does not match the manifest.
+    """
+
+    def __init__(self, bundle: Bundle, variant: str = "int8", device: str = "CPU", cache_dir: Path | None = None):
+        self.bundle = bundle
+        self.variant_name, self.variant = bundle.variant(variant)
+        spec = bundle.manifest.input
+        self.height, self.width = spec.height, spec.width
+        core = ov.Core()
+        if cache_dir is not None:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(cache_dir)})
+        self.device, self.fallback_note = pick_device(core, device)
+        if self.fallback_note:
+            logger.warning("%s", self.fallback_note)
+        xml = bundle.path / self.variant.xml
+        started = time.perf_counter()
+        try:
+            model = core.read_model(xml, bundle.path / self.variant.bin)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"{xml}: OpenVINO cannot read the IR ({_first_line(exc)}); re-run 'edge-ad export'") from None
+        self._check_io(model, xml)
+        try:
+            self.compiled = core.compile_model(model, self.device, {"PERFORMANCE_HINT": "LATENCY"})
+        except RuntimeError as exc:
+            raise ModelLoadError(f"{xml}: cannot compile on {self.device} ({_first_line(exc)})") from None
+        self.compile_ms = (time.perf_counter() - started) * 1000
+        self.request = self.compiled.create_infer_request()
+        self._score_out = self.compiled.output(SCORE_OUTPUT)
+        self._map_out = self.compiled.output(MAP_OUTPUT)
+        logger.info(
+            "model %s v%s (%s) loaded on %s in %.0f ms",
+            bundle.manifest.name,
+            bundle.manifest.version,
+            self.variant_name,
+            self.device,
+            self.compile_ms,
+        )
+
+    def _check_io(self, model: ov.Model, xml: Path) -> None:
+        expected = [1, self.height, self.width, 3]
+        if len(model.inputs) != 1:
+            raise ModelLoadError(f"{xml}: expected 1 input, IR has {len(model.inputs)}; re-run 'edge-ad export'")
+        shape = model.input(0).get_partial_shape()
+        if shape.is_dynamic or list(shape.to_shape()) != expected:
+            raise ModelLoadError(f"{xml}: input shape {shape} does not match manifest {expected}; re-run 'edge-ad export'")
+        names = {name for out in model.outputs for name in out.get_names()}
+        missing = {SCORE_OUTPUT, MAP_OUTPUT} - names
+        if missing:
+            raise ModelLoadError(f"{xml}: IR lacks output(s) {sorted(missing)}; re-run 'edge-ad export'")
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold of the loaded variant (raw score space)."""
+        return self.variant.threshold.value
+
+    def infer(self, frame: Frame) -> Result:
+        """Score one frame (synchronous)."""
+        started = time.perf_counter()
+        self.request.infer({0: to_batch(frame.image, self.height, self.width)})
+        score = float(self.request.get_tensor(self._score_out).data.reshape(-1)[0])
+        anomaly_map = np.array(self.request.get_tensor(self._map_out).data[0], copy=True)
+        return Result(score=score, anomaly_map=anomaly_map, latency_ms=(time.perf_counter() - started) * 1000)
+
+    def score_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """Raw scores of BGR images, in order (evaluation and calibration helper)."""
+        return np.array([self.infer(Frame(image=img, ts=0.0, index=i)).score for i, img in enumerate(images)])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

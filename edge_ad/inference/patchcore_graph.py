@@ -1,0 +1,81 @@
+"""PatchCore scoring head as OpenVINO ops: nearest-neighbour search against the memory bank.
+
+Appended to a feature-extractor IR (output ``[1, D, h, w]``), it yields:
+
+* ``pred_score`` ``[1]``: PatchCore's re-weighted image score (raw, not normalised), computed as
+  in anomalib's ``PatchcoreModel.compute_anomaly_score``;
+* ``anomaly_map`` ``[1, h, w]``: distance of every patch to its nearest bank row.
+
+Built without torch so the device can write a new scoring model after a memory-bank refit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import openvino as ov
+import openvino.opset15 as ops
+
+__all__ = ["MAP_OUTPUT", "SCORE_OUTPUT", "compose_patchcore"]
+
+SCORE_OUTPUT = "pred_score"
+MAP_OUTPUT = "anomaly_map"
+
+
+def _i64(values: list[int]) -> ov.Node:
+    return ops.constant(np.array(values, dtype=np.int64))
+
+
+def _sq_dist(x: ov.Node, bank: ov.Node, bank_sq: ov.Node) -> ov.Node:
+    """Squared euclidean distance between rows of x [n, D] and the bank [M, D], clamped at 0."""
+    x_sq = ops.reduce_sum(ops.multiply(x, x), _i64([1]), keep_dims=True)
+    cross = ops.matmul(x, bank, transpose_a=False, transpose_b=True)
+    d2 = ops.add(ops.subtract(x_sq, ops.multiply(cross, np.float32(2.0))), bank_sq)
+    return ops.maximum(d2, np.float32(0.0))
+
+
+def compose_patchcore(features: ov.Model, memory_bank: np.ndarray, num_neighbors: int = 9) -> ov.Model:
+    """Append the nearest-neighbour scoring head to a feature extractor.
+
+    Args:
+        features: Model with one input and one output of shape ``[1, D, h, w]``.
+        memory_bank: ``[M, D]`` float32 coreset of training patch embeddings.
+        num_neighbors: Support-set size for the score re-weighting (1 disables it).
+
+    Returns:
+        A new model with outputs ``pred_score`` and ``anomaly_map``.
+    """
+    bank_np = np.ascontiguousarray(memory_bank, dtype=np.float32)
+    rows, dim = bank_np.shape
+    out = features.get_results()[0].input_value(0)  # the node feeding the Result, not the Result
+    _, channels, h, w = (int(d) for d in out.get_partial_shape().to_shape())
+    if channels != dim:
+        raise ValueError(f"feature dim {channels} does not match memory bank width {dim}")
+
+    bank = ops.constant(bank_np)
+    bank_sq = ops.constant((bank_np**2).sum(axis=1, dtype=np.float32)[None, :])
+    emb = ops.reshape(ops.transpose(out, _i64([0, 2, 3, 1])), _i64([h * w, dim]), special_zero=False)
+
+    nearest = ops.topk(_sq_dist(emb, bank, bank_sq), np.int64(1), axis=1, mode="min", sort="value")
+    patch_scores = ops.sqrt(ops.reshape(nearest.output(0), _i64([h * w]), special_zero=False))
+    patch_nn = ops.reshape(nearest.output(1), _i64([h * w]), special_zero=False)
+    anomaly_map = ops.reshape(patch_scores, _i64([1, h, w]), special_zero=False)
+
+    worst = ops.topk(patch_scores, np.int64(1), axis=0, mode="max", sort="value")
+    score = worst.output(0)  # [1]
+    if num_neighbors > 1:
+        k = min(num_neighbors, rows)
+        worst_idx = worst.output(1)
+        worst_feat = ops.gather(emb, worst_idx, np.int64(0))  # [1, D]
+        nn_sample = ops.gather(bank, ops.gather(patch_nn, worst_idx, np.int64(0)), np.int64(0))  # [1, D]
+        support = ops.topk(_sq_dist(nn_sample, bank, bank_sq), np.int64(k), axis=1, mode="min", sort="value")
+        support_feats = ops.gather(bank, ops.reshape(support.output(1), _i64([k]), False), np.int64(0))
+        diff = ops.subtract(support_feats, worst_feat)  # [k, D]
+        dist = ops.sqrt(ops.reduce_sum(ops.multiply(diff, diff), _i64([1]), keep_dims=False))  # [k]
+        weight = ops.subtract(np.float32(1.0), ops.gather(ops.softmax(dist, 0), _i64([0]), np.int64(0)))
+        score = ops.multiply(weight, score)
+
+    score_node = ops.result(score)
+    score_node.output(0).get_tensor().set_names({SCORE_OUTPUT})
+    map_node = ops.result(anomaly_map)
+    map_node.output(0).get_tensor().set_names({MAP_OUTPUT})
+    return ov.Model([score_node, map_node], features.get_parameters(), "patchcore")

@@ -1,0 +1,59 @@
+"""Data passed between stages: Frame -> Result -> Verdict (stdlib + numpy only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+__all__ = ["Frame", "Result", "Verdict"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image from a source.
+
+    Attributes:
+        image: uint8 BGR array of shape (H, W, 3), as OpenCV delivers it.
+        ts: Wall-clock capture time (seconds since the epoch).
+        index: Running frame number of the source since it was opened.
+        origin: Where the frame came from (file name, device, URL); for logs and evidence.
+    """
+
+    image: np.ndarray
+    ts: float
+    index: int
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    """Raw model output for one frame; no threshold has been applied.
+
+    Attributes:
+        score: Raw image anomaly score in the bundle's ``score_space``.
+        anomaly_map: Patch-grid anomaly map (h, w) in the same space, or None.
+        latency_ms: Time spent in preprocessing and inference.
+    """
+
+    score: float
+    anomaly_map: np.ndarray | None
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision published for one frame."""
+
+    seq: int
+    ts: float
+    verdict: Literal["OK", "NG"]
+    score: float
+    threshold: float
+    model_name: str
+    model_version: str
+    latency_ms: float
+    frame_index: int
+    origin: str = ""
+    extra: dict = field(default_factory=dict)
