@@ -1,0 +1,150 @@
+"""Frame sources: OpenCV devices, streams and video files, and image-folder replay."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+
+from edge_ad.config import CameraConfig
+from edge_ad.datasets.layout import list_images
+from edge_ad.errors import CameraError
+from edge_ad.types import Frame
+
+__all__ = ["FolderSource", "FrameSource", "OpenCVSource", "Pacer", "open_source"]
+
+logger = logging.getLogger(__name__)
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our errors name the device instead
+
+
+class FrameSource(Protocol):
+    """Anything that yields frames; ``read`` returns None when a finite source is exhausted."""
+
+    name: str
+
+    def read(self) -> Frame | None:
+        """Next frame, or None at the end of a non-looping file or folder."""
+        ...
+
+    def close(self) -> None:
+        """Release the device or file."""
+        ...
+
+
+class Pacer:
+    """Sleeps so that calls to :meth:`wait` happen at most ``fps`` times per second."""
+
+    def __init__(self, fps: float | None) -> None:
+        self.period = 1.0 / fps if fps else 0.0
+        self._next = time.monotonic()
+
+    def wait(self) -> None:
+        """Block until the next slot."""
+        if not self.period:
+            return
+        now = time.monotonic()
+        if self._next > now:
+            time.sleep(self._next - now)
+        self._next = max(self._next, now) + self.period
+
+
+class FolderSource:
+    """Replays the images of a folder in name order."""
+
+    def __init__(self, folder: Path, fps: float | None = None, loop: bool = False) -> None:
+        self.name = str(folder)
+        if not folder.is_dir():
+            raise CameraError(f"camera.source: folder {folder} does not exist; check the path or mount")
+        self.files = list_images(folder)
+        if not self.files:
+            raise CameraError(f"camera.source: folder {folder} has no images (.png/.jpg/.bmp/.tif)")
+        self.loop = loop
+        self._pacer = Pacer(fps)
+        self._pos = 0
+        self._count = 0
+
+    def read(self) -> Frame | None:
+        """Next image of the folder."""
+        if self._pos >= len(self.files):
+            if not self.loop:
+                return None
+            self._pos = 0
+        path = self.files[self._pos]
+        self._pos += 1
+        self._pacer.wait()
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise CameraError(f"camera.source: {path} is not a readable image; remove or replace it")
+        self._count += 1
+        return Frame(image=image, ts=time.time(), index=self._count, origin=path.name)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _device(source: int | str) -> int | str:
+    if isinstance(source, str) and source.isdigit():
+        return int(source)
+    return source
+
+
+class OpenCVSource:
+    """A USB/V4L2 device, an RTSP/HTTP stream or a video file opened with OpenCV."""
+
+    def __init__(self, config: CameraConfig) -> None:
+        source = _device(config.source)
+        self.name = str(source)
+        self.is_file = isinstance(source, str) and "://" not in source and not source.startswith("/dev/")
+        if self.is_file and not Path(source).is_file():
+            raise CameraError(f"camera.source: video file {source} does not exist; check the path")
+        timeout_ms = int(config.open_timeout_s * 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        self.cap = cv2.VideoCapture(source, cv2.CAP_ANY, params)
+        if not self.cap.isOpened():
+            kind = "device" if isinstance(source, int) or str(source).startswith("/dev/") else "stream"
+            kind = "video file" if self.is_file else kind
+            raise CameraError(
+                f"camera.source: cannot open {kind} {source!r}; check that it is plugged in / reachable "
+                "and not used by another process"
+            )
+        if config.width:
+            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, config.width)
+        if config.height:
+            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, config.height)
+        self.loop = config.loop
+        self._pacer = Pacer(config.fps)
+        self._count = 0
+
+    def read(self) -> Frame | None:
+        """Grab and decode the next frame."""
+        self._pacer.wait()
+        ok, image = self.cap.read()
+        if not ok and self.is_file and self.loop:
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self.cap.read()
+        if not ok:
+            if self.is_file:
+                return None
+            raise CameraError(f"camera.source: {self.name} stopped delivering frames")
+        self._count += 1
+        return Frame(image=image, ts=time.time(), index=self._count, origin=self.name)
+
+    def close(self) -> None:
+        """Release the capture."""
+        self.cap.release()
+
+
+def open_source(config: CameraConfig) -> FrameSource:
+    """Open the configured source: a directory replays images, anything else goes to OpenCV.
+
+    Raises:
+        CameraError: The source cannot be opened.
+    """
+    source = config.source
+    if isinstance(source, str) and os.path.isdir(source):
+        return FolderSource(Path(source), fps=config.fps, loop=config.loop)
+    return OpenCVSource(config)

@@ -1,0 +1,107 @@
+"""The inspection loop: grab -> infer -> judge -> publish, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from edge_ad.bundle import load_bundle
+from edge_ad.capture import open_source
+from edge_ad.config import EdgeAdConfig
+from edge_ad.errors import ConfigError
+from edge_ad.inference import AnomalyModel
+from edge_ad.publish import MqttPublisher
+from edge_ad.service.judge import judge
+
+__all__ = ["Daemon", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def _writable_dir(path: Path, key: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot write to {path} ({exc.strerror}); set it to a writable directory") from None
+    return path
+
+
+class Daemon:
+    """One station: model, camera and publisher wired together.
+
+    Construction does every check that can fail for bad input (bundle, device, camera, state
+    directory) before anything is published, so a broken station exits with a clear error.
+    """
+
+    def __init__(self, config: EdgeAdConfig) -> None:
+        self.config = config
+        self.stop_event = threading.Event()
+        state_dir = _writable_dir(config.service.state_dir, "service.state_dir")
+        bundle = load_bundle(config.model.path)
+        self.model = AnomalyModel(bundle, config.model.variant, config.model.device, cache_dir=state_dir / "ov_cache")
+        self.source = open_source(config.camera)
+        logger.info("camera %s opened", self.source.name)
+        self.publisher = MqttPublisher(config.mqtt, config.station)
+        self.seq = 0
+
+    def _status_details(self) -> dict:
+        manifest = self.model.bundle.manifest
+        return {
+            "model": {"name": manifest.name, "version": manifest.version, "variant": self.model.variant_name},
+            "device": self.model.device,
+            "device_note": self.model.fallback_note,
+            "threshold": self.model.threshold,
+        }
+
+    def stop(self, *_: object) -> None:
+        """Ask the loop to finish after the current frame (signal-safe)."""
+        self.stop_event.set()
+
+    def run(self) -> int:
+        """Score frames until stopped, ``max_frames`` is reached or a finite source ends.
+
+        Returns:
+            Process exit code (0 on a clean stop).
+        """
+        self.publisher.set_status("online", **self._status_details())
+        self.publisher.start()
+        manifest = self.model.bundle.manifest
+        threshold = self.model.threshold
+        max_frames = self.config.service.max_frames
+        reason = "stopped"
+        try:
+            while not self.stop_event.is_set():
+                frame = self.source.read()
+                if frame is None:
+                    reason = "source exhausted"
+                    logger.info("camera %s: end of source after %d frames", self.source.name, self.seq)
+                    break
+                result = self.model.infer(frame)
+                self.seq += 1
+                verdict = judge(result, frame, threshold, self.seq, manifest.name, manifest.version)
+                self.publisher.publish_verdict(verdict)
+                logger.debug("seq %d %s score %.4f", verdict.seq, verdict.verdict, verdict.score)
+                if max_frames and self.seq >= max_frames:
+                    logger.info("max_frames=%d reached", max_frames)
+                    break
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.publisher.stop(reason)
+            self.source.close()
+            logger.info("stopped (%s) after %d verdicts", reason, self.seq)
+        return 0
+
+
+def run(config: EdgeAdConfig) -> int:
+    """Run a station in the foreground; SIGTERM and SIGINT stop it cleanly."""
+    daemon = Daemon(config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, daemon.stop)
+    return daemon.run()
