@@ -49,7 +49,11 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
     if unknown:
         raise EdgeAdError(f"--categories: unknown {', '.join(unknown)}; choose from {', '.join(CATEGORIES)}")
     spec = DatasetSpec(
-        size=args.size, train=args.train, test_good=args.test_good, test_defect=args.test_defect, seed=args.seed
+        size=args.size,
+        train=args.train,
+        test_good=args.test_good,
+        test_defect=args.test_defect,
+        seed=args.seed,
     )
     for root in make_dataset(args.out, args.categories, spec):
         print(root)
@@ -65,7 +69,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     params = PatchcoreParams(
         image_size=args.image_size, coreset_ratio=args.coreset_ratio, seed=args.seed, backbone=args.backbone
     )
-    result = export_bundle(args.data, args.out, name=args.name, params=params, weights=args.weights, int8=not args.no_int8)
+    result = export_bundle(
+        args.data, args.out, name=args.name, params=params, weights=args.weights, int8=not args.no_int8
+    )
     m = result.manifest
     print(f"bundle: {result.bundle}")
     for name, variant in m.variants.items():
@@ -77,7 +83,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge-ad", description="Visual anomaly detection for inspection stations.")
+    parser = argparse.ArgumentParser(
+        prog="edge-ad", description="Visual anomaly detection for inspection stations."
+    )
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -103,7 +111,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_make_dataset)
 
-    p = sub.add_parser("export", help="train on good images and write an OpenVINO bundle (needs the export extra)")
+    p = sub.add_parser(
+        "export", help="train on good images and write an OpenVINO bundle (needs the export extra)"
+    )
     p.add_argument("--data", required=True, type=Path, help="category directory (train/good, test/...)")
     p.add_argument("--model", choices=["patchcore"], default="patchcore")
     p.add_argument("--out", type=Path, default=Path("models"), help="models root")
@@ -128,8 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-ad: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        if args.command in ("export", "make-dataset") and exc.name and exc.name.split(".")[0] in {"torch", "anomalib", "nncf", "skimage"}:
-            print(f"edge-ad: error: '{exc.name}' is missing; install the export extra: pip install -e '.[export]'", file=sys.stderr)
+        if (
+            args.command in ("export", "make-dataset")
+            and exc.name
+            and exc.name.split(".")[0] in {"torch", "anomalib", "nncf", "skimage"}
+        ):
+            print(
+                f"edge-ad: error: '{exc.name}' is missing; install the export extra: "
+                "pip install -e '.[export]'",
+                file=sys.stderr,
+            )
             return 2
         raise
 

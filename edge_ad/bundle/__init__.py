@@ -1,6 +1,14 @@
 """Model bundles: manifest schema, verification and atomic installation."""
 
-from edge_ad.bundle.manifest import MANIFEST_NAME, FileEntry, InputSpec, Manifest, ModelSpec, Threshold, Variant
+from edge_ad.bundle.manifest import (
+    MANIFEST_NAME,
+    FileEntry,
+    InputSpec,
+    Manifest,
+    ModelSpec,
+    Threshold,
+    Variant,
+)
 from edge_ad.bundle.store import Bundle, activate, file_entry, install_bundle, list_versions, load_bundle
 
 __all__ = [

@@ -42,7 +42,7 @@ class TrainedPatchcore:
     weights: Path
 
 
-def _datamodule(category: Category, params: PatchcoreParams, workdir: Path):  # noqa: ANN202
+def _datamodule(category: Category, params: PatchcoreParams, workdir: Path):
     from anomalib.data import Folder
 
     kinds = category.defect_kinds
@@ -127,6 +127,6 @@ def features_ir(trained: TrainedPatchcore, image_size: int) -> ov.Model:
     return embed_preprocessing(model, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def memory_bank(trained: TrainedPatchcore):  # noqa: ANN201
+def memory_bank(trained: TrainedPatchcore):
     """The fitted coreset as a float32 numpy array [M, D]."""
     return trained.model.model.memory_bank.detach().cpu().float().numpy()

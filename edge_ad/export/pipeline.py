@@ -14,10 +14,25 @@ import numpy as np
 import openvino as ov
 
 import edge_ad
-from edge_ad.bundle import Bundle, InputSpec, Manifest, ModelSpec, Threshold, Variant, file_entry, install_bundle
+from edge_ad.bundle import (
+    Bundle,
+    InputSpec,
+    Manifest,
+    ModelSpec,
+    Threshold,
+    Variant,
+    file_entry,
+    install_bundle,
+)
 from edge_ad.calibrate.metrics import auroc, best_f1_threshold, classification_stats, spearman
 from edge_ad.datasets.layout import Category, find_category, list_images
-from edge_ad.export.patchcore import PatchcoreParams, TrainedPatchcore, features_ir, memory_bank, train_patchcore
+from edge_ad.export.patchcore import (
+    PatchcoreParams,
+    TrainedPatchcore,
+    features_ir,
+    memory_bank,
+    train_patchcore,
+)
 from edge_ad.export.quantize import quantize_ptq
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
@@ -71,7 +86,9 @@ def _save_variant(staging: Path, name: str, features: ov.Model, bank: np.ndarray
     ov.save_model(compose_patchcore(features, bank, neighbors), staging / model_xml, compress_to_fp16=False)
 
 
-def _evaluate(bundle: Bundle, variant: str, images: list[np.ndarray], labels: np.ndarray) -> tuple[np.ndarray, Variant]:
+def _evaluate(
+    bundle: Bundle, variant: str, images: list[np.ndarray], labels: np.ndarray
+) -> tuple[np.ndarray, Variant]:
     model = AnomalyModel(bundle, variant=variant, device="CPU")
     scores = model.score_images(images)
     threshold, _ = best_f1_threshold(labels, scores)
@@ -132,7 +149,9 @@ def export_bundle(
         if int8:
             calib = _read(list_images(category.train_good)[:300])
             logger.info("quantizing to INT8 with NNCF on %d good images", len(calib))
-            _save_variant(staging, "int8", quantize_ptq(features, calib, size, size), bank, params.num_neighbors)
+            _save_variant(
+                staging, "int8", quantize_ptq(features, calib, size, size), bank, params.num_neighbors
+            )
             variants.append("int8")
 
         placeholder = Threshold(value=0.0, method="manual")
@@ -154,7 +173,9 @@ def export_bundle(
                 },
             ),
             input=InputSpec(
-                height=size, width=size, normalization={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+                height=size,
+                width=size,
+                normalization={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
             ),
             outputs={"score": SCORE_OUTPUT, "map": MAP_OUTPUT},
             variants={
@@ -177,7 +198,12 @@ def export_bundle(
         evaluated = {}
         for v in variants:
             scores[v], evaluated[v] = _evaluate(provisional, v, test_images, labels)
-            logger.info("%s: image AUROC %.4f, F1 %.4f", v, evaluated[v].metrics["image_auroc"], evaluated[v].metrics["f1"])
+            logger.info(
+                "%s: image AUROC %.4f, F1 %.4f",
+                v,
+                evaluated[v].metrics["image_auroc"],
+                evaluated[v].metrics["f1"],
+            )
         agreement = {}
         if "int8" in scores:
             same = (scores["fp32"] >= evaluated["fp32"].threshold.value) == (
@@ -186,7 +212,8 @@ def export_bundle(
             agreement = {
                 "int8_vs_fp32_spearman": spearman(scores["fp32"], scores["int8"]),
                 "int8_vs_fp32_verdict_agreement": float(same.mean()),
-                "int8_auroc_drop": evaluated["fp32"].metrics["image_auroc"] - evaluated["int8"].metrics["image_auroc"],
+                "int8_auroc_drop": evaluated["fp32"].metrics["image_auroc"]
+                - evaluated["int8"].metrics["image_auroc"],
             }
         manifest = manifest.model_copy(update={"variants": evaluated, "metrics": agreement})
         path = install_bundle(staging, Path(out), manifest)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from edge_ad.bundle import Bundle, Variant
+from edge_ad.bundle import Bundle
 from edge_ad.errors import ModelLoadError
 from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT
 from edge_ad.inference.preprocess import to_batch
@@ -56,7 +56,9 @@ class AnomalyModel:
         ModelLoadError: The IR cannot be read/compiled, or its I/O does not match the manifest.
     """
 
-    def __init__(self, bundle: Bundle, variant: str = "int8", device: str = "CPU", cache_dir: Path | None = None):
+    def __init__(
+        self, bundle: Bundle, variant: str = "int8", device: str = "CPU", cache_dir: Path | None = None
+    ):
         self.bundle = bundle
         self.variant_name, self.variant = bundle.variant(variant)
         spec = bundle.manifest.input
@@ -73,7 +75,9 @@ class AnomalyModel:
         try:
             model = core.read_model(xml, bundle.path / self.variant.bin)
         except RuntimeError as exc:
-            raise ModelLoadError(f"{xml}: OpenVINO cannot read the IR ({_first_line(exc)}); re-run 'edge-ad export'") from None
+            raise ModelLoadError(
+                f"{xml}: OpenVINO cannot read the IR ({_first_line(exc)}); re-run 'edge-ad export'"
+            ) from None
         self._check_io(model, xml)
         try:
             self.compiled = core.compile_model(model, self.device, {"PERFORMANCE_HINT": "LATENCY"})
@@ -95,10 +99,14 @@ class AnomalyModel:
     def _check_io(self, model: ov.Model, xml: Path) -> None:
         expected = [1, self.height, self.width, 3]
         if len(model.inputs) != 1:
-            raise ModelLoadError(f"{xml}: expected 1 input, IR has {len(model.inputs)}; re-run 'edge-ad export'")
+            raise ModelLoadError(
+                f"{xml}: expected 1 input, IR has {len(model.inputs)}; re-run 'edge-ad export'"
+            )
         shape = model.input(0).get_partial_shape()
         if shape.is_dynamic or list(shape.to_shape()) != expected:
-            raise ModelLoadError(f"{xml}: input shape {shape} does not match manifest {expected}; re-run 'edge-ad export'")
+            raise ModelLoadError(
+                f"{xml}: input shape {shape} does not match manifest {expected}; re-run 'edge-ad export'"
+            )
         names = {name for out in model.outputs for name in out.get_names()}
         missing = {SCORE_OUTPUT, MAP_OUTPUT} - names
         if missing:

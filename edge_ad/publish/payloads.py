@@ -44,7 +44,13 @@ def status_payload(
 ) -> dict[str, Any]:
     """The retained message on ``<prefix>/<station>/status``."""
     ts = time.time() if ts is None else ts
-    payload = {"schema": SCHEMA_VERSION, "station": station, "state": state, "reason": reason, "ts": round(ts, 3)}
+    payload = {
+        "schema": SCHEMA_VERSION,
+        "station": station,
+        "state": state,
+        "reason": reason,
+        "ts": round(ts, 3),
+    }
     payload.update({k: v for k, v in details.items() if v is not None})
     return payload
 

@@ -1,0 +1,50 @@
+"""Shared fixtures: a private mosquitto, a tiny torch-free bundle, and (export) a real trained bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import Broker, start_mosquitto
+from tests.support.tiny_bundle import make_tiny_bundle
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A real mosquitto on a free loopback port, for the whole session."""
+    with start_mosquitto(tmp_path_factory.mktemp("mqtt")) as broker:
+        yield broker
+        assert broker.process.poll() is None, f"mosquitto exited early with code {broker.process.returncode}"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models root holding the tiny bundle ``tiny`` (version 1, active)."""
+    root = tmp_path_factory.mktemp("models")
+    make_tiny_bundle(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic brick category (training and test split)."""
+    from edge_ad.datasets.synthetic import DatasetSpec, make_dataset
+
+    return make_dataset(
+        tmp_path_factory.mktemp("data"), ["brick"], DatasetSpec(train=40, test_good=12, test_defect=5)
+    )[0]
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory, dataset: Path):
+    """A real PatchCore bundle (FP32 + INT8) exported with every non-loopback connection failing."""
+    from edge_ad.export.pipeline import export_bundle
+    from tests.support.net import block_network
+
+    models = tmp_path_factory.mktemp("models")
+    with block_network() as attempts:
+        result = export_bundle(dataset, models)
+    result.blocked_attempts = attempts
+    return result

@@ -1,0 +1,140 @@
+"""The daemon on a replay folder, publishing to a real mosquitto, read back by a paho subscriber."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from edge_ad.datasets.layout import list_images
+from edge_ad.publish import load_schema
+from tests.support.broker import Recorder
+from tests.support.station import edge_ad, station_config
+from tests.support.tiny_bundle import defect_image, good_image
+
+pytestmark = pytest.mark.integration
+
+
+def replay_folder(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """10 good + 12 defect frames never seen by the export (another seed), labelled by name."""
+    from edge_ad.datasets.synthetic import DatasetSpec, make_dataset
+
+    fresh = make_dataset(
+        tmp_path / "fresh", ["brick"], DatasetSpec(train=0, test_good=10, test_defect=4, seed=1)
+    )[0]
+    folder = tmp_path / "replay"
+    folder.mkdir()
+    labels = {}
+    for kind_dir in sorted((fresh / "test").iterdir()):
+        for image in list_images(kind_dir):
+            name = f"{kind_dir.name}_{image.name}"
+            shutil.copy(image, folder / name)
+            labels[name] = 0 if kind_dir.name == "good" else 1
+    return folder, labels
+
+
+@pytest.mark.export
+def test_every_verdict_arrives_in_order_and_is_right(exported, mosquitto, tmp_path):
+    folder, labels = replay_folder(tmp_path)
+    assert sum(labels.values()) >= 10 and len(labels) - sum(labels.values()) >= 10
+    config = station_config(tmp_path, str(folder), exported.bundle.parent, mosquitto.port, camera={"fps": 50})
+    with Recorder(mosquitto) as rec:
+        proc = edge_ad("run", "--config", str(config))
+        assert proc.returncode == 0, proc.stderr
+        rec.wait_for(lambda r: any(s["state"] == "offline" for s in r.on("status")))
+    verdicts = rec.on("verdict")
+    schema = load_schema("verdict")
+    for v in verdicts:
+        jsonschema.validate(v, schema)
+    assert [v["seq"] for v in verdicts] == list(range(1, len(labels) + 1)), "missing, duplicated or reordered"
+    assert {v["frame"]["origin"] for v in verdicts} == set(labels)
+    good = [v for v in verdicts if labels[v["frame"]["origin"]] == 0]
+    bad = [v for v in verdicts if labels[v["frame"]["origin"]] == 1]
+    assert sum(v["verdict"] == "OK" for v in good) / len(good) >= 0.9
+    assert sum(v["verdict"] == "NG" for v in bad) / len(bad) >= 0.9
+    assert verdicts[0]["model"] == {"name": "brick", "version": exported.manifest.version}
+    statuses = rec.on("status")
+    for s in statuses:
+        jsonschema.validate(s, load_schema("status"))
+    assert statuses[0]["state"] == "online" and statuses[0]["model"]["variant"] == "int8"
+    assert statuses[-1] == statuses[-1] | {"state": "offline", "reason": "source exhausted"}
+
+
+def start_daemon(config: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def looping_station(tmp_path, tiny_models, mosquitto) -> Path:
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"g{i}.png"), good_image(100 + i))
+    cv2.imwrite(str(folder / "z_defect.png"), defect_image(7))
+    return station_config(
+        tmp_path, str(folder), tiny_models / "tiny", mosquitto.port, camera={"fps": 40, "loop": True}
+    )
+
+
+def test_sigterm_stops_cleanly_with_retained_offline(looping_station, mosquitto):
+    with Recorder(mosquitto) as rec:
+        proc = start_daemon(looping_station)
+        assert rec.wait_for(lambda r: len(r.on("verdict")) >= 8, timeout=30), proc.stderr
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+        assert proc.returncode == 0, stderr
+        assert "Traceback" not in stderr
+        rec.wait_for(lambda r: r.on("status")[-1]["state"] == "offline")
+        assert rec.on("status")[-1]["reason"] == "stopped"
+        verdicts = rec.on("verdict")
+        assert [v["seq"] for v in verdicts] == list(range(1, len(verdicts) + 1))
+        assert {v["verdict"] for v in verdicts if v["frame"]["origin"] == "z_defect.png"} == {"NG"}
+        assert {v["verdict"] for v in verdicts if v["frame"]["origin"].startswith("g")} == {"OK"}
+    # a late subscriber sees the retained final status
+    with Recorder(mosquitto) as late:
+        assert late.wait_for(lambda r: r.messages)
+        topic, payload, retained = late.messages[0]
+        assert topic.endswith("/status") and retained and payload["state"] == "offline"
+
+
+def test_crash_leaves_last_will(looping_station, mosquitto):
+    with Recorder(mosquitto) as rec:
+        proc = start_daemon(looping_station)
+        assert rec.wait_for(lambda r: len(r.on("verdict")) >= 3, timeout=30), proc.stderr
+        proc.kill()
+        proc.wait(10)
+        # mosquitto publishes the will once it notices the dead connection
+        assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "offline", timeout=10)
+        assert rec.on("status")[-1]["reason"] == "connection lost"
+
+
+def test_broker_down_at_start_is_not_fatal(tiny_models, tmp_path):
+    import cv2
+
+    from tests.support.net import free_port
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), good_image(1))
+    config = station_config(
+        tmp_path, str(folder), tiny_models / "tiny", free_port(), mqtt={"connect_timeout_s": 1}
+    )
+    started = time.monotonic()
+    proc = edge_ad("run", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert "not reachable after 1 s; running anyway" in proc.stderr
+    assert "verdict(s) not acknowledged by the broker at shutdown" in proc.stderr
+    assert time.monotonic() - started < 60

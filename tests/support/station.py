@@ -1,0 +1,41 @@
+"""Write station configs and run ``edge-ad`` as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+__all__ = ["edge_ad", "station_config"]
+
+
+def station_config(tmp_path: Path, source: str | int, model: Path, port: int, **sections: dict) -> Path:
+    """A station YAML under tmp_path; ``sections`` override/extend camera, model, mqtt, service."""
+    config = {
+        "station": "test-station",
+        "camera": {"source": source},
+        "model": {"path": str(model)},
+        "mqtt": {"host": "127.0.0.1", "port": port, "connect_timeout_s": 5},
+        "service": {"state_dir": str(tmp_path / "state")},
+    }
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value}
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def edge_ad(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run the CLI in a fresh interpreter and capture its output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "edge_ad.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )

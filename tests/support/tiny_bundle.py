@@ -1,0 +1,95 @@
+"""A small real OpenVINO PatchCore bundle built from opset ops: no torch, no download.
+
+The "backbone" is one fixed random convolution; the memory bank holds the patch embeddings of
+noisy grey "good" images, so a bright square (a "defect") scores far above them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import openvino as ov
+import openvino.opset15 as ops
+
+from edge_ad.bundle import InputSpec, Manifest, ModelSpec, Threshold, Variant, file_entry, install_bundle
+from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
+from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, embed_preprocessing, to_batch
+
+__all__ = ["SIZE", "defect_image", "good_image", "make_tiny_bundle", "tiny_features"]
+
+SIZE = 32
+
+
+def good_image(seed: int, size: int = SIZE) -> np.ndarray:
+    """Grey part with mild noise (BGR uint8)."""
+    rng = np.random.default_rng(seed)
+    return np.clip(128 + rng.normal(0, 6, (size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def defect_image(seed: int, size: int = SIZE) -> np.ndarray:
+    """A good image with a bright square."""
+    image = good_image(seed, size)
+    rng = np.random.default_rng(seed + 1000)
+    y, x = rng.integers(0, size - 10, 2)
+    cv2.rectangle(image, (int(x), int(y)), (int(x) + 8, int(y) + 8), (255, 255, 255), -1)
+    return image
+
+
+def tiny_features(size: int = SIZE) -> ov.Model:
+    """uint8 BGR NHWC -> [1, 8, size/4, size/4] embeddings."""
+    rng = np.random.default_rng(0)
+    param = ops.parameter([1, 3, size, size], np.float32, name="image")
+    conv = ops.convolution(
+        param, rng.normal(0, 0.3, (8, 3, 4, 4)).astype(np.float32), [4, 4], [0, 0], [0, 0], [1, 1]
+    )
+    return embed_preprocessing(ov.Model([conv], [param], "tiny"), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def make_tiny_bundle(models_root: Path, name: str = "tiny", threshold: float | None = None) -> Path:
+    """Install a tiny FP32 bundle under ``models_root/name`` and return the version directory."""
+    features = tiny_features()
+    compiled = ov.Core().compile_model(features, "CPU")
+    embeddings = [compiled(to_batch(good_image(s), SIZE, SIZE))[0] for s in range(4)]
+    bank = np.concatenate([e[0].reshape(8, -1).T for e in embeddings]).astype(np.float32)
+    model = compose_patchcore(features, bank, num_neighbors=3)
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp)
+        ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
+        ov.save_model(features, staging / "features.xml", compress_to_fp16=False)
+        np.save(staging / "memory_bank.npy", bank)
+        if threshold is None:
+            scorer = ov.Core().compile_model(model, "CPU")
+            good = max(
+                float(scorer(to_batch(good_image(s), SIZE, SIZE))[SCORE_OUTPUT][0]) for s in range(10, 20)
+            )
+            bad = min(
+                float(scorer(to_batch(defect_image(s), SIZE, SIZE))[SCORE_OUTPUT][0]) for s in range(10, 20)
+            )
+            assert bad > good, "tiny model cannot separate its own defects"
+            threshold = (good + bad) / 2
+        manifest = Manifest(
+            name=name,
+            version="0",
+            created="2026-01-01T00:00:00+00:00",
+            model=ModelSpec(type="patchcore", backbone="tiny-conv", layers=["conv"], weights="random"),
+            input=InputSpec(
+                height=SIZE,
+                width=SIZE,
+                normalization={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+            ),
+            outputs={"score": SCORE_OUTPUT, "map": MAP_OUTPUT},
+            variants={
+                "fp32": Variant(
+                    xml="model.xml",
+                    bin="model.bin",
+                    precision="FP32",
+                    threshold=Threshold(value=threshold, method="manual"),
+                )
+            },
+            default_variant="fp32",
+            files={p.name: file_entry(p) for p in sorted(staging.iterdir())},
+        )
+        return install_bundle(staging, models_root, manifest)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_ad.capture import FolderSource, open_source
+from edge_ad.capture.sources import Pacer
+from edge_ad.config import CameraConfig
+from edge_ad.errors import CameraError
+
+
+def write_folder(folder: Path, n: int) -> list[np.ndarray]:
+    folder.mkdir(parents=True, exist_ok=True)
+    images = [np.full((16, 16, 3), 10 * i, np.uint8) for i in range(n)]
+    for i, img in enumerate(images):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+    (folder / "notes.txt").write_text("ignored")
+    return images
+
+
+def test_folder_replays_in_name_order_then_ends(tmp_path):
+    images = write_folder(tmp_path / "f", 3)
+    source = open_source(CameraConfig(source=str(tmp_path / "f")))
+    frames = [source.read() for _ in range(3)]
+    assert [f.origin for f in frames] == ["000.png", "001.png", "002.png"]
+    assert [f.index for f in frames] == [1, 2, 3]
+    assert all(np.array_equal(f.image, img) for f, img in zip(frames, images, strict=True))
+    assert source.read() is None
+
+
+def test_folder_loop(tmp_path):
+    write_folder(tmp_path / "f", 2)
+    source = FolderSource(tmp_path / "f", loop=True)
+    assert [source.read().origin for _ in range(5)] == ["000.png", "001.png", "000.png", "001.png", "000.png"]
+
+
+def test_video_file_is_read_and_loops(tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    assert writer.isOpened(), "OpenCV cannot write MJPG here"
+    for i in range(4):
+        writer.write(np.full((24, 32, 3), 40 * i, np.uint8))
+    writer.release()
+    once = open_source(CameraConfig(source=str(path)))
+    frames = [once.read() for _ in range(4)]
+    assert all(f is not None and f.image.shape == (24, 32, 3) for f in frames)
+    assert once.read() is None
+    looped = open_source(CameraConfig(source=str(path), loop=True))
+    assert all(looped.read() is not None for _ in range(9))
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{tmp}/missing_dir/", "video file .*missing_dir/ does not exist"),
+        ("{tmp}/clip.mp4", "video file .*clip.mp4 does not exist"),
+        ("/dev/video99", "cannot open device '/dev/video99'; check that it is plugged in"),
+        (99, "cannot open device 99"),
+        ("rtsp://127.0.0.1:1/none", "cannot open stream 'rtsp://127.0.0.1:1/none'"),
+    ],
+)
+def test_unopenable_sources_name_the_device(tmp_path, source, expected):
+    if isinstance(source, str):
+        source = source.format(tmp=tmp_path)
+    with pytest.raises(CameraError, match=expected):
+        open_source(CameraConfig(source=source, open_timeout_s=2))
+
+
+def test_empty_folder_and_corrupt_image(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CameraError, match="has no images"):
+        open_source(CameraConfig(source=str(tmp_path / "empty")))
+    write_folder(tmp_path / "f", 1)
+    (tmp_path / "f" / "001.png").write_bytes(b"not a png")
+    source = open_source(CameraConfig(source=str(tmp_path / "f")))
+    source.read()
+    with pytest.raises(CameraError, match=r"001\.png is not a readable image"):
+        source.read()
+
+
+def test_pacer_caps_the_rate():
+    pacer = Pacer(50.0)
+    start = time.monotonic()
+    for _ in range(6):
+        pacer.wait()
+    assert time.monotonic() - start >= 5 / 50 * 0.9
