@@ -42,6 +42,13 @@ def _cmd_config_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_reference(args: argparse.Namespace) -> int:
+    from edge_ad.config.reference import render_reference
+
+    print(render_reference(), end="")
+    return 0
+
+
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
     from edge_ad.datasets.synthetic import CATEGORIES, DatasetSpec, make_dataset
 
@@ -100,6 +107,8 @@ def _build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_config_check)
     c = config_sub.add_parser("schema", help="print the config JSON Schema")
     c.set_defaults(func=_cmd_config_schema)
+    c = config_sub.add_parser("reference", help="print the Markdown reference of every key")
+    c.set_defaults(func=_cmd_config_reference)
 
     p = sub.add_parser("make-dataset", help="write a synthetic MVTec-layout dataset")
     p.add_argument("out", type=Path)

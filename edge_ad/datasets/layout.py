@@ -57,7 +57,7 @@ def find_category(path: str | Path) -> Category:
     Raises:
         DatasetError: train/good or test/good is missing or empty.
     """
-    category = Category(Path(path))
+    category = Category(Path(path).resolve())
     for folder in (category.train_good, category.test_good):
         if not folder.is_dir() or not list_images(folder):
             raise DatasetError(

@@ -53,7 +53,7 @@ def _datamodule(category: Category, params: PatchcoreParams, workdir: Path):
         normal_dir="train/good",
         normal_test_dir="test/good",
         abnormal_dir=[f"test/{k}" for k in kinds],
-        mask_dir=masks if all(m.is_dir() for m in masks) else None,
+        mask_dir=[f"ground_truth/{k}" for k in kinds] if all(m.is_dir() for m in masks) else None,
         train_batch_size=params.batch_size,
         eval_batch_size=params.batch_size,
         num_workers=0,

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients) and
+# the virtual environment .venv with edge_ad, its export extra and the test tools.
+# Idempotent: a second run only checks. Set EDGE_AD_EXTRAS=test for a runtime-only (torch-free) install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+PYTHON="${PYTHON:-python3}"
+EXTRAS="${EDGE_AD_EXTRAS:-export,test}"
+
+apt_install() {
+  echo "==> apt-get install $*"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+missing=()
+command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
+if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [[ " ${missing[*]} " == *" python3 "* ]]; then missing+=(python3-venv); fi
+  apt_install "${missing[@]}"
+fi
+
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info[:2] != (3, 11):
+    print(f"warning: Python {sys.version.split()[0]}; the pinned torch 2.14.1 is tested with 3.11", file=sys.stderr)
+PY
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.edge-ad-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $EXTRAS"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> pip install -e .[$EXTRAS] (the export extra brings torch: several GB, a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  echo "$want" > "$stamp"
+fi
+echo "==> environment ready: $(.venv/bin/edge-ad --help >/dev/null && echo .venv/bin/edge-ad)"
