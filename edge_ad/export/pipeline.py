@@ -26,6 +26,7 @@ from edge_ad.bundle import (
 )
 from edge_ad.calibrate.metrics import auroc, best_f1_threshold, classification_stats, spearman
 from edge_ad.datasets.layout import Category, find_category, list_images
+from edge_ad.errors import DatasetError
 from edge_ad.export.patchcore import (
     PatchcoreParams,
     TrainedPatchcore,
@@ -65,7 +66,7 @@ def _read(paths: list[Path]) -> list[np.ndarray]:
     for p in paths:
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:
-            raise ValueError(f"{p}: not a readable image")
+            raise DatasetError(f"{p}: not a readable image; remove or replace it")
         images.append(img)
     return images
 
@@ -133,7 +134,10 @@ def export_bundle(
     test_paths = [p for p, _, _ in test]
     labels = np.array([label for _, label, _ in test])
     if labels.min() == labels.max():
-        raise ValueError(f"{category.root}/test: needs both good and defect images to choose a threshold")
+        raise DatasetError(
+            f"{category.root}/test: needs both good and defect images to choose a threshold; "
+            "add a few defect images under test/<defect>/"
+        )
     test_images = _read(test_paths)
 
     with tempfile.TemporaryDirectory(prefix="edge-ad-export-") as tmp:
