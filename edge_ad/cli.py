@@ -1,11 +1,12 @@
 """``edge-ad`` command line. Thin: parses arguments and calls the packages.
 
-Export-only code (torch, anomalib, nncf) is imported inside the export subcommand.
+Export-only code (torch, anomalib, nncf, matplotlib) is imported inside the export subcommands.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -16,6 +17,8 @@ from edge_ad.errors import EdgeAdError
 __all__ = ["main"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+EXPORT_ONLY = {"torch", "anomalib", "nncf", "skimage", "matplotlib", "lightning", "timm"}
+GATE_FAILED = 3
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -67,32 +70,124 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_from_args(args: argparse.Namespace):
+    from pydantic import ValidationError
+
+    from edge_ad.config.loader import describe_errors
+    from edge_ad.errors import ConfigError
+    from edge_ad.export.recipe import ExportRecipe, load_recipe
+
+    if not args.recipe and args.data is None:
+        raise EdgeAdError("export: give --data DIR (a category directory) or --recipe FILE")
+    base = load_recipe(args.recipe).model_dump() if args.recipe else {}
+    overrides = {
+        ("data",): args.data,
+        ("out",): args.out,
+        ("name",): args.name,
+        ("seed",): args.seed,
+        ("model", "type"): args.model,
+        ("model", "backbone"): args.backbone,
+        ("model", "weights"): args.weights,
+        ("model", "image_size"): args.image_size,
+        ("model", "coreset_ratio"): args.coreset_ratio,
+        ("model", "coreset"): args.coreset,
+        ("model", "epochs"): args.epochs,
+        ("threshold", "method"): args.threshold,
+        ("threshold", "k"): args.sigma_k,
+        ("threshold", "percentile"): args.percentile,
+        ("int8", "mode"): "none" if args.no_int8 else args.int8,
+        ("int8", "max_drop"): args.max_drop,
+    }
+    for keys, value in overrides.items():
+        if value is not None:
+            node = base
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+            node[keys[-1]] = value
+    try:
+        recipe = ExportRecipe.model_validate(base)
+    except ValidationError as exc:
+        raise ConfigError("export options: " + "; ".join(describe_errors(exc, ExportRecipe))) from None
+    if recipe.model.weights and not recipe.model.weights.is_file():
+        raise EdgeAdError(f"model.weights (--weights): {recipe.model.weights} does not exist")
+    return recipe
+
+
+def _print_summary(result) -> None:
+    m = result.manifest
+    total = sum(f.size for f in m.files.values())
+    secs = result.seconds
+    print(f"\nbundle   {result.bundle}  ({total / 1e6:.1f} MB, {len(m.files)} files)")
+    print(f"model    {m.model.type} / {m.model.backbone} {m.model.layers}  input {m.input.width}x{m.input.height}")
+    print(f"time     fit {secs.get('fit', 0):.1f} s, INT8 {secs.get('quantize', 0):.1f} s, total {secs['total']:.1f} s")
+    print(
+        f"{'variant':8s} {'status':9s} {'AUROC':>7s} {'PR-AUC':>7s} {'F1':>6s} {'recall':>7s} {'threshold':>10s} method"
+    )
+    for name, v in m.variants.items():
+        mb = m.files[v.bin].size / 1e6
+        print(
+            f"{name:8s} {v.status:9s} {v.metrics['image_auroc']:7.4f} {v.metrics['pr_auc']:7.4f} "
+            f"{v.metrics['f1']:6.3f} {v.metrics['recall']:7.3f} {v.threshold.value:10.4g}  "
+            f"{v.threshold.method}  ({mb:.1f} MB)"
+        )
+    if result.gate is not None:
+        g = result.gate
+        verdict = "PASS" if g.passed else "FAIL (INT8 rejected; the device runs FP32)"
+        print(f"INT8 gate ({g.mode}): validation AUROC drop {g.drop:+.4f}, budget {g.max_drop:.4f} -> {verdict}")
+    print(f"report   {result.bundle / 'report' / 'report.html'}")
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edge_ad.export.patchcore import PatchcoreParams
     from edge_ad.export.pipeline import export_bundle
 
-    if args.weights and not args.weights.is_file():
-        raise EdgeAdError(f"--weights: {args.weights} does not exist")
-    params = PatchcoreParams(
-        image_size=args.image_size, coreset_ratio=args.coreset_ratio, seed=args.seed, backbone=args.backbone
-    )
-    result = export_bundle(
-        args.data, args.out, name=args.name, params=params, weights=args.weights, int8=not args.no_int8
-    )
-    m = result.manifest
-    print(f"bundle: {result.bundle}")
-    for name, variant in m.variants.items():
+    recipe = _recipe_from_args(args)
+    with contextlib.redirect_stdout(sys.stderr):  # library progress bars go to stderr; stdout has the summary
+        result = export_bundle(recipe)
+    _print_summary(result)
+    gate = result.gate
+    if gate is not None and not gate.passed:
         print(
-            f"  {name}: AUROC {variant.metrics['image_auroc']:.4f}  F1 {variant.metrics['f1']:.4f}  "
-            f"threshold {variant.threshold.value:.4f} ({variant.threshold.method})"
+            f"edge-ad: error: INT8 image-AUROC drop {gate.drop:.4f} exceeds the budget {gate.max_drop:.4f}; "
+            "the FP32 bundle was installed and the INT8 variant is marked rejected "
+            "(calibrate on more good images, keep more layers in FP32, or raise --max-drop)",
+            file=sys.stderr,
         )
+        return GATE_FAILED
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from edge_ad.export.report import rebuild_report
+
+    print(rebuild_report(args.bundle))
+    return 0
+
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="train on good images and write an OpenVINO bundle (export extra)")
+    p.add_argument("--recipe", type=Path, help="calibration recipe YAML; the options below override it")
+    p.add_argument("--data", type=Path, help="category directory (train/good, test/good, test/<defect>)")
+    p.add_argument("--model", choices=["patchcore", "padim", "stfpm"])
+    p.add_argument("--out", type=Path, help="models root (default models/)")
+    p.add_argument("--name", help="bundle name (default: the category directory name)")
+    p.add_argument("--backbone", help="timm backbone (default tf_efficientnet_lite0)")
+    p.add_argument("--weights", type=Path, help="backbone ImageNet weights .pth (default: packaged lite0)")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--coreset-ratio", type=float)
+    p.add_argument("--coreset", choices=["fast", "greedy"], help="PatchCore coreset algorithm (default fast)")
+    p.add_argument("--epochs", type=int, help="STFPM training epochs")
+    p.add_argument("--threshold", choices=["f1", "sigma", "percentile"], help="threshold method (default f1)")
+    p.add_argument("--sigma-k", type=float, help="k of --threshold sigma: mean + k*std of good scores")
+    p.add_argument("--percentile", type=float, help="percentile of good scores for --threshold percentile")
+    p.add_argument("--int8", choices=["ptq", "aware", "none"], help="NNCF INT8 mode (default ptq)")
+    p.add_argument("--max-drop", type=float, help="largest allowed INT8 image-AUROC drop (default 0.005)")
+    p.add_argument("--no-int8", action="store_true", help="same as --int8 none")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=_cmd_export)
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="edge-ad", description="Visual anomaly detection for inspection stations."
-    )
+    parser = argparse.ArgumentParser(prog="edge-ad", description="Visual anomaly detection for inspection stations.")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -100,7 +195,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, type=Path, help="station YAML file")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("config", help="check a config file or print its JSON Schema")
+    p = sub.add_parser("config", help="check a config file, print its JSON Schema or reference")
     config_sub = p.add_subparsers(dest="config_command", required=True)
     c = config_sub.add_parser("check", help="validate a station YAML file")
     c.add_argument("file", type=Path)
@@ -110,7 +205,7 @@ def _build_parser() -> argparse.ArgumentParser:
     c = config_sub.add_parser("reference", help="print the Markdown reference of every key")
     c.set_defaults(func=_cmd_config_reference)
 
-    p = sub.add_parser("make-dataset", help="write a synthetic MVTec-layout dataset")
+    p = sub.add_parser("make-dataset", help="write a synthetic MVTec-layout dataset (export extra)")
     p.add_argument("out", type=Path)
     p.add_argument("--categories", nargs="+", default=["brick", "gravel"])
     p.add_argument("--size", type=int, default=128, help="image side in pixels")
@@ -120,20 +215,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_make_dataset)
 
-    p = sub.add_parser(
-        "export", help="train on good images and write an OpenVINO bundle (needs the export extra)"
-    )
-    p.add_argument("--data", required=True, type=Path, help="category directory (train/good, test/...)")
-    p.add_argument("--model", choices=["patchcore"], default="patchcore")
-    p.add_argument("--out", type=Path, default=Path("models"), help="models root")
-    p.add_argument("--name", help="bundle name (default: the category directory name)")
-    p.add_argument("--backbone", default="tf_efficientnet_lite0")
-    p.add_argument("--weights", type=Path, help="backbone ImageNet weights .pth (default: packaged lite0)")
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--coreset-ratio", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-int8", action="store_true", help="skip the NNCF INT8 variant")
-    p.set_defaults(func=_cmd_export)
+    _add_export_parser(sub)
+
+    p = sub.add_parser("report", help="rebuild a bundle's evaluation report (export extra)")
+    p.add_argument("bundle", type=Path)
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -147,13 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-ad: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        if (
-            args.command in ("export", "make-dataset")
-            and exc.name
-            and exc.name.split(".")[0] in {"torch", "anomalib", "nncf", "skimage"}
-        ):
+        if exc.name and exc.name.split(".")[0] in EXPORT_ONLY:
             print(
-                f"edge-ad: error: '{exc.name}' is missing; install the export extra: "
+                f"edge-ad: error: '{exc.name}' is missing; '{args.command}' needs the export extra: "
                 "pip install -e '.[export]'",
                 file=sys.stderr,
             )

@@ -32,19 +32,20 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic brick category (training and test split)."""
     from edge_ad.datasets.synthetic import DatasetSpec, make_dataset
 
-    return make_dataset(
-        tmp_path_factory.mktemp("data"), ["brick"], DatasetSpec(train=40, test_good=12, test_defect=5)
-    )[0]
+    return make_dataset(tmp_path_factory.mktemp("data"), ["brick"], DatasetSpec(train=40, test_good=16, test_defect=6))[
+        0
+    ]
 
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory, dataset: Path):
     """A real PatchCore bundle (FP32 + INT8) exported with every non-loopback connection failing."""
     from edge_ad.export.pipeline import export_bundle
+    from edge_ad.export.recipe import ExportRecipe
     from tests.support.net import block_network
 
     models = tmp_path_factory.mktemp("models")
     with block_network() as attempts:
-        result = export_bundle(dataset, models)
+        result = export_bundle(ExportRecipe(data=dataset, out=models))
     result.blocked_attempts = attempts
     return result

@@ -38,6 +38,9 @@ class InputSpec(_Strict):
     normalization: dict[str, list[float]] = Field(
         description="mean/std (0..1 scale, RGB) applied inside the IR after the BGR->RGB swap"
     )
+    roi: tuple[int, int, int, int] | None = Field(
+        None, description="x, y, width, height cropped from the camera frame before resizing"
+    )
 
 
 class Threshold(_Strict):
@@ -69,7 +72,7 @@ class Variant(_Strict):
 class ModelSpec(_Strict):
     """The trained model behind the IR."""
 
-    type: Literal["patchcore"]
+    type: Literal["patchcore", "padim", "stfpm"]
     backbone: str
     layers: list[str]
     weights: str

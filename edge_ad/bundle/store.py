@@ -109,9 +109,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise BundleError(
-            f"{manifest_path}: invalid manifest at '{where}': {first['msg']}; {_REEXPORT}"
-        ) from None
+        raise BundleError(f"{manifest_path}: invalid manifest at '{where}': {first['msg']}; {_REEXPORT}") from None
     except (OSError, ValueError) as exc:
         raise BundleError(f"{manifest_path}: unreadable manifest ({exc}); {_REEXPORT}") from None
     for variant in manifest.variants.values():

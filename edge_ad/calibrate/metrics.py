@@ -70,3 +70,30 @@ def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, fl
 
 def _margin(scores: np.ndarray, threshold: float) -> float:
     return float(np.min(np.abs(scores - threshold)))
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive rate, true-positive rate and thresholds, from the highest threshold down."""
+    labels = np.asarray(labels).astype(bool)
+    thresholds = np.r_[np.inf, np.unique(scores)[::-1]]
+    pred = np.asarray(scores)[None, :] >= thresholds[:, None]
+    tpr = (pred & labels).sum(1) / max(labels.sum(), 1)
+    fpr = (pred & ~labels).sum(1) / max((~labels).sum(), 1)
+    return fpr, tpr, thresholds
+
+
+def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and thresholds (each unique score as a threshold, highest first)."""
+    labels = np.asarray(labels).astype(bool)
+    thresholds = np.unique(scores)[::-1]
+    pred = np.asarray(scores)[None, :] >= thresholds[:, None]
+    tp = (pred & labels).sum(1)
+    precision = tp / np.maximum(pred.sum(1), 1)
+    recall = tp / max(labels.sum(), 1)
+    return precision, recall, thresholds
+
+
+def pr_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision: sum over thresholds of precision × recall increment."""
+    precision, recall, _ = pr_curve(labels, scores)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))

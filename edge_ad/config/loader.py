@@ -87,8 +87,6 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
         update={
             "camera": config.camera.model_copy(update={"source": source}),
             "model": config.model.model_copy(update={"path": resolve(config.model.path.expanduser())}),
-            "service": config.service.model_copy(
-                update={"state_dir": resolve(config.service.state_dir.expanduser())}
-            ),
+            "service": config.service.model_copy(update={"state_dir": resolve(config.service.state_dir.expanduser())}),
         }
     )

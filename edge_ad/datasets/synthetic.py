@@ -111,9 +111,7 @@ def _write(path: Path, image: np.ndarray) -> None:
     cv2.imwrite(str(path), np.clip(np.round(image), 0, 255).astype(np.uint8))
 
 
-def make_dataset(
-    out: str | Path, categories: list[str] | None = None, spec: DatasetSpec | None = None
-) -> list[Path]:
+def make_dataset(out: str | Path, categories: list[str] | None = None, spec: DatasetSpec | None = None) -> list[Path]:
     """Write one MVTec-layout directory per category under ``out``.
 
     Args:

@@ -1,10 +1,15 @@
-"""`edge-ad export`: train -> OpenVINO FP32 + INT8 IR -> evaluate with the runtime -> bundle."""
+"""`edge-ad export`: train -> FP32 IR -> NNCF INT8 (gated) -> threshold -> report -> bundle.
+
+Scores, thresholds and metrics are computed by the runtime (:class:`AnomalyModel`) on the IRs
+that ship, so the manifest describes exactly what the device will do.
+"""
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -12,56 +17,80 @@ from pathlib import Path
 import cv2
 import numpy as np
 import openvino as ov
+from tqdm import tqdm
 
 import edge_ad
-from edge_ad.bundle import (
-    Bundle,
-    InputSpec,
-    Manifest,
-    ModelSpec,
-    Threshold,
-    Variant,
-    file_entry,
-    install_bundle,
-)
-from edge_ad.calibrate.metrics import auroc, best_f1_threshold, classification_stats, spearman
+from edge_ad.bundle import Bundle, InputSpec, Manifest, Threshold, Variant, file_entry, install_bundle
+from edge_ad.calibrate.metrics import auroc, classification_stats, pr_auc, spearman
+from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.datasets.layout import Category, find_category, list_images
 from edge_ad.errors import DatasetError
-from edge_ad.export.patchcore import (
-    PatchcoreParams,
-    TrainedPatchcore,
-    features_ir,
-    memory_bank,
-    train_patchcore,
-)
-from edge_ad.export.quantize import quantize_ptq
+from edge_ad.export.models import Trained, train
+from edge_ad.export.quantize import quantize
+from edge_ad.export.recipe import ExportRecipe
 from edge_ad.inference.engine import AnomalyModel
-from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
+from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT
 from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["ExportResult", "export_bundle"]
+__all__ = ["ExportResult", "Gate", "Split", "export_bundle", "split_test"]
 
 logger = logging.getLogger(__name__)
 
-_FILES = {
-    "fp32": ("model.xml", "model.bin", "features.xml", "features.bin"),
-    "int8": ("model_int8.xml", "model_int8.bin", "features_int8.xml", "features_int8.bin"),
-}
+FILES = {"fp32": ("model.xml", "model.bin"), "int8": ("model_int8.xml", "model_int8.bin")}
+
+
+@dataclass
+class Split:
+    """Labelled images of one evaluation split."""
+
+    name: str
+    paths: list[Path]
+    labels: np.ndarray
+    kinds: list[str]
+    images: list[np.ndarray] = field(repr=False, default_factory=list)
+
+    @property
+    def good(self) -> np.ndarray:
+        """Mask of good images."""
+        return self.labels == 0
+
+
+@dataclass(frozen=True)
+class Gate:
+    """INT8 accuracy gate on the validation split."""
+
+    mode: str
+    max_drop: float
+    fp32_auroc: float
+    int8_auroc: float
+
+    @property
+    def drop(self) -> float:
+        """AUROC lost by INT8 (negative when INT8 is better)."""
+        return self.fp32_auroc - self.int8_auroc
+
+    @property
+    def passed(self) -> bool:
+        """Whether the drop is within the budget."""
+        return self.drop <= self.max_drop + 1e-12
 
 
 @dataclass
 class ExportResult:
-    """What an export produced."""
+    """What an export produced (scores are per variant, on the test split)."""
 
     bundle: Path
     manifest: Manifest
-    trained: TrainedPatchcore
+    trained: Trained
     scores: dict[str, np.ndarray]
     labels: np.ndarray
     test_paths: list[Path]
+    gate: Gate | None
+    seconds: dict[str, float]
 
 
-def _read(paths: list[Path]) -> list[np.ndarray]:
+def read_images(paths: list[Path]) -> list[np.ndarray]:
+    """BGR images as OpenCV reads them (the runtime's frame format)."""
     images = []
     for p in paths:
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
@@ -69,6 +98,25 @@ def _read(paths: list[Path]) -> list[np.ndarray]:
             raise DatasetError(f"{p}: not a readable image; remove or replace it")
         images.append(img)
     return images
+
+
+def split_test(category: Category) -> tuple[Split, Split]:
+    """Deterministic validation/test split of test/: even positions of each kind validate, odd test."""
+    parts: dict[str, list[tuple[Path, int, str]]] = {"validation": [], "test": []}
+    for kind in ["good", *category.defect_kinds]:
+        for i, path in enumerate(list_images(category.root / "test" / kind)):
+            parts["validation" if i % 2 == 0 else "test"].append((path, int(kind != "good"), kind))
+    splits = []
+    for name, items in parts.items():
+        labels = np.array([label for _, label, _ in items])
+        if len(items) < 2 or labels.min() == labels.max():
+            raise DatasetError(
+                f"{category.root}/test: needs at least 2 good and 2 defect images (under test/good and "
+                "test/<defect>) to choose a threshold and measure accuracy"
+            )
+        paths = [p for p, _, _ in items]
+        splits.append(Split(name, paths, labels, [k for _, _, k in items], read_images(paths)))
+    return splits[0], splits[1]
 
 
 def _versions() -> dict[str, str]:
@@ -81,148 +129,160 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _save_variant(staging: Path, name: str, features: ov.Model, bank: np.ndarray, neighbors: int) -> None:
-    model_xml, _, feat_xml, _ = _FILES[name]
-    ov.save_model(features, staging / feat_xml, compress_to_fp16=False)
-    ov.save_model(compose_patchcore(features, bank, neighbors), staging / model_xml, compress_to_fp16=False)
-
-
-def _evaluate(
-    bundle: Bundle, variant: str, images: list[np.ndarray], labels: np.ndarray
-) -> tuple[np.ndarray, Variant]:
+def _scores(bundle: Bundle, variant: str, split: Split) -> np.ndarray:
     model = AnomalyModel(bundle, variant=variant, device="CPU")
-    scores = model.score_images(images)
-    threshold, _ = best_f1_threshold(labels, scores)
-    stats = classification_stats(labels, scores, threshold)
-    metrics = {"image_auroc": auroc(labels, scores), **{k: float(v) for k, v in stats.items()}}
-    entry = bundle.manifest.variants[variant].model_copy(  # type: ignore[index]
-        update={
-            "threshold": Threshold(
-                value=threshold,
-                method="f1",
-                inputs={"split": "test", "good": int((labels == 0).sum()), "defect": int(labels.sum())},
-            ),
-            "metrics": metrics,
-        }
+    return np.array(
+        [model.score_images([img])[0] for img in tqdm(split.images, desc=f"{variant} {split.name}", leave=False)]
     )
-    return scores, entry
 
 
-def export_bundle(
-    data: str | Path,
-    out: str | Path,
-    name: str | None = None,
-    params: PatchcoreParams | None = None,
-    weights: Path | None = None,
-    int8: bool = True,
-) -> ExportResult:
-    """Train PatchCore on ``data`` and install a new bundle version under ``out/<name>/``.
+def _metrics(split: Split, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    stats = classification_stats(split.labels, scores, threshold)
+    recall_per_kind = {
+        f"recall_{kind}": float((scores[[k == kind for k in split.kinds]] >= threshold).mean())
+        for kind in sorted(set(split.kinds) - {"good"})
+    }
+    return {
+        "image_auroc": auroc(split.labels, scores),
+        "pr_auc": pr_auc(split.labels, scores),
+        **{k: float(v) for k, v in stats.items()},
+        **recall_per_kind,
+    }
 
-    Args:
-        data: MVTec-style category directory.
-        out: Models root (``models/``).
-        name: Bundle name; default the category name.
-        params: Training parameters.
-        weights: Backbone ImageNet weights file; default the packaged lite0 weights.
-        int8: Also write an NNCF INT8 variant (the default variant when present).
+
+def export_bundle(recipe: ExportRecipe) -> ExportResult:
+    """Train the recipe's model and install a new bundle version under ``recipe.out/<name>/``.
+
+    The FP32 variant is always installed. With ``recipe.int8.mode != "none"`` an INT8 variant is
+    added; if its validation AUROC drops by more than ``max_drop`` it is kept but marked
+    ``rejected`` (the device then runs FP32) and ``result.gate.passed`` is False.
     """
-    category: Category = find_category(data)
-    params = params or PatchcoreParams()
-    name = name or category.name
-    size = params.image_size
-    test = category.test_images()
-    test_paths = [p for p, _, _ in test]
-    labels = np.array([label for _, label, _ in test])
-    if labels.min() == labels.max():
-        raise DatasetError(
-            f"{category.root}/test: needs both good and defect images to choose a threshold; "
-            "add a few defect images under test/<defect>/"
-        )
-    test_images = _read(test_paths)
+    from edge_ad.export.report import build_report
+
+    category = find_category(recipe.data)
+    name = recipe.name or category.name
+    val, test = split_test(category)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
 
     with tempfile.TemporaryDirectory(prefix="edge-ad-export-") as tmp:
         tmp_path = Path(tmp)
-        trained = train_patchcore(category, params, tmp_path / "anomalib", weights)
+        logger.info(
+            "[1/5] training %s on %s (%d good images)",
+            recipe.model.type,
+            category.root,
+            len(list_images(category.train_good)),
+        )
+        trained = train(category, recipe, tmp_path / "anomalib")
+        seconds["fit"] = trained.fit_seconds
         staging = tmp_path / "bundle"
         staging.mkdir()
-        bank = memory_bank(trained)
-        np.save(staging / "memory_bank.npy", bank)
-        features = features_ir(trained, size)
-        _save_variant(staging, "fp32", features, bank, params.num_neighbors)
-        variants = ["fp32"]
-        if int8:
-            calib = _read(list_images(category.train_good)[:300])
-            logger.info("quantizing to INT8 with NNCF on %d good images", len(calib))
-            _save_variant(
-                staging, "int8", quantize_ptq(features, calib, size, size), bank, params.num_neighbors
-            )
-            variants.append("int8")
 
+        logger.info("[2/5] converting to OpenVINO IR")
+        fp32 = trained.scoring_ir()
+        ov.save_model(fp32, staging / FILES["fp32"][0], compress_to_fp16=False)
+        int8 = None
+        if recipe.int8.mode != "none":
+            logger.info("[3/5] NNCF INT8 (%s, max AUROC drop %.4f)", recipe.int8.mode, recipe.int8.max_drop)
+            started = time.perf_counter()
+            calibration = read_images(list_images(category.train_good)[: recipe.int8.calibration_images])
+            int8 = quantize(fp32, trained, calibration, recipe.int8, validation=(val.images, val.labels))
+            ov.save_model(int8, staging / FILES["int8"][0], compress_to_fp16=False)
+            seconds["quantize"] = time.perf_counter() - started
+        trained.write_extras(staging, fp32, int8)
+
+        logger.info(
+            "[4/5] evaluating with the runtime on validation (%d) and test (%d) images",
+            len(val.paths),
+            len(test.paths),
+        )
+        variants = ["fp32"] + (["int8"] if int8 is not None else [])
         placeholder = Threshold(value=0.0, method="manual")
         manifest = Manifest(
             name=name,
             version="0",
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            model=ModelSpec(
-                type="patchcore",
-                backbone=params.backbone,
-                layers=list(params.layers),
-                weights=Path(trained.weights).name,
-                params={
-                    "coreset_ratio": params.coreset_ratio,
-                    "num_neighbors": params.num_neighbors,
-                    "memory_bank_rows": int(bank.shape[0]),
-                    "feature_dim": int(bank.shape[1]),
-                    "seed": params.seed,
-                },
-            ),
+            model=trained.spec(),
             input=InputSpec(
-                height=size,
-                width=size,
+                height=trained.size,
+                width=trained.size,
                 normalization={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+                roi=recipe.roi,
             ),
             outputs={"score": SCORE_OUTPUT, "map": MAP_OUTPUT},
             variants={
-                v: Variant(xml=_FILES[v][0], bin=_FILES[v][1], precision=v.upper(), threshold=placeholder)
+                v: Variant(xml=FILES[v][0], bin=FILES[v][1], precision=v.upper(), threshold=placeholder)
                 for v in variants
             },
             default_variant=variants[-1],
-            files={p.name: file_entry(p) for p in sorted(staging.iterdir())},
-            dataset={
-                "category": category.name,
-                "train_good": len(list_images(category.train_good)),
-                "test_good": int((labels == 0).sum()),
-                "test_defect": int(labels.sum()),
-                "defect_kinds": category.defect_kinds,
-            },
-            versions=_versions(),
+            files={p.name: file_entry(p) for p in sorted(staging.iterdir()) if p.is_file()},
         )
         provisional = Bundle(path=staging, manifest=manifest)
-        scores: dict[str, np.ndarray] = {}
-        evaluated = {}
+        scores = {v: {s.name: _scores(provisional, v, s) for s in (val, test)} for v in variants}
+        evaluated: dict[str, Variant] = {}
         for v in variants:
-            scores[v], evaluated[v] = _evaluate(provisional, v, test_images, labels)
-            logger.info(
-                "%s: image AUROC %.4f, F1 %.4f",
-                v,
-                evaluated[v].metrics["image_auroc"],
-                evaluated[v].metrics["f1"],
+            t = recipe.threshold
+            threshold = choose_threshold(
+                t.method,
+                scores[v]["validation"][val.good],
+                scores[v]["validation"][~val.good],
+                t.k,
+                t.percentile,
             )
-        agreement = {}
-        if "int8" in scores:
-            same = (scores["fp32"] >= evaluated["fp32"].threshold.value) == (
-                scores["int8"] >= evaluated["int8"].threshold.value
+            metrics = _metrics(test, scores[v]["test"], threshold.value)
+            metrics["validation_auroc"] = auroc(val.labels, scores[v]["validation"])
+            evaluated[v] = manifest.variants[v].model_copy(update={"threshold": threshold, "metrics": metrics})  # type: ignore[index]
+
+        gate = None
+        summary: dict = {"split": {"validation": len(val.paths), "test": len(test.paths)}}
+        if int8 is not None:
+            gate = Gate(
+                recipe.int8.mode,
+                recipe.int8.max_drop,
+                evaluated["fp32"].metrics["validation_auroc"],
+                evaluated["int8"].metrics["validation_auroc"],
             )
-            agreement = {
-                "int8_vs_fp32_spearman": spearman(scores["fp32"], scores["int8"]),
-                "int8_vs_fp32_verdict_agreement": float(same.mean()),
-                "int8_auroc_drop": evaluated["fp32"].metrics["image_auroc"]
-                - evaluated["int8"].metrics["image_auroc"],
+            same = (scores["fp32"]["test"] >= evaluated["fp32"].threshold.value) == (
+                scores["int8"]["test"] >= evaluated["int8"].threshold.value
+            )
+            summary["int8"] = {
+                "mode": gate.mode,
+                "max_drop": gate.max_drop,
+                "validation_auroc_drop": gate.drop,
+                "gate": "pass" if gate.passed else "rejected",
+                "spearman_vs_fp32": spearman(scores["fp32"]["test"], scores["int8"]["test"]),
+                "verdict_agreement_vs_fp32": float(same.mean()),
             }
-        manifest = manifest.model_copy(update={"variants": evaluated, "metrics": agreement})
-        path = install_bundle(staging, Path(out), manifest)
+            if not gate.passed:
+                evaluated["int8"] = evaluated["int8"].model_copy(update={"status": "rejected"})
+                logger.error("INT8 rejected: validation AUROC drop %.4f > budget %.4f", gate.drop, gate.max_drop)
+        default = "int8" if gate is not None and gate.passed else "fp32"
+        manifest = manifest.model_copy(
+            update={
+                "variants": evaluated,
+                "default_variant": default,
+                "metrics": summary,
+                "dataset": {
+                    "category": category.name,
+                    "path": str(category.root),
+                    "train_good": len(list_images(category.train_good)),
+                    "defect_kinds": category.defect_kinds,
+                },
+                "versions": _versions(),
+            }
+        )
+        logger.info("[5/5] writing the evaluation report and installing the bundle")
+        build_report(staging, manifest, {"validation": val, "test": test}, scores)
+        path = install_bundle(staging, Path(recipe.out), manifest)
+    seconds["total"] = time.perf_counter() - clock
     final = Manifest.model_validate_json((path / "manifest.json").read_bytes())
-    logger.info("bundle %s written (%s)", path, ", ".join(variants))
     return ExportResult(
-        bundle=path, manifest=final, trained=trained, scores=scores, labels=labels, test_paths=test_paths
+        bundle=path,
+        manifest=final,
+        trained=trained,
+        scores={v: scores[v]["test"] for v in variants},
+        labels=test.labels,
+        test_paths=test.paths,
+        gate=gate,
+        seconds=seconds,
     )

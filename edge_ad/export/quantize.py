@@ -1,4 +1,4 @@
-"""INT8 post-training quantization with NNCF on an IR we control (batch 1, uint8 input)."""
+"""INT8 with NNCF on an IR we control (batch 1, uint8 input): post-training or accuracy-aware."""
 
 from __future__ import annotations
 
@@ -7,47 +7,85 @@ import logging
 import numpy as np
 import openvino as ov
 
+from edge_ad.calibrate.metrics import auroc
+from edge_ad.export.models import Trained
+from edge_ad.export.recipe import Int8Options
+from edge_ad.inference.patchcore_graph import SCORE_OUTPUT
 from edge_ad.inference.preprocess import to_batch
 
-__all__ = ["quantize_ptq"]
+__all__ = ["quantize"]
 
 logger = logging.getLogger(__name__)
 
 
-def quantize_ptq(model: ov.Model, images: list[np.ndarray], height: int, width: int) -> ov.Model:
-    """Quantize weights and activations to INT8, calibrated on good images.
+def _early_convolutions(model: ov.Model, size: int) -> list[str]:
+    """Convolutions that run at 1/4 of the input resolution or finer (stem and first stages).
 
-    The stem convolution and the embedding's average pool stay FP32 (see :func:`_stem_convolution`).
+    Measured on efficientnet-lite0 PatchCore (brick, 128 px, 40 calibration images): quantizing
+    everything gives validation AUROC 0.95 and score Spearman 0.94 vs FP32; keeping the
+    stride <= 4 convolutions (about 8 of 40, a small share of the compute) in FP32 gives AUROC 1.0
+    and Spearman 0.98. Quantizing the average pool that forms the patch embedding is worse still
+    (feature correlation 0.72, AUROC ~0.5), so it stays FP32 too.
+    """
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in ("Convolution", "GroupConvolution"):
+            height = op.get_output_partial_shape(0)[2]
+            if height.is_static and height.get_length() * 4 >= size:
+                names.append(op.get_friendly_name())
+    return names
+
+
+def quantize(
+    model: ov.Model,
+    trained: Trained,
+    calibration: list[np.ndarray],
+    options: Int8Options,
+    validation: tuple[list[np.ndarray], np.ndarray] | None = None,
+) -> ov.Model:
+    """Quantize the backbone of a scoring model to INT8; the anomaly head stays FP32.
 
     Args:
-        model: FP32 model taking uint8 BGR NHWC frames of (height, width).
-        images: BGR calibration images (good parts); all of them are used.
-        height: Model input height.
-        width: Model input width.
+        model: FP32 scoring model (uint8 BGR NHWC input).
+        trained: The trained model (knows which ops form its head).
+        calibration: Good BGR images for activation statistics.
+        options: Mode (``ptq`` or ``aware``), max AUROC drop and layers kept in FP32.
+        validation: (images, labels) for the accuracy-aware mode.
     """
     import nncf
 
-    if len(images) < 300:
-        logger.info("calibrating INT8 on %d images (NNCF recommends 300 for production)", len(images))
-    dataset = nncf.Dataset([to_batch(img, height, width) for img in images])
-    return nncf.quantize(
+    nncf.set_log_level(logging.WARNING)
+    size, roi = trained.size, trained.recipe.roi
+    if len(calibration) < 300:
+        logger.info("calibrating INT8 on %d images (NNCF recommends 300 for production)", len(calibration))
+    names = trained.head_ops(model)
+    if "early_layers" in options.keep_fp32:
+        names += _early_convolutions(model, size)
+    types = ["AvgPool"] if "embedding_pool" in options.keep_fp32 else []
+    scope = nncf.IgnoredScope(names=names, types=types + trained.fp32_types(), validate=False)
+    calib = nncf.Dataset([to_batch(img, size, size, roi) for img in calibration])
+    common = {
+        "subset_size": len(calibration),
+        "preset": nncf.QuantizationPreset.PERFORMANCE,
+        "ignored_scope": scope,
+    }
+    if options.mode == "ptq":
+        return nncf.quantize(model, calib, **common)
+    if validation is None:
+        raise ValueError("accuracy-aware quantization needs a labelled validation split")
+    images, labels = validation
+    val = nncf.Dataset([to_batch(img, size, size, roi) for img in images])
+
+    def validate(compiled: ov.CompiledModel, data) -> float:
+        scores = [float(compiled(x)[SCORE_OUTPUT].reshape(-1)[0]) for x in data]
+        return auroc(labels, np.array(scores))
+
+    return nncf.quantize_with_accuracy_control(
         model,
-        dataset,
-        subset_size=len(images),
-        preset=nncf.QuantizationPreset.PERFORMANCE,
-        ignored_scope=nncf.IgnoredScope(names=[_stem_convolution(model)], types=["AvgPool"]),
+        calib,
+        val,
+        validation_fn=validate,
+        max_drop=options.max_drop,
+        drop_type=nncf.DropType.ABSOLUTE,
+        **common,
     )
-
-
-def _stem_convolution(model: ov.Model) -> str:
-    """Name of the first convolution, kept in FP32.
-
-    Measured on efficientnet-lite0 PatchCore embeddings: quantizing the stem (right after the
-    uint8 -> normalised float input) and the 3x3 average pool that produces the patch embedding
-    drops the INT8/FP32 feature correlation from 0.99 to 0.72 and the image AUROC to ~0.5;
-    keeping both in FP32 costs little, as they are a small share of the compute.
-    """
-    for op in model.get_ordered_ops():
-        if op.get_type_name() == "Convolution":
-            return op.get_friendly_name()
-    raise ValueError("model has no Convolution to keep in FP32")

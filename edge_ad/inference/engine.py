@@ -56,13 +56,11 @@ class AnomalyModel:
         ModelLoadError: The IR cannot be read/compiled, or its I/O does not match the manifest.
     """
 
-    def __init__(
-        self, bundle: Bundle, variant: str = "int8", device: str = "CPU", cache_dir: Path | None = None
-    ):
+    def __init__(self, bundle: Bundle, variant: str = "int8", device: str = "CPU", cache_dir: Path | None = None):
         self.bundle = bundle
         self.variant_name, self.variant = bundle.variant(variant)
         spec = bundle.manifest.input
-        self.height, self.width = spec.height, spec.width
+        self.height, self.width, self.roi = spec.height, spec.width, spec.roi
         core = ov.Core()
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -99,9 +97,7 @@ class AnomalyModel:
     def _check_io(self, model: ov.Model, xml: Path) -> None:
         expected = [1, self.height, self.width, 3]
         if len(model.inputs) != 1:
-            raise ModelLoadError(
-                f"{xml}: expected 1 input, IR has {len(model.inputs)}; re-run 'edge-ad export'"
-            )
+            raise ModelLoadError(f"{xml}: expected 1 input, IR has {len(model.inputs)}; re-run 'edge-ad export'")
         shape = model.input(0).get_partial_shape()
         if shape.is_dynamic or list(shape.to_shape()) != expected:
             raise ModelLoadError(
@@ -120,14 +116,14 @@ class AnomalyModel:
     def infer(self, frame: Frame) -> Result:
         """Score one frame (synchronous)."""
         started = time.perf_counter()
-        self.request.infer({0: to_batch(frame.image, self.height, self.width)})
+        self.request.infer({0: to_batch(frame.image, self.height, self.width, self.roi)})
         score = float(self.request.get_tensor(self._score_out).data.reshape(-1)[0])
         anomaly_map = np.array(self.request.get_tensor(self._map_out).data[0], copy=True)
         return Result(score=score, anomaly_map=anomaly_map, latency_ms=(time.perf_counter() - started) * 1000)
 
     def score_images(self, images: list[np.ndarray]) -> np.ndarray:
         """Raw scores of BGR images, in order (evaluation and calibration helper)."""
-        return np.array([self.infer(Frame(image=img, ts=0.0, index=i)).score for i, img in enumerate(images)])
+        return np.array([self.infer(Frame(image=img, ts=0.0, index=i + 1)).score for i, img in enumerate(images)])
 
 
 def _first_line(exc: BaseException) -> str:

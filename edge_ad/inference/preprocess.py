@@ -12,7 +12,7 @@ import numpy as np
 import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "embed_preprocessing", "resize_frame", "to_batch"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "crop_roi", "embed_preprocessing", "resize_frame", "to_batch"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,9 +26,20 @@ def resize_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def to_batch(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The region of interest (x, y, width, height) of a frame, clipped to the frame."""
+    if roi is None:
+        return image
+    x, y, w, h = roi
+    crop = image[max(y, 0) : y + h, max(x, 0) : x + w]
+    if crop.size == 0:
+        raise ValueError(f"roi {roi} lies outside the {image.shape[1]}x{image.shape[0]} frame")
+    return crop
+
+
+def to_batch(image: np.ndarray, height: int, width: int, roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """A (1, H, W, 3) uint8 BGR tensor ready for an IR built by :func:`embed_preprocessing`."""
-    return np.ascontiguousarray(resize_frame(image, height, width))[None]
+    return np.ascontiguousarray(resize_frame(crop_roi(image, roi), height, width))[None]
 
 
 def embed_preprocessing(

@@ -65,9 +65,7 @@ class MqttPublisher:
     # paho callbacks (network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            logger.error(
-                "broker %s:%d refused the connection: %s", self.config.host, self.config.port, reason_code
-            )
+            logger.error("broker %s:%d refused the connection: %s", self.config.host, self.config.port, reason_code)
             return
         logger.info("broker %s:%d connected", self.config.host, self.config.port)
         with self._lock:
@@ -132,9 +130,7 @@ class MqttPublisher:
 
     def publish_verdict(self, verdict: Verdict) -> None:
         """Publish one verdict (QoS from config, never retained)."""
-        self._publish(
-            self.topics.verdict(), to_json(verdict_payload(verdict, self.station)), qos=self.config.qos
-        )
+        self._publish(self.topics.verdict(), to_json(verdict_payload(verdict, self.station)), qos=self.config.qos)
 
     @property
     def unacknowledged(self) -> int:

@@ -27,9 +27,7 @@ def _writable_dir(path: Path, key: str) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(
-            f"{key}: cannot write to {path} ({exc.strerror}); set it to a writable directory"
-        ) from None
+        raise ConfigError(f"{key}: cannot write to {path} ({exc.strerror}); set it to a writable directory") from None
     return path
 
 
@@ -45,9 +43,7 @@ class Daemon:
         self.stop_event = threading.Event()
         state_dir = _writable_dir(config.service.state_dir, "service.state_dir")
         bundle = load_bundle(config.model.path)
-        self.model = AnomalyModel(
-            bundle, config.model.variant, config.model.device, cache_dir=state_dir / "ov_cache"
-        )
+        self.model = AnomalyModel(bundle, config.model.variant, config.model.device, cache_dir=state_dir / "ov_cache")
         self.source = open_source(config.camera)
         logger.info("camera %s opened", self.source.name)
         self.publisher = MqttPublisher(config.mqtt, config.station)

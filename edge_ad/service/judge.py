@@ -7,9 +7,7 @@ from edge_ad.types import Frame, Result, Verdict
 __all__ = ["judge"]
 
 
-def judge(
-    result: Result, frame: Frame, threshold: float, seq: int, model_name: str, model_version: str
-) -> Verdict:
+def judge(result: Result, frame: Frame, threshold: float, seq: int, model_name: str, model_version: str) -> Verdict:
     """NG when the raw score reaches the threshold (``score >= threshold``), else OK."""
     return Verdict(
         seq=seq,

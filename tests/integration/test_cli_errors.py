@@ -34,9 +34,7 @@ def frames(tmp_path):
 
 def test_missing_bundle(tmp_path, frames):
     config = station_config(tmp_path, str(frames), tmp_path / "models" / "nope", 1883)
-    assert_one_line_error(
-        edge_ad("run", "--config", str(config)), "models/nope: bundle not found", "edge-ad export"
-    )
+    assert_one_line_error(edge_ad("run", "--config", str(config)), "models/nope: bundle not found", "edge-ad export")
 
 
 def test_sha256_mismatch(tmp_path, frames, tiny_models):
@@ -61,12 +59,8 @@ def test_unknown_config_key(tmp_path, frames, tiny_models):
 
 
 def test_unreachable_camera(tmp_path, tiny_models):
-    config = station_config(
-        tmp_path, "/dev/video77", tiny_models / "tiny", 1883, camera={"open_timeout_s": 2}
-    )
-    assert_one_line_error(
-        edge_ad("run", "--config", str(config)), "camera.source: cannot open device '/dev/video77'"
-    )
+    config = station_config(tmp_path, "/dev/video77", tiny_models / "tiny", 1883, camera={"open_timeout_s": 2})
+    assert_one_line_error(edge_ad("run", "--config", str(config)), "camera.source: cannot open device '/dev/video77'")
 
 
 def test_unwritable_state_dir(tmp_path, frames, tiny_models):

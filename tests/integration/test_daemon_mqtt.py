@@ -25,9 +25,7 @@ def replay_folder(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     """10 good + 12 defect frames never seen by the export (another seed), labelled by name."""
     from edge_ad.datasets.synthetic import DatasetSpec, make_dataset
 
-    fresh = make_dataset(
-        tmp_path / "fresh", ["brick"], DatasetSpec(train=0, test_good=10, test_defect=4, seed=1)
-    )[0]
+    fresh = make_dataset(tmp_path / "fresh", ["brick"], DatasetSpec(train=0, test_good=10, test_defect=4, seed=1))[0]
     folder = tmp_path / "replay"
     folder.mkdir()
     labels = {}
@@ -84,9 +82,7 @@ def looping_station(tmp_path, tiny_models, mosquitto) -> Path:
     for i in range(3):
         cv2.imwrite(str(folder / f"g{i}.png"), good_image(100 + i))
     cv2.imwrite(str(folder / "z_defect.png"), defect_image(7))
-    return station_config(
-        tmp_path, str(folder), tiny_models / "tiny", mosquitto.port, camera={"fps": 40, "loop": True}
-    )
+    return station_config(tmp_path, str(folder), tiny_models / "tiny", mosquitto.port, camera={"fps": 40, "loop": True})
 
 
 def test_sigterm_stops_cleanly_with_retained_offline(looping_station, mosquitto):
@@ -129,9 +125,7 @@ def test_broker_down_at_start_is_not_fatal(tiny_models, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), good_image(1))
-    config = station_config(
-        tmp_path, str(folder), tiny_models / "tiny", free_port(), mqtt={"connect_timeout_s": 1}
-    )
+    config = station_config(tmp_path, str(folder), tiny_models / "tiny", free_port(), mqtt={"connect_timeout_s": 1})
     started = time.monotonic()
     proc = edge_ad("run", "--config", str(config))
     assert proc.returncode == 0, proc.stderr

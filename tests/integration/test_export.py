@@ -29,10 +29,16 @@ def test_manifest_records_what_the_device_needs(exported):
     assert set(m.variants) == {"fp32", "int8"} and m.default_variant == "int8"
     for variant in m.variants.values():
         assert variant.threshold.method == "f1" and np.isfinite(variant.threshold.value)
-        assert {"image_auroc", "f1"} <= set(variant.metrics)
+        assert variant.threshold.inputs["split"] == "validation"
+        assert {"image_auroc", "pr_auc", "f1", "precision", "recall", "validation_auroc"} <= set(variant.metrics)
+        assert {"recall_scratch", "recall_stain", "recall_hole"} <= set(variant.metrics)
+    assert m.metrics["int8"]["gate"] == "pass" and exported.gate.passed
+    assert {"spearman_vs_fp32", "verdict_agreement_vs_fp32", "validation_auroc_drop"} <= set(m.metrics["int8"])
     assert {"anomalib", "openvino", "nncf"} <= set(m.versions)
     assert raw["created"] and all(len(f["sha256"]) == 64 and f["size"] > 0 for f in raw["files"].values())
     assert {"model.xml", "model.bin", "model_int8.xml", "model_int8.bin", "memory_bank.npy"} <= set(m.files)
+    assert {"features.xml", "features_int8.xml"} <= set(m.files)
+    assert not any(name.startswith("report") for name in m.files), "the report is not part of the runtime files"
 
 
 def test_ir_takes_one_frame_and_carries_no_threshold(exported):
@@ -42,9 +48,7 @@ def test_ir_takes_one_frame_and_carries_no_threshold(exported):
         model = ov.Core().read_model(exported.bundle / xml)
         assert list(model.input(0).get_partial_shape().to_shape()) == [1, 128, 128, 3]
         assert {o.get_any_name() for o in model.outputs} == {"pred_score", "anomaly_map"}
-    int8_ops = {
-        op.get_type_name() for op in ov.Core().read_model(exported.bundle / "model_int8.xml").get_ops()
-    }
+    int8_ops = {op.get_type_name() for op in ov.Core().read_model(exported.bundle / "model_int8.xml").get_ops()}
     assert "FakeQuantize" in int8_ops
 
 
@@ -59,12 +63,10 @@ def anomalib_scores(exported):
     for path in exported.test_paths:
         dataset = PredictDataset(path=path, image_size=None)
         for batch in trained.engine.predict(
-            model=trained.model, dataloaders=DataLoader(dataset, collate_fn=dataset.collate_fn)
+            model=trained.module, dataloaders=DataLoader(dataset, collate_fn=dataset.collate_fn)
         ):
             scores[path] = (float(batch.pred_score.reshape(-1)[0]), bool(batch.pred_label.reshape(-1)[0]))
-    return np.array([scores[p][0] for p in exported.test_paths]), np.array(
-        [scores[p][1] for p in exported.test_paths]
-    )
+    return np.array([scores[p][0] for p in exported.test_paths]), np.array([scores[p][1] for p in exported.test_paths])
 
 
 @pytest.mark.parametrize(("variant", "min_spearman"), [("fp32", 0.99), ("int8", 0.95)])

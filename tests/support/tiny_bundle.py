@@ -42,9 +42,7 @@ def tiny_features(size: int = SIZE) -> ov.Model:
     """uint8 BGR NHWC -> [1, 8, size/4, size/4] embeddings."""
     rng = np.random.default_rng(0)
     param = ops.parameter([1, 3, size, size], np.float32, name="image")
-    conv = ops.convolution(
-        param, rng.normal(0, 0.3, (8, 3, 4, 4)).astype(np.float32), [4, 4], [0, 0], [0, 0], [1, 1]
-    )
+    conv = ops.convolution(param, rng.normal(0, 0.3, (8, 3, 4, 4)).astype(np.float32), [4, 4], [0, 0], [0, 0], [1, 1])
     return embed_preprocessing(ov.Model([conv], [param], "tiny"), IMAGENET_MEAN, IMAGENET_STD)
 
 
@@ -62,12 +60,8 @@ def make_tiny_bundle(models_root: Path, name: str = "tiny", threshold: float | N
         np.save(staging / "memory_bank.npy", bank)
         if threshold is None:
             scorer = ov.Core().compile_model(model, "CPU")
-            good = max(
-                float(scorer(to_batch(good_image(s), SIZE, SIZE))[SCORE_OUTPUT][0]) for s in range(10, 20)
-            )
-            bad = min(
-                float(scorer(to_batch(defect_image(s), SIZE, SIZE))[SCORE_OUTPUT][0]) for s in range(10, 20)
-            )
+            good = max(float(scorer(to_batch(good_image(s), SIZE, SIZE))[SCORE_OUTPUT][0]) for s in range(10, 20))
+            bad = min(float(scorer(to_batch(defect_image(s), SIZE, SIZE))[SCORE_OUTPUT][0]) for s in range(10, 20))
             assert bad > good, "tiny model cannot separate its own defects"
             threshold = (good + bad) / 2
         manifest = Manifest(

@@ -26,9 +26,7 @@ def test_auroc_matches_torchmetrics_on_random_data():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
     scores = rng.normal(labels * 0.7, 1.0)
-    ref = torchmetrics.functional.classification.binary_auroc(
-        torch.tensor(scores), torch.tensor(labels)
-    ).item()
+    ref = torchmetrics.functional.classification.binary_auroc(torch.tensor(scores), torch.tensor(labels)).item()
     assert auroc(labels, scores) == pytest.approx(ref, abs=1e-6)
 
 
@@ -57,6 +55,4 @@ def test_best_f1_threshold_with_overlap():
     scores = np.array([1, 2, 3, 4, 5, 6], dtype=float)
     threshold, f1 = best_f1_threshold(labels, scores)
     assert f1 == pytest.approx(classification_stats(labels, scores, threshold)["f1"])
-    assert f1 == pytest.approx(
-        max(classification_stats(labels, scores, t)["f1"] for t in np.arange(0, 7, 0.25))
-    )
+    assert f1 == pytest.approx(max(classification_stats(labels, scores, t)["f1"] for t in np.arange(0, 7, 0.25)))

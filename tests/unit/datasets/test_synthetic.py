@@ -16,8 +16,7 @@ SPEC = DatasetSpec(size=64, train=3, test_good=2, test_defect=2, seed=5)
 
 def digest(root):
     return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*.png"))
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.png"))
     }
 
 
@@ -30,9 +29,7 @@ def test_mvtec_layout_with_masks(tmp_path):
         assert category.defect_kinds == sorted(DEFECTS) and len(DEFECTS) >= 2
         for kind in category.defect_kinds:
             for image in list_images(root / "test" / kind):
-                mask = cv2.imread(
-                    str(root / "ground_truth" / kind / f"{image.stem}_mask.png"), cv2.IMREAD_GRAYSCALE
-                )
+                mask = cv2.imread(str(root / "ground_truth" / kind / f"{image.stem}_mask.png"), cv2.IMREAD_GRAYSCALE)
                 assert mask.shape == (64, 64) and mask.max() == 255 and (mask > 0).mean() < 0.2
 
 

@@ -63,10 +63,6 @@ def test_gpu_request_on_this_machine_falls_back_to_cpu(tiny_models):
 
 def test_ir_with_wrong_input_shape_is_refused(tiny_models):
     bundle = load_bundle(tiny_models / "tiny")
-    manifest = bundle.manifest.model_copy(
-        update={"input": bundle.manifest.input.model_copy(update={"height": 64})}
-    )
-    with pytest.raises(
-        ModelLoadError, match=r"input shape \[1,32,32,3\] does not match manifest \[1, 64, 32, 3\]"
-    ):
+    manifest = bundle.manifest.model_copy(update={"input": bundle.manifest.input.model_copy(update={"height": 64})})
+    with pytest.raises(ModelLoadError, match=r"input shape \[1,32,32,3\] does not match manifest \[1, 64, 32, 3\]"):
         AnomalyModel(type(bundle)(path=bundle.path, manifest=manifest), "fp32", "CPU")

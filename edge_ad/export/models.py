@@ -1,0 +1,303 @@
+"""Model families: train with anomalib, then hand over an OpenVINO scoring graph.
+
+Every family produces the same contract — an ``ov.Model`` taking one uint8 BGR NHWC frame and
+returning ``pred_score [1]`` (raw, un-normalised) and ``anomaly_map`` — so the runtime does not
+care which one made the bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import torch
+from torch import nn
+
+from edge_ad.bundle import ModelSpec
+from edge_ad.calibrate.coreset import kcenter_greedy
+from edge_ad.datasets.layout import Category
+from edge_ad.export.recipe import ExportRecipe
+from edge_ad.export.weights import load_backbone_weights, packaged_weights
+from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
+from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, embed_preprocessing
+
+__all__ = ["EMBEDDING", "Trained", "train"]
+
+logger = logging.getLogger(__name__)
+EMBEDDING = "embedding"
+
+
+@dataclass
+class Trained:
+    """A fitted anomalib model and how to turn it into bundle files."""
+
+    recipe: ExportRecipe
+    module: nn.Module  # the anomalib Lightning module
+    engine: object  # anomalib.engine.Engine (kept for Engine.predict comparisons)
+    weights: Path
+    params: dict = field(default_factory=dict)
+    fit_seconds: float = 0.0
+
+    @property
+    def size(self) -> int:
+        """Square input size."""
+        return self.recipe.model.image_size
+
+    def spec(self) -> ModelSpec:
+        """Manifest description of the model."""
+        m = self.recipe.model
+        return ModelSpec(
+            type=m.type,
+            backbone=m.backbone,
+            layers=m.resolved_layers(),
+            weights=self.weights.name,
+            params=self.params,
+        )
+
+    def scoring_ir(self) -> ov.Model:
+        """FP32 scoring model (uint8 frame in, raw score and map out)."""
+        wrapper = _RawOutputs(self.module.model).eval()
+        return _name_outputs(_convert(wrapper, self.size))
+
+    def head_ops(self, scoring: ov.Model) -> list[str]:
+        """Names of ops that must stay FP32 because they are not part of the backbone."""
+        return []
+
+    def fp32_types(self) -> list[str]:
+        """Op types kept FP32 when quantizing (the anomaly head of anomalib graphs: MatMul)."""
+        return ["MatMul"]
+
+    def write_extras(self, staging: Path, fp32: ov.Model, int8: ov.Model | None) -> None:
+        """Extra bundle files (PatchCore: memory bank and feature IRs)."""
+
+
+class _RawOutputs(nn.Module):
+    """anomalib torch model in eval mode -> (pred_score, anomaly_map), no post-processing."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.inner(x)
+        return out.pred_score.reshape(1), out.anomaly_map.reshape(1, *out.anomaly_map.shape[-2:])
+
+
+def _convert(module: nn.Module, size: int) -> ov.Model:
+    example = torch.zeros(1, 3, size, size)
+    with torch.no_grad():
+        model = ov.convert_model(module, example_input=example, input=[1, 3, size, size])
+    return embed_preprocessing(model, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _name_outputs(model: ov.Model) -> ov.Model:
+    model.output(0).get_tensor().set_names({SCORE_OUTPUT})
+    model.output(1).get_tensor().set_names({MAP_OUTPUT})
+    return model
+
+
+class _Embedder(nn.Module):
+    """PatchCore's patch-embedding path (backbone, 3x3 average pool, upsample + concat)."""
+
+    def __init__(self, patchcore_model: nn.Module) -> None:
+        super().__init__()
+        self.inner = patchcore_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.inner.feature_extractor(x)
+        features = {layer: self.inner.feature_pooler(f) for layer, f in features.items()}
+        return self.inner.generate_embedding(features)
+
+
+@dataclass
+class TrainedPatchcore(Trained):
+    """PatchCore: our nearest-neighbour head (OpenVINO ops) on anomalib's patch embeddings."""
+
+    def memory_bank(self) -> np.ndarray:
+        """The fitted coreset ``[M, D]`` (float32)."""
+        return self.module.model.memory_bank.detach().cpu().float().numpy()
+
+    def features_ir(self) -> ov.Model:
+        """uint8 frame -> patch embeddings ``[1, D, h, w]``."""
+        model = _convert(_Embedder(self.module.model).eval(), self.size)
+        model.get_results()[0].input_value(0).get_tensor().set_names({EMBEDDING})
+        return model
+
+    def scoring_ir(self) -> ov.Model:
+        """Feature IR + nearest-neighbour head against the memory bank."""
+        return compose_patchcore(self.features_ir(), self.memory_bank(), self.recipe.model.num_neighbors)
+
+    def head_ops(self, scoring: ov.Model) -> list[str]:
+        """Every op downstream of the embedding (the kNN head)."""
+        embedding = _find_output(scoring, EMBEDDING)
+        backbone = _ancestors(embedding.get_node())
+        return [op.get_friendly_name() for op in scoring.get_ordered_ops() if op.get_friendly_name() not in backbone]
+
+    def fp32_types(self) -> list[str]:
+        """The head is excluded by name (:meth:`head_ops`)."""
+        return []
+
+    def write_extras(self, staging: Path, fp32: ov.Model, int8: ov.Model | None) -> None:
+        """memory_bank.npy plus the feature IRs cut out of the scoring models."""
+        np.save(staging / "memory_bank.npy", self.memory_bank())
+        for name, model in (("features", fp32), ("features_int8", int8)):
+            if model is not None:
+                embedding = _find_output(model, EMBEDDING)
+                sub = ov.Model([embedding], model.get_parameters(), "patchcore_features")
+                ov.save_model(sub, staging / f"{name}.xml", compress_to_fp16=False)
+
+
+def _find_output(model: ov.Model, name: str) -> ov.Output:
+    for op in model.get_ordered_ops():
+        for out in op.outputs():
+            if name in out.get_names():
+                return out
+    raise ValueError(f"no tensor named {name!r} in the model")
+
+
+def _ancestors(node: ov.Node) -> set[str]:
+    seen: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.get_friendly_name() in seen:
+            continue
+        seen.add(current.get_friendly_name())
+        stack.extend(inp.get_source_output().get_node() for inp in current.inputs())
+    return seen
+
+
+def _fast_patchcore_class():
+    from anomalib.models import Patchcore
+
+    class FastCoresetPatchcore(Patchcore):
+        """anomalib PatchCore whose coreset comes from :func:`kcenter_greedy`."""
+
+        seed = 0
+
+        def fit(self) -> None:
+            bank = torch.vstack(self.model.embedding_store)
+            self.model.embedding_store.clear()
+            n = max(1, int(bank.shape[0] * self.coreset_sampling_ratio))
+            idx = kcenter_greedy(bank.numpy(), n, seed=self.seed)
+            self.model.memory_bank = bank[torch.from_numpy(idx)]
+
+    return FastCoresetPatchcore
+
+
+def _datamodule(category: Category, recipe: ExportRecipe):
+    from anomalib.data import Folder
+
+    kinds = category.defect_kinds
+    has_masks = all((category.root / "ground_truth" / k).is_dir() for k in kinds)
+    return Folder(
+        name=category.name,
+        root=category.root,
+        normal_dir="train/good",
+        normal_test_dir="test/good",
+        abnormal_dir=[f"test/{k}" for k in kinds],
+        mask_dir=[f"ground_truth/{k}" for k in kinds] if has_masks else None,
+        train_batch_size=recipe.model.batch_size,
+        eval_batch_size=recipe.model.batch_size,
+        num_workers=0,
+        val_split_mode="same_as_test",
+        seed=recipe.seed,
+    )
+
+
+def _module(recipe: ExportRecipe) -> nn.Module:
+    from anomalib.models import Padim, Patchcore, Stfpm
+
+    m = recipe.model
+    size = (m.image_size, m.image_size)
+    layers = m.resolved_layers()
+    if m.type == "patchcore":
+        cls = _fast_patchcore_class() if m.coreset == "fast" else Patchcore
+        module = cls(
+            backbone=m.backbone,
+            layers=layers,
+            pre_trained=False,
+            coreset_sampling_ratio=m.coreset_ratio,
+            num_neighbors=m.num_neighbors,
+            pre_processor=Patchcore.configure_pre_processor(image_size=size),
+            visualizer=False,
+        )
+        module.seed = recipe.seed
+        return module
+    if m.type == "padim":
+        return Padim(
+            backbone=m.backbone,
+            layers=layers,
+            pre_trained=False,
+            pre_processor=Padim.configure_pre_processor(image_size=size),
+            visualizer=False,
+        )
+    return Stfpm(
+        backbone=m.backbone,
+        layers=layers,
+        pre_processor=Stfpm.configure_pre_processor(image_size=size),
+        visualizer=False,
+    )
+
+
+def _feature_extractor(module: nn.Module) -> nn.Module:
+    inner = module.model
+    if hasattr(inner, "teacher_model"):  # STFPM: only the teacher is pretrained
+        return inner.teacher_model.feature_extractor
+    return inner.feature_extractor.feature_extractor
+
+
+def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
+    """Fit the recipe's model on the category's good training images, offline.
+
+    The backbone's ImageNet weights come from ``recipe.model.weights`` or the installed weights
+    package; anomalib is never allowed to download anything.
+    """
+    import time
+
+    from anomalib.engine import Engine
+    from lightning.pytorch import seed_everything
+
+    seed_everything(recipe.seed, workers=True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    weights = recipe.model.weights or packaged_weights(recipe.model.backbone)
+    module = _module(recipe)
+    loaded = load_backbone_weights(_feature_extractor(module), weights)
+    logger.info("backbone %s: %d tensors from %s", recipe.model.backbone, loaded, weights)
+    extra = {"max_epochs": recipe.model.epochs} if recipe.model.type == "stfpm" else {}
+    engine = Engine(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        default_root_dir=workdir,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **extra,
+    )
+    started = time.perf_counter()
+    engine.fit(model=module, datamodule=_datamodule(category, recipe))
+    fit_seconds = time.perf_counter() - started
+    cls = TrainedPatchcore if recipe.model.type == "patchcore" else Trained
+    params: dict = {"image_size": recipe.model.image_size, "seed": recipe.seed}
+    if recipe.model.type == "patchcore":
+        bank = module.model.memory_bank
+        params.update(
+            coreset=recipe.model.coreset,
+            coreset_ratio=recipe.model.coreset_ratio,
+            num_neighbors=recipe.model.num_neighbors,
+            memory_bank_rows=int(bank.shape[0]),
+            feature_dim=int(bank.shape[1]),
+        )
+    elif recipe.model.type == "stfpm":
+        params.update(epochs=recipe.model.epochs)
+    return cls(
+        recipe=recipe,
+        module=module,
+        engine=engine,
+        weights=Path(weights),
+        params=params,
+        fit_seconds=fit_seconds,
+    )

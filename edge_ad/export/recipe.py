@@ -1,0 +1,120 @@
+"""Export recipe: everything that determines a bundle, as one validated YAML (``calibration/*.yaml``).
+
+Torch-free (pydantic only) so recipes can be checked anywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from edge_ad.config.base import EdgeAdModel
+from edge_ad.config.loader import describe_errors
+from edge_ad.errors import ConfigError
+
+__all__ = ["ExportRecipe", "Int8Options", "ModelOptions", "ThresholdOptions", "load_recipe"]
+
+DEFAULT_LAYERS = {
+    "patchcore": ["blocks.2", "blocks.4"],
+    "padim": ["blocks.1", "blocks.2", "blocks.4"],
+    "stfpm": ["blocks.1", "blocks.2", "blocks.4"],
+}
+
+
+class ModelOptions(EdgeAdModel):
+    """Model family, backbone and training knobs."""
+
+    type: Literal["patchcore", "padim", "stfpm"] = Field("patchcore", description="Anomaly model family.")
+    backbone: str = Field("tf_efficientnet_lite0", description="timm backbone name.")
+    weights: Path | None = Field(
+        None, description="Backbone ImageNet weights .pth; default: the packaged lite0 weights."
+    )
+    layers: list[str] | None = Field(None, min_length=1, description="Backbone layers; default per model type.")
+    image_size: int = Field(128, ge=32, le=1024, description="Square model input size in pixels.")
+    coreset_ratio: float = Field(0.1, gt=0, le=1, description="PatchCore: fraction of patches kept in the memory bank.")
+    coreset: Literal["fast", "greedy"] = Field(
+        "fast",
+        description="PatchCore coreset: edge_ad's batched numpy k-center ('fast') or anomalib's ('greedy').",
+    )
+    num_neighbors: int = Field(9, ge=1, description="PatchCore: support set size for score re-weighting.")
+    epochs: int = Field(20, ge=1, description="STFPM: training epochs.")
+    batch_size: int = Field(16, ge=1)
+
+    def resolved_layers(self) -> list[str]:
+        """Layers to use (the explicit list or the model type's default)."""
+        return list(self.layers or DEFAULT_LAYERS[self.type])
+
+
+class ThresholdOptions(EdgeAdModel):
+    """How the decision threshold is chosen on the validation split."""
+
+    method: Literal["f1", "sigma", "percentile"] = "f1"
+    k: float = Field(3.0, gt=0, description="sigma: threshold = mean + k * std of good scores.")
+    percentile: float = Field(99.5, gt=0, le=100, description="percentile: of good scores.")
+
+
+class Int8Options(EdgeAdModel):
+    """NNCF INT8 quantization and its accuracy gate."""
+
+    mode: Literal["ptq", "aware", "none"] = Field("ptq", description="post-training, accuracy-aware, or no INT8.")
+    max_drop: float = Field(0.005, ge=0, le=1, description="Largest allowed image-AUROC drop on the validation split.")
+    calibration_images: int = Field(300, ge=1, description="Good training images used to calibrate (at most).")
+    keep_fp32: list[Literal["early_layers", "embedding_pool"]] = Field(
+        ["early_layers", "embedding_pool"],
+        description=(
+            "Layers left in FP32: convolutions at stride <= 4 and PatchCore's embedding pool "
+            "(quantizing them costs most of the accuracy on lite0 backbones)."
+        ),
+    )
+
+
+class ExportRecipe(EdgeAdModel):
+    """One product/station: data, model, threshold and INT8 budget."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Bundle name.")
+    data: Path = Field(description="MVTec-style category directory (train/good, test/good, test/<defect>).")
+    out: Path = Field(Path("models"), description="Models root the bundle is installed under.")
+    roi: tuple[int, int, int, int] | None = Field(
+        None, description="Crop x, y, width, height (pixels of the camera frame) before resizing."
+    )
+    model: ModelOptions = Field(default_factory=ModelOptions)
+    threshold: ThresholdOptions = Field(default_factory=ThresholdOptions)
+    int8: Int8Options = Field(default_factory=Int8Options)
+    seed: int = Field(0, ge=0)
+
+
+def load_recipe(path: str | Path) -> ExportRecipe:
+    """Read a recipe YAML; relative paths are resolved against its directory.
+
+    Raises:
+        ConfigError: Missing file, bad YAML, or validation errors (with key paths).
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: recipe not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: is not valid YAML ({exc})") from None
+    try:
+        recipe = ExportRecipe.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: " + "; ".join(describe_errors(exc, ExportRecipe))) from None
+    base = path.parent.resolve()
+
+    def resolve(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    model = recipe.model
+    if model.weights is not None:
+        model = model.model_copy(update={"weights": resolve(model.weights) or model.weights})
+    return recipe.model_copy(
+        update={
+            "data": resolve(recipe.data) or recipe.data,
+            "out": resolve(recipe.out) or recipe.out,
+            "model": model,
+        }
+    )
