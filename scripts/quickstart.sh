@@ -18,8 +18,8 @@ echo "==> 1/4 synthetic dataset (MVTec layout) in $DEMO/data"
 rm -rf "$DEMO/data"
 $EDGE_AD make-dataset "$DEMO/data" --categories brick gravel
 
-echo "==> 2/4 train PatchCore on brick/train/good and export the bundle to models/ (no network needed)"
-$EDGE_AD export --data "$DEMO/data/brick" --out models
+echo "==> 2/4 train PatchCore on brick/train/good and export the bundle to models/ (recipe calibration/demo-brick.yaml, no network)"
+$EDGE_AD export --recipe calibration/demo-brick.yaml
 
 echo "==> 3/4 private mosquitto and a subscriber"
 PORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -44,22 +44,16 @@ def test_guard_blocks_downloads(tmp_path):
     assert "pypi.org" in log.read_text()
 
 
-def test_export_command_offline(tmp_path):
+def test_export_command_offline_accuracy_aware(tmp_path):
     log = tmp_path / "blocked.txt"
     data = offline_cli("make-dataset", str(tmp_path / "data"), "--categories", "gravel", "--train", "30", log=log)
     assert data.returncode == 0, data.stderr
     proc = offline_cli(
-        "export",
-        "--data",
-        str(tmp_path / "data" / "gravel"),
-        "--model",
-        "patchcore",
-        "--out",
-        str(tmp_path / "models"),
-        log=log,
-    )
+        "export", "--data", str(tmp_path / "data" / "gravel"), "--model", "patchcore",
+        "--int8", "aware", "--max-drop", "0.005", "--out", str(tmp_path / "models"), log=log,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "INT8 gate (ptq)" in proc.stdout and "-> PASS" in proc.stdout
+    assert "INT8 gate (aware)" in proc.stdout and "-> PASS" in proc.stdout
     assert proc.stdout.startswith("\nbundle "), "library logs leak into the summary on stdout"
     bundle = load_bundle(tmp_path / "models" / "gravel")
     assert bundle.manifest.version == "1" and set(bundle.manifest.variants) == {"fp32", "int8"}
@@ -76,3 +70,83 @@ def test_export_without_defects_is_a_clear_error(tmp_path, dataset):
     proc = offline_cli("export", "--data", str(copy), "--out", str(tmp_path / "models"), log=tmp_path / "log")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "needs at least 2 good and 2 defect images" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    from edge_ad.datasets.synthetic import DatasetSpec, make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("d"), ["brick"], DatasetSpec(train=30, test_good=8, test_defect=3))[0]
+
+
+def write_recipe(path: Path, data: Path, out: Path, **sections: str) -> Path:
+    text = f"name: demo\ndata: {data}\nout: {out}\nseed: 3\n" + "".join(f"{k}: {v}\n" for k, v in sections.items())
+    path.write_text(text)
+    return path
+
+
+def test_recipe_reproduces_identical_files_with_user_weights(tmp_path, small_data):
+    from edge_ad.export.weights import packaged_weights
+
+    weights = tmp_path / "my-backbone.pth"
+    weights.write_bytes(packaged_weights("tf_efficientnet_lite0").read_bytes())
+    recipe = write_recipe(tmp_path / "r.yaml", small_data, tmp_path / "a")
+    first = offline_cli("export", "--recipe", str(recipe), log=tmp_path / "log")
+    second = offline_cli(
+        "export", "--recipe", str(recipe), "--out", str(tmp_path / "b"), "--weights", str(weights), log=tmp_path / "log"
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert second.returncode == 0, second.stderr[-2000:]
+    a, b = load_bundle(tmp_path / "a" / "demo"), load_bundle(tmp_path / "b" / "demo")
+    assert (
+        a.manifest.model.weights == "efficientnet-lite0-57934424.pth" and b.manifest.model.weights == "my-backbone.pth"
+    )
+    assert a.manifest.files == b.manifest.files, "same data, recipe and seed must give byte-identical bundle files"
+    assert a.manifest.variants["int8"].threshold == b.manifest.variants["int8"].threshold
+
+
+def test_int8_gate_refuses_and_keeps_fp32(tmp_path, small_data):
+    # quantizing the stem and the embedding pool too wrecks lite0 PatchCore features (AUROC ~0.5)
+    recipe = write_recipe(
+        tmp_path / "r.yaml", small_data, tmp_path / "m", int8="{mode: ptq, max_drop: 0.0, keep_fp32: []}"
+    )
+    proc = offline_cli("export", "--recipe", str(recipe), log=tmp_path / "log")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "-> FAIL (INT8 rejected" in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edge-ad: error:")]
+    assert len(errors) == 1 and "exceeds the budget 0.0000" in errors[0]
+    bundle = load_bundle(tmp_path / "m" / "demo")
+    assert bundle.manifest.variants["int8"].status == "rejected" and bundle.manifest.default_variant == "fp32"
+    assert bundle.manifest.metrics["int8"]["gate"] == "rejected"
+    assert bundle.manifest.metrics["int8"]["validation_auroc_drop"] > 0
+    from edge_ad.inference import AnomalyModel
+
+    assert AnomalyModel(bundle, "int8", "CPU").variant_name == "fp32", "a rejected INT8 IR is never run"
+
+
+def test_wrong_weights_file_is_refused(tmp_path, small_data):
+    import torch
+
+    bad = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)} | {f"x{i}": torch.zeros(1) for i in range(400)}, bad)
+    proc = offline_cli(
+        "export", "--data", str(small_data), "--weights", str(bad), "--out", str(tmp_path), log=tmp_path / "l"
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "does not match this backbone" in proc.stderr
+
+
+def test_report_is_complete_and_rebuilds(exported, tmp_path):
+    report = exported.bundle / "report"
+    expected = {"roc.png", "pr.png", "confusion.json", "metrics.json", "scores.json", "report.html"}
+    assert expected <= {p.name for p in report.iterdir()}
+    assert {"histogram_fp32.png", "histogram_int8.png", "confusion_fp32.png", "confusion_int8.png"} <= {
+        p.name for p in report.iterdir()
+    }
+    assert len(list((report / "overlays").glob("*.png"))) >= 2
+    html = (report / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 8 and "http" not in html.replace("https://json", "")
+    (report / "roc.png").unlink()
+    proc = offline_cli("report", str(exported.bundle), log=tmp_path / "log")
+    assert proc.returncode == 0, proc.stderr
+    assert (report / "roc.png").is_file()

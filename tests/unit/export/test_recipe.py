@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_ad.errors import ConfigError
+from edge_ad.export.recipe import ExportRecipe, load_recipe
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_shipped_recipes_are_valid():
+    recipes = sorted((REPO / "calibration").glob("*.yaml"))
+    assert recipes, "calibration/ has no recipe"
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert recipe.data.is_absolute() and recipe.out.is_absolute()
+
+
+def test_paths_resolve_against_the_recipe_and_defaults_apply(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("data: data/brick\nmodel: {type: padim}\nthreshold: {method: sigma, k: 4}\n")
+    recipe = load_recipe(path)
+    assert recipe.data == tmp_path / "data/brick" and recipe.out == tmp_path / "models"
+    assert recipe.model.resolved_layers() == ["blocks.1", "blocks.2", "blocks.4"]
+    assert recipe.threshold.k == 4 and recipe.int8.mode == "ptq" and recipe.int8.max_drop == 0.005
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("data: d\nint8: {max_drop: 1.5}\n", "int8.max_drop: Input should be less than or equal to 1"),
+        ("data: d\nmodel: {typ: padim}\n", "model.typ: unknown key; did you mean 'type'?"),
+        ("data: d\nthreshold: {method: median}\n", "threshold.method: Input should be 'f1', 'sigma' or 'percentile'"),
+        ("model: {}\n", "data: required key is missing"),
+    ],
+)
+def test_bad_recipes_name_the_key(tmp_path, text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(path)
+
+
+def test_layers_default_per_model_type():
+    assert ExportRecipe(data=Path("d")).model.resolved_layers() == ["blocks.2", "blocks.4"]
