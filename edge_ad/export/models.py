@@ -7,7 +7,9 @@ care which one made the bundle.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ __all__ = ["EMBEDDING", "Trained", "train"]
 
 logger = logging.getLogger(__name__)
 EMBEDDING = "embedding"
+BACKBONE_MARKERS = (".feature_extractor", ".teacher_model", ".student_model")
 
 
 @dataclass
@@ -63,12 +66,21 @@ class Trained:
         return _name_outputs(_convert(wrapper, self.size))
 
     def head_ops(self, scoring: ov.Model) -> list[str]:
-        """Names of ops that must stay FP32 because they are not part of the backbone."""
-        return []
+        """Ops that must stay FP32: everything that is not backbone (the anomaly head).
+
+        The backbone is every op named after the anomalib feature-extractor modules plus all
+        their ancestors (fused Conv+BN ops lose the module path in their names). The head's own
+        Gaussian-blur convolution is thereby excluded from quantization too.
+        """
+        backbone: set[str] = set()
+        for op in scoring.get_ordered_ops():
+            if any(marker in op.get_friendly_name() for marker in BACKBONE_MARKERS):
+                backbone |= _ancestors(op)
+        return [op.get_friendly_name() for op in scoring.get_ordered_ops() if op.get_friendly_name() not in backbone]
 
     def fp32_types(self) -> list[str]:
-        """Op types kept FP32 when quantizing (the anomaly head of anomalib graphs: MatMul)."""
-        return ["MatMul"]
+        """Op types kept FP32 besides :meth:`head_ops`."""
+        return []
 
     def write_extras(self, staging: Path, fp32: ov.Model, int8: ov.Model | None) -> None:
         """Extra bundle files (PatchCore: memory bank and feature IRs)."""
@@ -135,10 +147,6 @@ class TrainedPatchcore(Trained):
         embedding = _find_output(scoring, EMBEDDING)
         backbone = _ancestors(embedding.get_node())
         return [op.get_friendly_name() for op in scoring.get_ordered_ops() if op.get_friendly_name() not in backbone]
-
-    def fp32_types(self) -> list[str]:
-        """The head is excluded by name (:meth:`head_ops`)."""
-        return []
 
     def write_extras(self, staging: Path, fp32: ov.Model, int8: ov.Model | None) -> None:
         """memory_bank.npy plus the feature IRs cut out of the scoring models."""
@@ -232,15 +240,33 @@ def _module(recipe: ExportRecipe) -> nn.Module:
             backbone=m.backbone,
             layers=layers,
             pre_trained=False,
+            n_features=m.n_features,
             pre_processor=Padim.configure_pre_processor(image_size=size),
             visualizer=False,
         )
-    return Stfpm(
-        backbone=m.backbone,
-        layers=layers,
-        pre_processor=Stfpm.configure_pre_processor(image_size=size),
-        visualizer=False,
-    )
+    with _offline_stfpm_teacher():
+        return Stfpm(
+            backbone=m.backbone,
+            layers=layers,
+            pre_processor=Stfpm.configure_pre_processor(image_size=size),
+            visualizer=False,
+        )
+
+
+@contextlib.contextmanager
+def _offline_stfpm_teacher() -> Iterator[None]:
+    """Anomalib's STFPM always builds its teacher with ``pre_trained=True`` (a hub download).
+
+    Build it without weights instead; :func:`train` then loads the local ImageNet weights.
+    """
+    from anomalib.models.image.stfpm import torch_model
+
+    original = torch_model.TimmFeatureExtractor
+    torch_model.TimmFeatureExtractor = lambda *args, **kwargs: original(*args, **{**kwargs, "pre_trained": False})
+    try:
+        yield
+    finally:
+        torch_model.TimmFeatureExtractor = original
 
 
 def _feature_extractor(module: nn.Module) -> nn.Module:

@@ -40,6 +40,7 @@ class ModelOptions(EdgeAdModel):
         description="PatchCore coreset: edge_ad's batched numpy k-center ('fast') or anomalib's ('greedy').",
     )
     num_neighbors: int = Field(9, ge=1, description="PatchCore: support set size for score re-weighting.")
+    n_features: int = Field(100, ge=1, description="PaDiM: randomly selected feature channels kept.")
     epochs: int = Field(20, ge=1, description="STFPM: training epochs.")
     batch_size: int = Field(16, ge=1)
 
