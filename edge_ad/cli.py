@@ -163,6 +163,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_coreset(args: argparse.Namespace) -> int:
+    from edge_ad.bench.coreset import run_coreset_bench, to_markdown
+
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_coreset_bench(args.data, args.image_size, args.ratio, args.seed)
+    text = to_markdown(result)
+    if args.output:
+        args.output.write_text(text)
+    print(text)
+    return 0
+
+
 def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="train on good images and write an OpenVINO bundle (export extra)")
     p.add_argument("--recipe", type=Path, help="calibration recipe YAML; the options below override it")
@@ -217,6 +229,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
     _add_export_parser(sub)
 
+    p = sub.add_parser("bench", help="benchmarks (results for BENCHMARKS.md)")
+    bench_sub = p.add_subparsers(dest="bench_command", required=True)
+    b = bench_sub.add_parser("coreset", help="fast vs anomalib greedy coreset: time and AUROC (export extra)")
+    b.add_argument("--data", nargs="+", type=Path, required=True, help="category directories")
+    b.add_argument("--image-size", type=int, default=128)
+    b.add_argument("--ratio", type=float, default=0.1)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--output", type=Path, help="also write the Markdown table here")
+    b.set_defaults(func=_cmd_bench_coreset)
+
     p = sub.add_parser("report", help="rebuild a bundle's evaluation report (export extra)")
     p.add_argument("bundle", type=Path)
     p.set_defaults(func=_cmd_report)
@@ -233,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-ad: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in EXPORT_ONLY:
+        if exc.name and exc.name.split(".")[0] in EXPORT_ONLY:  # export-stage command on a runtime-only install
             print(
                 f"edge-ad: error: '{exc.name}' is missing; '{args.command}' needs the export extra: "
                 "pip install -e '.[export]'",

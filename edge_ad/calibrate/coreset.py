@@ -51,6 +51,7 @@ def kcenter_greedy(
         proj = rng.standard_normal((x.shape[1], projection_dim), dtype=np.float32) / np.sqrt(projection_dim)
         x = x @ proj
     sq = np.einsum("ij,ij->i", x, x)
+    xt = np.ascontiguousarray(x.T)
     batch = max(1, -(-n // rounds))
     first = int(rng.integers(total))
     min_dist = np.maximum(sq - 2 * x @ x[first] + sq[first], 0)
@@ -60,8 +61,10 @@ def kcenter_greedy(
         b = min(batch, n - len(selected))
         idx = _greedy_among_farthest(x, sq, min_dist, b)
         selected.extend(idx.tolist())
-        dist = sq[:, None] - 2 * (x @ x[idx].T) + sq[idx][None, :]
-        np.minimum(min_dist, dist.min(axis=1), out=min_dist)
+        # (b, N) layout: the reduction over new centres runs along contiguous rows
+        dist = (-2.0 * x[idx]) @ xt
+        dist += sq[idx][:, None]
+        np.minimum(min_dist, dist.min(axis=0) + sq, out=min_dist)
         min_dist[idx] = -1.0
         if progress is not None:
             progress(b)

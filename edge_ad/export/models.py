@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import openvino as ov
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from edge_ad.bundle import ModelSpec
 from edge_ad.calibrate.coreset import kcenter_greedy
@@ -178,22 +180,29 @@ def _ancestors(node: ov.Node) -> set[str]:
     return seen
 
 
-def _fast_patchcore_class():
+def _patchcore_class(fast: bool):
     from anomalib.models import Patchcore
 
-    class FastCoresetPatchcore(Patchcore):
-        """anomalib PatchCore whose coreset comes from :func:`kcenter_greedy`."""
+    class TimedPatchcore(Patchcore):
+        """anomalib PatchCore; with ``fast`` its coreset comes from :func:`kcenter_greedy`. Times the coreset."""
 
         seed = 0
+        coreset_seconds = 0.0
 
         def fit(self) -> None:
-            bank = torch.vstack(self.model.embedding_store)
-            self.model.embedding_store.clear()
-            n = max(1, int(bank.shape[0] * self.coreset_sampling_ratio))
-            idx = kcenter_greedy(bank.numpy(), n, seed=self.seed)
-            self.model.memory_bank = bank[torch.from_numpy(idx)]
+            started = time.perf_counter()
+            if not fast:
+                super().fit()
+            else:
+                bank = torch.vstack(self.model.embedding_store)
+                self.model.embedding_store.clear()
+                n = max(1, int(bank.shape[0] * self.coreset_sampling_ratio))
+                with tqdm(total=n, desc="coreset", unit="rows", leave=False) as bar:
+                    idx = kcenter_greedy(bank.numpy(), n, seed=self.seed, progress=bar.update)
+                self.model.memory_bank = bank[torch.from_numpy(idx)]
+            self.coreset_seconds = time.perf_counter() - started
 
-    return FastCoresetPatchcore
+    return TimedPatchcore
 
 
 def _datamodule(category: Category, recipe: ExportRecipe):
@@ -223,8 +232,7 @@ def _module(recipe: ExportRecipe) -> nn.Module:
     size = (m.image_size, m.image_size)
     layers = m.resolved_layers()
     if m.type == "patchcore":
-        cls = _fast_patchcore_class() if m.coreset == "fast" else Patchcore
-        module = cls(
+        module = _patchcore_class(fast=m.coreset == "fast")(
             backbone=m.backbone,
             layers=layers,
             pre_trained=False,
@@ -282,8 +290,6 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
     The backbone's ImageNet weights come from ``recipe.model.weights`` or the installed weights
     package; anomalib is never allowed to download anything.
     """
-    import time
-
     from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
@@ -314,6 +320,7 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
             coreset=recipe.model.coreset,
             coreset_ratio=recipe.model.coreset_ratio,
             num_neighbors=recipe.model.num_neighbors,
+            coreset_seconds=round(module.coreset_seconds, 3),
             memory_bank_rows=int(bank.shape[0]),
             feature_dim=int(bank.shape[1]),
         )

@@ -1,0 +1,1 @@
+"""Benchmarks (``edge-ad bench ...``); results go to BENCHMARKS.md, never into timed tests."""
