@@ -305,7 +305,7 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
         devices=1,
         logger=False,
         default_root_dir=workdir,
-        enable_progress_bar=False,
+        enable_progress_bar=recipe.model.type == "stfpm",  # the only family with several epochs
         enable_model_summary=False,
         **extra,
     )

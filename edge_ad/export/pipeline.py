@@ -185,7 +185,10 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
         if recipe.int8.mode != "none":
             logger.info("[3/5] NNCF INT8 (%s, max AUROC drop %.4f)", recipe.int8.mode, recipe.int8.max_drop)
             started = time.perf_counter()
-            calibration = read_images(list_images(category.train_good)[: recipe.int8.calibration_images])
+            calibration_dir = recipe.int8.calibration_dir or category.train_good
+            if not calibration_dir.is_dir() or not list_images(calibration_dir):
+                raise DatasetError(f"int8.calibration_dir: {calibration_dir} has no images; point it at good images")
+            calibration = read_images(list_images(calibration_dir)[: recipe.int8.calibration_images])
             int8 = quantize(fp32, trained, calibration, recipe.int8, validation=(val.images, val.labels))
             ov.save_model(int8, staging / FILES["int8"][0], compress_to_fp16=False)
             seconds["quantize"] = time.perf_counter() - started

@@ -62,7 +62,10 @@ class Int8Options(EdgeAdModel):
 
     mode: Literal["ptq", "aware", "none"] = Field("ptq", description="post-training, accuracy-aware, or no INT8.")
     max_drop: float = Field(0.005, ge=0, le=1, description="Largest allowed image-AUROC drop on the validation split.")
-    calibration_images: int = Field(300, ge=1, description="Good training images used to calibrate (at most).")
+    calibration_dir: Path | None = Field(
+        None, description="Folder of good images for NNCF statistics; default the category's train/good."
+    )
+    calibration_images: int = Field(300, ge=1, description="Calibration images used (at most, in name order).")
     keep_fp32: list[Literal["early_layers", "embedding_pool"]] = Field(
         ["early_layers", "embedding_pool"],
         description=(
@@ -109,6 +112,9 @@ def load_recipe(path: str | Path) -> ExportRecipe:
     def resolve(p: Path | None) -> Path | None:
         return None if p is None or p.is_absolute() else base / p
 
+    int8 = recipe.int8
+    if int8.calibration_dir is not None:
+        int8 = int8.model_copy(update={"calibration_dir": resolve(int8.calibration_dir) or int8.calibration_dir})
     model = recipe.model
     if model.weights is not None:
         model = model.model_copy(update={"weights": resolve(model.weights) or model.weights})
