@@ -20,6 +20,11 @@ class MqttConfig(EdgeAdModel):
     client_id: str | None = Field(None, description="MQTT client id; default edge-ad-<station>.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval in seconds.")
     qos: Literal[0, 1] = Field(1, description="QoS of verdict messages.")
+    spool_max_messages: int = Field(
+        100_000,
+        ge=100,
+        description="Verdicts kept on disk while the broker is unreachable; the oldest are dropped beyond this.",
+    )
     connect_timeout_s: float = Field(
         10.0, gt=0, description="Seconds to wait for the first connection before starting anyway."
     )

@@ -1,17 +1,20 @@
-"""MQTT publisher: retained status with Last Will, QoS 1 verdicts, automatic reconnect."""
+"""MQTT publisher: retained status with Last Will, QoS 1 verdicts through a durable spool."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge_ad.config import MqttConfig
 from edge_ad.publish.payloads import status_payload, to_json, verdict_payload
+from edge_ad.publish.spool import Spool
 from edge_ad.publish.topics import Topics
 from edge_ad.types import Verdict
 
@@ -19,36 +22,39 @@ __all__ = ["MqttPublisher"]
 
 logger = logging.getLogger(__name__)
 
+WINDOW = 100  # spooled messages handed to paho and not yet acknowledged
+
 
 class MqttPublisher:
     """Publishes one station's status and verdicts.
 
     The Last Will (retained, QoS 1) says ``offline`` / ``connection lost``; every (re)connect
     republishes the current status; :meth:`stop` publishes ``offline`` / ``stopped`` (or the
-    given reason) and waits for in-flight verdicts before disconnecting.
-    QoS 1 messages published while the broker is unreachable are queued by paho and sent
-    after reconnection.
+    given reason). Verdicts go through a :class:`Spool`: written to disk first, sent oldest
+    first by a sender thread while connected, deleted on the broker's PUBACK. After a reconnect
+    everything not yet acknowledged is sent again (at-least-once; consumers de-duplicate by seq).
 
     Args:
         config: The ``mqtt`` config section.
         station: Station name (second topic level).
+        spool: Durable outbox; default an in-memory one (nothing survives a restart).
     """
 
-    def __init__(self, config: MqttConfig, station: str) -> None:
+    def __init__(self, config: MqttConfig, station: str, spool: Spool | None = None) -> None:
         self.config = config
         self.station = station
         self.topics = Topics(station=station, prefix=config.prefix)
+        self.spool = spool if spool is not None else Spool(Path(":memory:"))  # an empty Spool is falsy
         self._status: dict[str, Any] = status_payload(station, "online")
         self._connected = threading.Event()
-        self._stopping = False
+        self._closing = threading.Event()
+        self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._unacked: set[int] = set()  # mids of QoS 1 messages not yet acknowledged by the broker
+        self._inflight: dict[int, int] = {}  # paho mid -> spool row id
         self._early_acks: set[int] = set()  # PUBACKs that arrived before publish() returned the mid
-        self._acked = threading.Condition(self._lock)
+        self._sent_upto = 0  # highest spool id handed to paho on this connection
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=config.client_id or f"edge-ad-{station}",
-            clean_session=True,
+            CallbackAPIVersion.VERSION2, client_id=config.client_id or f"edge-ad-{station}", clean_session=True
         )
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -61,30 +67,64 @@ class MqttPublisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
 
-    # paho callbacks (network thread)
+    # paho callbacks (network thread); paho holds its own locks here, so never call publish() under ours
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             logger.error("broker %s:%d refused the connection: %s", self.config.host, self.config.port, reason_code)
             return
-        logger.info("broker %s:%d connected", self.config.host, self.config.port)
+        logger.info("broker %s:%d connected (%d spooled verdicts)", self.config.host, self.config.port, len(self.spool))
         with self._lock:
             status = to_json(self._status)
-        self._publish(self.topics.status(), status, qos=1, retain=True)
+            self._inflight.clear()
+            self._early_acks.clear()
+            self._sent_upto = 0  # resend everything not acknowledged, oldest first
+        client.publish(self.topics.status(), status, qos=1, retain=True)
         self._connected.set()
-
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        with self._acked:
-            if mid in self._unacked:
-                self._unacked.discard(mid)
-            else:
-                self._early_acks.add(mid)
-            self._acked.notify_all()
+        self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected.is_set() and not self._stopping:
-            logger.warning("broker connection lost (%s); reconnecting, verdicts are queued", reason_code)
+        if self._connected.is_set() and not self._closing.is_set():
+            logger.warning("broker connection lost (%s); reconnecting, verdicts are spooled", reason_code)
         self._connected.clear()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            row = self._inflight.pop(mid, None)
+            if row is None:
+                self._early_acks.add(mid)
+        if row is not None:
+            self.spool.ack(row)
+        self._wake.set()
+
+    def _send_loop(self) -> None:
+        while not self._closing.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self._send_pending()
+
+    def _send_pending(self) -> None:
+        if not self._connected.is_set():
+            return
+        with self._lock:
+            room, after = WINDOW - len(self._inflight), self._sent_upto
+        if room <= 0:
+            return
+        for row, topic, payload, qos, retain in self.spool.pending(after, room):
+            info = self.client.publish(topic, payload, qos=qos, retain=retain)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return  # disconnected meanwhile; the row stays spooled
+            with self._lock:
+                self._sent_upto = row
+                if info.mid in self._early_acks:
+                    self._early_acks.discard(info.mid)
+                    acked = True
+                else:
+                    self._inflight[info.mid] = row
+                    acked = False
+            if acked:
+                self.spool.ack(row)
 
     def start(self, wait: bool = True) -> bool:
         """Connect in the background; optionally wait up to ``connect_timeout_s`` for the first connection.
@@ -94,9 +134,10 @@ class MqttPublisher:
         """
         self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
         self.client.loop_start()
+        self._sender.start()
         if wait and not self._connected.wait(self.config.connect_timeout_s):
             logger.warning(
-                "broker %s:%d not reachable after %.0f s; running anyway, verdicts are queued until it is",
+                "broker %s:%d not reachable after %.0f s; running anyway, verdicts are spooled until it is",
                 self.config.host,
                 self.config.port,
                 self.config.connect_timeout_s,
@@ -108,47 +149,44 @@ class MqttPublisher:
         """True while a broker session is up."""
         return self._connected.is_set()
 
-    def set_status(self, state: str, reason: str = "", **details: Any) -> None:
+    @property
+    def unacknowledged(self) -> int:
+        """Verdicts the broker has not acknowledged yet (spooled)."""
+        return len(self.spool)
+
+    def set_status(self, state: str, reason: str = "", **details: Any) -> mqtt.MQTTMessageInfo | None:
         """Replace the retained status and publish it now (or on the next connect)."""
         with self._lock:
             self._status = status_payload(self.station, state, reason, **details)  # type: ignore[arg-type]
             status = to_json(self._status)
         if self._connected.is_set():
-            self._publish(self.topics.status(), status, qos=1, retain=True)
-
-    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
-        # paho queues QoS 1 messages even while disconnected and resends them on reconnect;
-        # the broker's PUBACK (on_publish) is what counts as delivered. paho calls on_publish
-        # under its own lock, so publish() must not be called while holding ours.
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if qos:
-            with self._lock:
-                if info.mid in self._early_acks:
-                    self._early_acks.discard(info.mid)
-                else:
-                    self._unacked.add(info.mid)
+            return self.client.publish(self.topics.status(), status, qos=1, retain=True)
+        return None
 
     def publish_verdict(self, verdict: Verdict) -> None:
-        """Publish one verdict (QoS from config, never retained)."""
-        self._publish(self.topics.verdict(), to_json(verdict_payload(verdict, self.station)), qos=self.config.qos)
-
-    @property
-    def unacknowledged(self) -> int:
-        """QoS 1 messages the broker has not acknowledged yet."""
-        with self._lock:
-            return len(self._unacked)
+        """Spool one verdict (QoS from config, never retained); the sender thread delivers it."""
+        payload = to_json(verdict_payload(verdict, self.station))
+        self.spool.append(self.topics.verdict(), payload, qos=self.config.qos, seq=verdict.seq)
+        self._wake.set()
 
     def stop(self, reason: str = "stopped", timeout_s: float = 10.0) -> None:
-        """Publish the final status, flush queued verdicts, then disconnect."""
-        state = "error" if reason not in ("stopped", "source exhausted") else "offline"
-        self.set_status(state, reason)
+        """Flush spooled verdicts (up to ``timeout_s``), publish the final status, disconnect."""
         deadline = time.monotonic() + timeout_s
-        with self._acked:
-            while self._unacked and self._connected.is_set() and time.monotonic() < deadline:
-                self._acked.wait(min(0.1, max(0.0, deadline - time.monotonic())))
-            unsent = len(self._unacked)
-        if unsent:
-            logger.warning("%d verdict(s) not acknowledged by the broker at shutdown", unsent)
-        self._stopping = True
+        while len(self.spool) and self._connected.is_set() and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.02)
+        state = "error" if reason not in ("stopped", "source exhausted") else "offline"
+        info = self.set_status(state, reason)
+        if info is not None:
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(max(0.5, deadline - time.monotonic()))
+        left = len(self.spool)
+        if left:
+            logger.warning("%d verdict(s) not acknowledged by the broker at shutdown; kept in the spool", left)
+        self._closing.set()
+        self._wake.set()
         self.client.disconnect()
         self.client.loop_stop()
+        if self._sender.is_alive():
+            self._sender.join(2)
+        self.spool.close()

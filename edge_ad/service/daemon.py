@@ -13,6 +13,7 @@ from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import ConfigError
 from edge_ad.inference import AnomalyModel
 from edge_ad.publish import MqttPublisher
+from edge_ad.publish.spool import Spool
 from edge_ad.service.judge import judge
 
 __all__ = ["Daemon", "run"]
@@ -46,8 +47,10 @@ class Daemon:
         self.model = AnomalyModel(bundle, config.model.variant, config.model.device, cache_dir=state_dir / "ov_cache")
         self.source = open_source(config.camera)
         logger.info("camera %s opened", self.source.name)
-        self.publisher = MqttPublisher(config.mqtt, config.station)
-        self.seq = 0
+        spool = Spool(state_dir / "spool.sqlite", config.mqtt.spool_max_messages)
+        self.publisher = MqttPublisher(config.mqtt, config.station, spool)
+        self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
+        self.scored = 0
 
     def _status_details(self) -> dict:
         manifest = self.model.bundle.manifest
@@ -79,14 +82,15 @@ class Daemon:
                 frame = self.source.read()
                 if frame is None:
                     reason = "source exhausted"
-                    logger.info("camera %s: end of source after %d frames", self.source.name, self.seq)
+                    logger.info("camera %s: end of source after %d frames", self.source.name, self.scored)
                     break
                 result = self.model.infer(frame)
                 self.seq += 1
+                self.scored += 1
                 verdict = judge(result, frame, threshold, self.seq, manifest.name, manifest.version)
                 self.publisher.publish_verdict(verdict)
                 logger.debug("seq %d %s score %.4f", verdict.seq, verdict.verdict, verdict.score)
-                if max_frames and self.seq >= max_frames:
+                if max_frames and self.scored >= max_frames:
                     logger.info("max_frames=%d reached", max_frames)
                     break
         except Exception as exc:
@@ -95,7 +99,7 @@ class Daemon:
         finally:
             self.publisher.stop(reason)
             self.source.close()
-            logger.info("stopped (%s) after %d verdicts", reason, self.seq)
+            logger.info("stopped (%s) after %d verdicts (last seq %d)", reason, self.scored, self.seq)
         return 0
 
 

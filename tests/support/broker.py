@@ -30,12 +30,12 @@ class Broker:
 
 
 @contextmanager
-def start_mosquitto(workdir: Path) -> Iterator[Broker]:
-    """Start mosquitto on a free loopback port with a temp config; stop our own pid afterwards."""
+def start_mosquitto(workdir: Path, port: int | None = None) -> Iterator[Broker]:
+    """Start mosquitto on a (free) loopback port with a temp config; stop our own pid afterwards."""
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
         raise RuntimeError("mosquitto is not installed: apt-get install mosquitto (done by scripts/setup.sh)")
-    port = free_port()
+    port = port or free_port()
     conf = workdir / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     log = (workdir / "mosquitto.log").open("w")
