@@ -34,5 +34,9 @@ class CameraConfig(EdgeAdModel):
     open_timeout_s: float = Field(
         10.0, gt=0, title="Open timeout", description="Seconds to wait for the source to open."
     )
+    stall_timeout_s: float = Field(
+        10.0, gt=0, description="No frame for this long marks the camera offline and triggers a reconnect."
+    )
+    reconnect_max_s: float = Field(30.0, ge=1, description="Longest wait between reconnect attempts (backoff cap).")
     width: int | None = Field(None, ge=1, description="Requested capture width (devices only).")
     height: int | None = Field(None, ge=1, description="Requested capture height (devices only).")

@@ -13,7 +13,7 @@ from edge_ad.types import Verdict
 __all__ = ["SCHEMA_VERSION", "load_schema", "status_payload", "to_json", "verdict_payload"]
 
 SCHEMA_VERSION = 1
-State = Literal["online", "offline", "error"]
+State = Literal["online", "camera_offline", "offline", "error"]
 
 
 def _iso(ts: float) -> str:

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from edge_ad.bundle import load_bundle
-from edge_ad.capture import open_source
+from edge_ad.capture import CaptureSupervisor, EndOfSource
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import ConfigError
 from edge_ad.inference import AnomalyModel
@@ -45,10 +45,10 @@ class Daemon:
         state_dir = _writable_dir(config.service.state_dir, "service.state_dir")
         bundle = load_bundle(config.model.path)
         self.model = AnomalyModel(bundle, config.model.variant, config.model.device, cache_dir=state_dir / "ov_cache")
-        self.source = open_source(config.camera)
-        logger.info("camera %s opened", self.source.name)
         spool = Spool(state_dir / "spool.sqlite", config.mqtt.spool_max_messages)
         self.publisher = MqttPublisher(config.mqtt, config.station, spool)
+        self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)
+        self.camera.start()
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
         self.scored = 0
 
@@ -60,6 +60,12 @@ class Daemon:
             "device_note": self.model.fallback_note,
             "threshold": self.model.threshold,
         }
+
+    def _camera_state(self, state: str, reason: str) -> None:
+        if state == "online":
+            self.publisher.set_status("online", **self._status_details())
+        else:
+            self.publisher.set_status("camera_offline", reason, **self._status_details())
 
     def stop(self, *_: object) -> None:
         """Ask the loop to finish after the current frame (signal-safe)."""
@@ -79,11 +85,14 @@ class Daemon:
         reason = "stopped"
         try:
             while not self.stop_event.is_set():
-                frame = self.source.read()
-                if frame is None:
+                try:
+                    frame = self.camera.get(timeout=0.5)
+                except EndOfSource:
                     reason = "source exhausted"
-                    logger.info("camera %s: end of source after %d frames", self.source.name, self.scored)
+                    logger.info("camera %s: end of source after %d frames", self.camera.name, self.scored)
                     break
+                if frame is None:
+                    continue
                 result = self.model.infer(frame)
                 self.seq += 1
                 self.scored += 1
@@ -98,7 +107,7 @@ class Daemon:
             raise
         finally:
             self.publisher.stop(reason)
-            self.source.close()
+            self.camera.close()
             logger.info("stopped (%s) after %d verdicts (last seq %d)", reason, self.scored, self.seq)
         return 0
 

@@ -160,3 +160,33 @@ def test_verdicts_spooled_while_broker_down_arrive_after_restart(tiny_models, tm
     seqs = [v["seq"] for v in rec.on("verdict")]
     first_seen = list(dict.fromkeys(seqs))  # de-duplicated by seq, in arrival order
     assert first_seen == list(range(1, 13)), seqs  # 1-6 from the spool, then 7-12: no reuse, no gap
+
+
+def test_folder_camera_that_vanishes_goes_offline_and_recovers(tiny_models, mosquitto, tmp_path):
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), good_image(300 + i))
+    config = station_config(
+        tmp_path, str(folder), tiny_models / "tiny", mosquitto.port,
+        camera={"fps": 20, "loop": True, "stall_timeout_s": 2, "reconnect_max_s": 2},
+    )  # fmt: skip
+    with Recorder(mosquitto) as rec:
+        proc = start_daemon(config)
+        try:
+            assert rec.wait_for(lambda r: len(r.on("verdict")) >= 3, timeout=30), proc.stderr
+            hidden = tmp_path / "unplugged"
+            folder.rename(hidden)
+            assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "camera_offline", timeout=5)
+            count = len(rec.on("verdict"))
+            hidden.rename(folder)
+            assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "online", timeout=15)
+            assert rec.wait_for(lambda r: len(r.on("verdict")) > count + 3, timeout=15)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    seqs = [v["seq"] for v in rec.on("verdict")]
+    assert seqs == sorted(set(seqs)), "sequence must stay gap-free and ordered across the outage"

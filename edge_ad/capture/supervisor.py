@@ -1,0 +1,184 @@
+"""Supervised capture: a reader thread per source, staleness judged outside ``read()``, reconnects.
+
+A ``read()`` that hangs (a dead RTSP server, an unplugged USB camera) never blocks the daemon:
+the watchdog sees no frame for ``stall_timeout_s``, reports the camera offline, abandons the stuck
+reader and reopens the source with capped exponential backoff (1, 2, 4 … ``reconnect_max_s``).
+File and folder replays are lossless (the reader waits for the consumer); live sources keep
+only the newest frame and count the ones the consumer never saw as dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from edge_ad.capture.sources import FrameSource, OpenCVSource, open_source
+from edge_ad.config import CameraConfig
+from edge_ad.errors import CameraError
+from edge_ad.types import Frame
+
+__all__ = ["CaptureSupervisor", "EndOfSource"]
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+
+
+class EndOfSource(Exception):
+    """A non-looping file or folder has been read to the end."""
+
+
+class CaptureSupervisor:
+    """Owns the frame source of a station and keeps it alive.
+
+    Args:
+        config: The ``camera`` section.
+        on_state: Called with ("online" | "offline", reason) on every camera state change.
+        opener: Opens a source (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        config: CameraConfig,
+        on_state: Callable[[str, str], None] | None = None,
+        opener: Callable[[CameraConfig], FrameSource] = open_source,
+    ) -> None:
+        self.config = config
+        self.on_state = on_state or (lambda state, reason: None)
+        self.opener = opener
+        self.state = "offline"
+        self.dropped = 0
+        self.reconnects = 0
+        self._frames: queue.Queue = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._heartbeat = time.monotonic()
+        self._failure: str | None = None
+        self._source: FrameSource | None = None
+        self._lossless = True
+        self._watchdog = threading.Thread(target=self._watch, name="camera-watchdog", daemon=True)
+
+    @property
+    def name(self) -> str:
+        """The configured source, for logs."""
+        return str(self.config.source)
+
+    def start(self) -> None:
+        """Open the source once (errors are fatal here) and start reading.
+
+        Raises:
+            CameraError: The source cannot be opened.
+        """
+        self._attach(self.opener(self.config))
+        self._watchdog.start()
+
+    def _attach(self, source: FrameSource) -> None:
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            self._source = source
+            self._lossless = not isinstance(source, OpenCVSource) or source.is_file
+            self._heartbeat = time.monotonic()
+            self._failure = None
+        threading.Thread(target=self._read, args=(source, generation), name="camera-reader", daemon=True).start()
+        self._set_state("online", "")
+
+    def _set_state(self, state: str, reason: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        if state == "online":
+            logger.info("camera %s online", self.name)
+        else:
+            logger.warning("camera %s offline: %s", self.name, reason)
+        self.on_state(state, reason)
+
+    def _current(self, generation: int) -> bool:
+        return generation == self._generation and not self._stop.is_set()
+
+    def _read(self, source: FrameSource, generation: int) -> None:
+        while self._current(generation):
+            try:
+                frame = source.read()
+            except Exception as exc:
+                with self._lock:
+                    if self._current(generation):
+                        self._failure = str(exc)
+                return
+            if not self._current(generation):
+                return
+            self._heartbeat = time.monotonic()
+            item = _END if frame is None else frame
+            while self._current(generation):
+                try:
+                    self._frames.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    if not self._lossless and item is not _END:
+                        self._drop_oldest()
+                    else:
+                        self._heartbeat = time.monotonic()  # alive, waiting for the consumer
+            if item is _END:
+                return
+
+    def _drop_oldest(self) -> None:
+        try:
+            self._frames.get_nowait()
+            self.dropped += 1
+        except queue.Empty:
+            pass
+
+    def _watch(self) -> None:
+        backoff = 1.0
+        while not self._stop.wait(0.2):
+            with self._lock:
+                failure = self._failure
+                stale = time.monotonic() - self._heartbeat
+            if self.state == "online":
+                if failure is None and stale < self.config.stall_timeout_s:
+                    continue
+                reason = failure or f"no frames from {self.name} in {stale:.0f} s"
+                self._set_state("offline", reason)
+                self._abandon()
+                backoff = 1.0
+            if self._stop.wait(backoff):
+                return
+            try:
+                source = self.opener(self.config)
+            except CameraError as exc:
+                backoff = min(backoff * 2, self.config.reconnect_max_s)
+                logger.info("camera %s: reconnect failed (%s); next try in %.0f s", self.name, exc, backoff)
+                continue
+            self.reconnects += 1
+            self._attach(source)
+
+    def _abandon(self) -> None:
+        """Forget the current reader (it may be stuck in read()) and release the source in the background."""
+        with self._lock:
+            self._generation += 1
+            source, self._source = self._source, None
+        if source is not None:
+            threading.Thread(target=source.close, name="camera-close", daemon=True).start()
+
+    def get(self, timeout: float) -> Frame | None:
+        """The next frame, or None when none arrived within ``timeout``.
+
+        Raises:
+            EndOfSource: A finite source ended.
+        """
+        try:
+            item = self._frames.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _END:
+            raise EndOfSource(self.name)
+        return item
+
+    def close(self) -> None:
+        """Stop the watchdog and release the source."""
+        self._stop.set()
+        self._abandon()

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edge_ad.capture import CaptureSupervisor, EndOfSource
+from edge_ad.config import CameraConfig
+from edge_ad.errors import CameraError
+from edge_ad.types import Frame
+
+
+class FakeSource:
+    """Delivers ``frames`` frames, then hangs (``hang``), fails, or ends."""
+
+    def __init__(self, frames: int, then: str, release: threading.Event) -> None:
+        self.name = "fake"
+        self.left = frames
+        self.then = then
+        self.release = release
+        self.count = 0
+
+    def read(self) -> Frame | None:
+        if self.left == 0:
+            if self.then == "hang":
+                self.release.wait(30)  # a read() that never returns while the test runs
+                return None
+            if self.then == "fail":
+                raise CameraError("camera.source: fake stopped delivering frames")
+            return None
+        self.left -= 1
+        self.count += 1
+        time.sleep(0.01)
+        return Frame(image=np.zeros((4, 4, 3), np.uint8), ts=time.time(), index=self.count, origin="fake")
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def config(**kw) -> CameraConfig:
+    return CameraConfig(source="fake", stall_timeout_s=0.5, reconnect_max_s=1, **kw)
+
+
+def collect(sup: CaptureSupervisor, n: int, seconds: float = 10) -> list[Frame]:
+    frames, deadline = [], time.monotonic() + seconds
+    while len(frames) < n and time.monotonic() < deadline:
+        frame = sup.get(timeout=0.05)
+        if frame is not None:
+            frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("failure", ["hang", "fail"])  # a read() that hangs, one that raises
+def test_lost_camera_goes_offline_and_comes_back(failure):
+    release = threading.Event()
+    plans = [(3, failure), (None, None), (3, "end")]  # first source dies, one reopen fails, then it is back
+    states = []
+
+    def opener(cfg):
+        frames, then = plans.pop(0) if plans else (3, "end")
+        if frames is None:
+            raise CameraError("camera.source: cannot open device 'fake'")
+        return FakeSource(frames, then, release)
+
+    sup = CaptureSupervisor(config(), on_state=lambda s, r: states.append((s, r)), opener=opener)
+    sup.start()
+    assert len(collect(sup, 3)) == 3
+    deadline = time.monotonic() + 10
+    while sup.reconnects < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [s for s, _ in states] == ["online", "offline", "online"]
+    reason = states[1][1]
+    assert ("no frames from fake in" in reason) if failure == "hang" else ("stopped delivering" in reason)
+    assert len(collect(sup, 3)) == 3
+    with pytest.raises(EndOfSource):
+        sup.get(timeout=1)
+    sup.close()
+
+
+def test_lossless_replay_never_drops_for_a_slow_consumer(tmp_path):
+    import cv2
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    sup = CaptureSupervisor(CameraConfig(source=str(folder), stall_timeout_s=0.3))
+    sup.start()
+    got = []
+    while True:
+        time.sleep(0.1)  # slower than the reader and longer than... nothing: lossless waits
+        try:
+            frame = sup.get(timeout=2)
+        except EndOfSource:
+            break
+        got.append(frame.origin)
+    assert got == [f"{i}.png" for i in range(6)] and sup.dropped == 0 and sup.state == "online"
+    sup.close()
+
+
+def test_open_failure_at_start_is_fatal():
+    def opener(cfg):
+        raise CameraError("camera.source: cannot open device '/dev/video9'")
+
+    with pytest.raises(CameraError, match="/dev/video9"):
+        CaptureSupervisor(config(), opener=opener).start()
