@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge_ad.config import MqttConfig
-from edge_ad.publish.payloads import status_payload, to_json, verdict_payload
+from edge_ad.publish.payloads import stats_payload, status_payload, to_json, verdict_payload
 from edge_ad.publish.spool import Spool
 from edge_ad.publish.topics import Topics
 from edge_ad.types import Verdict
@@ -162,6 +162,11 @@ class MqttPublisher:
         if self._connected.is_set():
             return self.client.publish(self.topics.status(), status, qos=1, retain=True)
         return None
+
+    def publish_stats(self, fields: dict[str, Any]) -> None:
+        """Publish the retained statistics (QoS 1; skipped while disconnected: the next one follows)."""
+        if self._connected.is_set():
+            self.client.publish(self.topics.stats(), to_json(stats_payload(self.station, fields)), qos=1, retain=True)
 
     def publish_verdict(self, verdict: Verdict) -> None:
         """Spool one verdict (QoS from config, never retained); the sender thread delivers it."""

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from edge_ad.types import Verdict
 
-__all__ = ["SCHEMA_VERSION", "load_schema", "status_payload", "to_json", "verdict_payload"]
+__all__ = ["SCHEMA_VERSION", "load_schema", "stats_payload", "status_payload", "to_json", "verdict_payload"]
 
 SCHEMA_VERSION = 1
 State = Literal["online", "camera_offline", "offline", "error"]
@@ -55,12 +55,18 @@ def status_payload(
     return payload
 
 
+def stats_payload(station: str, fields: dict[str, Any], ts: float | None = None) -> dict[str, Any]:
+    """The retained message on ``<prefix>/<station>/stats``."""
+    ts = time.time() if ts is None else ts
+    return {"schema": SCHEMA_VERSION, "station": station, "ts": round(ts, 3), **fields}
+
+
 def to_json(payload: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON."""
     return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
 
 
-def load_schema(name: Literal["verdict", "status"]) -> dict[str, Any]:
+def load_schema(name: Literal["verdict", "status", "stats"]) -> dict[str, Any]:
     """The JSON Schema shipped with the package for a message type."""
     text = resources.files("edge_ad.publish").joinpath("schemas", f"{name}.schema.json").read_text()
     return json.loads(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 
 from edge_ad.bundle import load_bundle
@@ -15,6 +16,7 @@ from edge_ad.inference import AnomalyModel
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import Spool
 from edge_ad.service.judge import judge
+from edge_ad.service.stats import StationStats
 
 __all__ = ["Daemon", "run"]
 
@@ -49,6 +51,7 @@ class Daemon:
         self.publisher = MqttPublisher(config.mqtt, config.station, spool)
         self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)
         self.camera.start()
+        self.stats = StationStats()
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
         self.scored = 0
 
@@ -67,6 +70,19 @@ class Daemon:
         else:
             self.publisher.set_status("camera_offline", reason, **self._status_details())
 
+    def _publish_stats(self) -> None:
+        details = self._status_details()
+        self.publisher.publish_stats(
+            {
+                **self.stats.snapshot(),
+                "dropped_frames": self.camera.dropped,
+                "camera": self.camera.state,
+                "device": details["device"],
+                "model": details["model"],
+                "spooled": self.publisher.unacknowledged,
+            }
+        )
+
     def stop(self, *_: object) -> None:
         """Ask the loop to finish after the current frame (signal-safe)."""
         self.stop_event.set()
@@ -84,7 +100,12 @@ class Daemon:
         max_frames = self.config.service.max_frames
         reason = "stopped"
         try:
+            interval = self.config.service.stats_interval_s
+            next_stats = time.monotonic() + interval
             while not self.stop_event.is_set():
+                if time.monotonic() >= next_stats:
+                    self._publish_stats()
+                    next_stats = time.monotonic() + interval
                 try:
                     frame = self.camera.get(timeout=0.5)
                 except EndOfSource:
@@ -98,6 +119,7 @@ class Daemon:
                 self.scored += 1
                 verdict = judge(result, frame, threshold, self.seq, manifest.name, manifest.version)
                 self.publisher.publish_verdict(verdict)
+                self.stats.add(result.latency_ms, verdict.verdict == "NG")
                 logger.debug("seq %d %s score %.4f", verdict.seq, verdict.verdict, verdict.score)
                 if max_frames and self.scored >= max_frames:
                     logger.info("max_frames=%d reached", max_frames)
@@ -106,6 +128,7 @@ class Daemon:
             reason = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            self._publish_stats()
             self.publisher.stop(reason)
             self.camera.close()
             logger.info("stopped (%s) after %d verdicts (last seq %d)", reason, self.scored, self.seq)

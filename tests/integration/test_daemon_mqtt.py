@@ -82,13 +82,16 @@ def looping_station(tmp_path, tiny_models, mosquitto) -> Path:
     for i in range(3):
         cv2.imwrite(str(folder / f"g{i}.png"), good_image(100 + i))
     cv2.imwrite(str(folder / "z_defect.png"), defect_image(7))
-    return station_config(tmp_path, str(folder), tiny_models / "tiny", mosquitto.port, camera={"fps": 40, "loop": True})
+    return station_config(
+        tmp_path, str(folder), tiny_models / "tiny", mosquitto.port,
+        camera={"fps": 40, "loop": True}, service={"stats_interval_s": 0.5},
+    )  # fmt: skip
 
 
 def test_sigterm_stops_cleanly_with_retained_offline(looping_station, mosquitto):
     with Recorder(mosquitto) as rec:
         proc = start_daemon(looping_station)
-        assert rec.wait_for(lambda r: len(r.on("verdict")) >= 8, timeout=30), proc.stderr
+        assert rec.wait_for(lambda r: len(r.on("verdict")) >= 40, timeout=30), proc.stderr
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=20)
         assert proc.returncode == 0, stderr
@@ -99,6 +102,15 @@ def test_sigterm_stops_cleanly_with_retained_offline(looping_station, mosquitto)
         assert [v["seq"] for v in verdicts] == list(range(1, len(verdicts) + 1))
         assert {v["verdict"] for v in verdicts if v["frame"]["origin"] == "z_defect.png"} == {"NG"}
         assert {v["verdict"] for v in verdicts if v["frame"]["origin"].startswith("g")} == {"OK"}
+        rec.wait_for(lambda r: r.on("stats") and r.on("stats")[-1]["frames"] == len(verdicts))
+        stats = rec.on("stats")
+        assert len(stats) >= 2, "periodic stats plus the final one"
+        for message in stats:
+            jsonschema.validate(message, load_schema("stats"))
+        final = stats[-1]
+        assert final["frames"] == len(verdicts) and final["ng"] == sum(v["verdict"] == "NG" for v in verdicts)
+        assert final["camera"] == "online" and final["device"] == "CPU" and final["model"]["name"] == "tiny"
+        assert final["fps"] > 0 and 0 < final["latency_ms"]["p50"] <= final["latency_ms"]["p99"]
     # a late subscriber sees the retained final status
     with Recorder(mosquitto) as late:
         assert late.wait_for(lambda r: r.messages)
