@@ -60,12 +60,15 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             rows += _rows(annotation, key + ".")
             continue
+        section = next((a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)), None)
         bounds = [_constraint(m) for m in field.metadata]
         description = field.description or ""
         if bounds:
             description += f" ({', '.join(bounds)})"
         cells = [f"`{key}`", _type_name(annotation), _default(field), description]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        if section is not None:  # an optional section: document its keys too
+            rows += _rows(section, key + ".")
     return rows
 
 

@@ -5,11 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge_ad.config.base import EdgeAdModel
 
-__all__ = ["ServiceConfig"]
+__all__ = ["DebounceConfig", "ServiceConfig"]
+
+
+class DebounceConfig(EdgeAdModel):
+    """Report NG only when n of the last m frames scored NG."""
+
+    n: int = Field(ge=1, description="NG frames needed...")
+    m: int = Field(ge=1, description="...among this many most recent frames.")
+
+    @model_validator(mode="after")
+    def _n_le_m(self) -> DebounceConfig:
+        if self.n > self.m:
+            raise ValueError(f"n ({self.n}) must not exceed m ({self.m})")
+        return self
 
 
 class ServiceConfig(EdgeAdModel):
@@ -20,6 +33,15 @@ class ServiceConfig(EdgeAdModel):
         description="Writable directory for the OpenVINO compile cache and daemon state.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logging level.")
+    mode: Literal["free_run", "triggered"] = Field(
+        "free_run",
+        description=(
+            "free_run scores frames continuously; triggered scores the first frame captured after each "
+            "message on <prefix>/<station>/trigger and answers with its id."
+        ),
+    )
+    every_nth: int = Field(1, ge=1, description="free_run: score every Nth frame (1 = all).")
+    debounce: DebounceConfig | None = Field(None, description="Optional NG debounce; null reports every raw verdict.")
     stats_interval_s: float = Field(
         10.0, gt=0, description="Seconds between retained stats messages (fps, latency, NG rate, ...)."
     )

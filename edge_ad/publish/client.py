@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,17 @@ class MqttPublisher:
         config: The ``mqtt`` config section.
         station: Station name (second topic level).
         spool: Durable outbox; default an in-memory one (nothing survives a restart).
+        on_trigger: Called (network thread) with the payload of every message on the trigger
+            topic; the topic is subscribed (QoS 1) only when this is given.
     """
 
-    def __init__(self, config: MqttConfig, station: str, spool: Spool | None = None) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        station: str,
+        spool: Spool | None = None,
+        on_trigger: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.config = config
         self.station = station
         self.topics = Topics(station=station, prefix=config.prefix)
@@ -67,6 +76,9 @@ class MqttPublisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.on_trigger = on_trigger
+        if on_trigger is not None:
+            self.client.message_callback_add(self.topics.trigger(), lambda c, u, msg: on_trigger(msg.payload))
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
 
     # paho callbacks (network thread); paho holds its own locks here, so never call publish() under ours
@@ -81,6 +93,8 @@ class MqttPublisher:
             self._early_acks.clear()
             self._sent_upto = 0  # resend everything not acknowledged, oldest first
         client.publish(self.topics.status(), status, qos=1, retain=True)
+        if self.on_trigger is not None:
+            client.subscribe(self.topics.trigger(), qos=1)
         self._connected.set()
         self._wake.set()
 

@@ -58,7 +58,9 @@ def status_payload(
 def stats_payload(station: str, fields: dict[str, Any], ts: float | None = None) -> dict[str, Any]:
     """The retained message on ``<prefix>/<station>/stats``."""
     ts = time.time() if ts is None else ts
-    return {"schema": SCHEMA_VERSION, "station": station, "ts": round(ts, 3), **fields}
+    return {"schema": SCHEMA_VERSION, "station": station, "ts": round(ts, 3)} | {
+        k: v for k, v in fields.items() if v is not None
+    }
 
 
 def to_json(payload: dict[str, Any]) -> bytes:

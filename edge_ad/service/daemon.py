@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from edge_ad.bundle import load_bundle
@@ -16,7 +17,9 @@ from edge_ad.inference import AnomalyModel
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import Spool
 from edge_ad.service.judge import judge
+from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
 from edge_ad.service.stats import StationStats
+from edge_ad.types import Frame
 
 __all__ = ["Daemon", "run"]
 
@@ -48,7 +51,12 @@ class Daemon:
         bundle = load_bundle(config.model.path)
         self.model = AnomalyModel(bundle, config.model.variant, config.model.device, cache_dir=state_dir / "ov_cache")
         spool = Spool(state_dir / "spool.sqlite", config.mqtt.spool_max_messages)
-        self.publisher = MqttPublisher(config.mqtt, config.station, spool)
+        service = config.service
+        self.triggers = TriggerInbox() if service.mode == "triggered" else None
+        self.debouncer = Debouncer(service.debounce.n, service.debounce.m) if service.debounce else None
+        self.publisher = MqttPublisher(
+            config.mqtt, config.station, spool, on_trigger=self._on_trigger if self.triggers else None
+        )
         self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)
         self.camera.start()
         self.stats = StationStats()
@@ -70,6 +78,24 @@ class Daemon:
         else:
             self.publisher.set_status("camera_offline", reason, **self._status_details())
 
+    def _on_trigger(self, payload: bytes) -> None:
+        assert self.triggers is not None
+        try:
+            part = parse_trigger(payload)
+        except ValueError as exc:
+            self.triggers.reject()
+            logger.warning("trigger rejected: %s", exc)
+            return
+        self.triggers.push(part, time.time())
+
+    def _select(self, frame: Frame) -> dict | None:
+        """Verdict extras when this frame is to be scored, else None (free-run Nth frame / triggers)."""
+        if self.triggers is not None:
+            part = self.triggers.take_for(frame.ts)
+            return None if part is None else {"trigger": {"id": part}}
+        every = self.config.service.every_nth
+        return {} if frame.index % every == 0 else None
+
     def _publish_stats(self) -> None:
         details = self._status_details()
         self.publisher.publish_stats(
@@ -80,6 +106,9 @@ class Daemon:
                 "device": details["device"],
                 "model": details["model"],
                 "spooled": self.publisher.unacknowledged,
+                "triggers": {"accepted": self.triggers.accepted, "rejected": self.triggers.rejected}
+                if self.triggers
+                else None,
             }
         )
 
@@ -114,10 +143,18 @@ class Daemon:
                     break
                 if frame is None:
                     continue
+                extra = self._select(frame)
+                if extra is None:
+                    continue
                 result = self.model.infer(frame)
                 self.seq += 1
                 self.scored += 1
                 verdict = judge(result, frame, threshold, self.seq, manifest.name, manifest.version)
+                if self.debouncer is not None:
+                    extra["raw_verdict"] = verdict.verdict
+                    verdict = replace(verdict, verdict="NG" if self.debouncer.update(verdict.verdict == "NG") else "OK")
+                if extra:
+                    verdict = replace(verdict, extra=extra)
                 self.publisher.publish_verdict(verdict)
                 self.stats.add(result.latency_ms, verdict.verdict == "NG")
                 logger.debug("seq %d %s score %.4f", verdict.seq, verdict.verdict, verdict.score)

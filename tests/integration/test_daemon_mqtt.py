@@ -202,3 +202,44 @@ def test_folder_camera_that_vanishes_goes_offline_and_recovers(tiny_models, mosq
     assert proc.returncode == 0, stderr
     seqs = [v["seq"] for v in rec.on("verdict")]
     assert seqs == sorted(set(seqs)), "sequence must stay gap-free and ordered across the outage"
+
+
+def test_plc_trigger_handshake(tiny_models, mosquitto, tmp_path):
+    """Triggered mode: each trigger id gets exactly one verdict carrying that id; junk is counted."""
+    import json
+
+    import cv2
+    import paho.mqtt.publish as mqtt_publish
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), good_image(400))
+    cv2.imwrite(str(folder / "b.png"), defect_image(400))
+    config = station_config(
+        tmp_path, str(folder), tiny_models / "tiny", mosquitto.port,
+        camera={"fps": 50, "loop": True}, service={"mode": "triggered", "stats_interval_s": 0.3},
+    )  # fmt: skip
+    topic = "edge_ad/test-station/trigger"
+    with Recorder(mosquitto) as rec:
+        proc = start_daemon(config)
+        try:
+            assert rec.wait_for(lambda r: any(s["state"] == "online" for s in r.on("status")), timeout=30)
+            time.sleep(1.0)
+            assert rec.on("verdict") == [], "triggered mode must not score untriggered frames"
+            junk = [b"garbage", b'{"id": "x", "evil": 1}', b"{" * 5000]
+            for payload in [b'{"id": "P-1"}', *junk, b'{"id": "P-2"}', b'{"id": 3}']:
+                mqtt_publish.single(topic, payload, qos=1, hostname=mosquitto.host, port=mosquitto.port)
+            assert rec.wait_for(lambda r: len(r.on("verdict")) >= 3, timeout=10)
+            assert rec.wait_for(lambda r: r.on("stats") and r.on("stats")[-1].get("triggers", {}).get("rejected") == 3)
+            time.sleep(0.5)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    verdicts = rec.on("verdict")
+    for v in verdicts:
+        jsonschema.validate(v, load_schema("verdict"))
+    assert [v["trigger"]["id"] for v in verdicts] == ["P-1", "P-2", "3"]
+    assert rec.on("stats")[-1]["triggers"] == {"accepted": 3, "rejected": 3}
+    assert stderr.count("trigger rejected") == 3 and "Traceback" not in stderr
+    assert json.loads(json.dumps(verdicts))[0]["seq"] >= 1

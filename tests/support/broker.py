@@ -69,8 +69,12 @@ class Recorder:
         self.client.on_message = self._on_message
 
     def _on_message(self, client, userdata, msg) -> None:
+        try:
+            payload = json.loads(msg.payload)
+        except ValueError:  # e.g. the junk a hostile-input test sends to the trigger topic
+            payload = {"_raw": bytes(msg.payload)}
         with self._lock:
-            self.messages.append((msg.topic, json.loads(msg.payload), bool(msg.retain)))
+            self.messages.append((msg.topic, payload, bool(msg.retain)))
 
     def __enter__(self) -> Recorder:
         self.client.connect(self.broker.host, self.broker.port)

@@ -1,0 +1,77 @@
+"""Which frames get scored: free-run (every Nth frame) or PLC-triggered; optional NG debounce."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+
+__all__ = ["MAX_TRIGGER_BYTES", "Debouncer", "TriggerInbox", "parse_trigger"]
+
+MAX_TRIGGER_BYTES = 1024
+
+
+def parse_trigger(payload: bytes) -> str:
+    """The id of a trigger message ``{"id": "<part id>"}`` (string or integer, at most 64 characters).
+
+    Raises:
+        ValueError: Oversized, not JSON, not an object, missing/invalid id, or unknown fields.
+    """
+    if len(payload) > MAX_TRIGGER_BYTES:
+        raise ValueError(f"trigger payload of {len(payload)} bytes exceeds {MAX_TRIGGER_BYTES}")
+    try:
+        message = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"trigger payload is not JSON ({exc})") from None
+    if not isinstance(message, dict):
+        raise ValueError('trigger payload must be a JSON object like {"id": "part-42"}')
+    unknown = set(message) - {"id"}
+    if unknown:
+        raise ValueError(f"trigger payload has unknown field(s) {sorted(unknown)}")
+    part = message.get("id")
+    if isinstance(part, bool) or not isinstance(part, (str, int)) or not 0 < len(str(part)) <= 64:
+        raise ValueError("trigger 'id' must be a string or integer of 1-64 characters")
+    return str(part)
+
+
+class TriggerInbox:
+    """Pending PLC triggers; each is answered with the first frame captured after it arrived."""
+
+    def __init__(self, max_pending: int = 64) -> None:
+        self._pending: deque[tuple[str, float]] = deque(maxlen=max_pending)
+        self._lock = threading.Lock()
+        self.accepted = 0
+        self.rejected = 0
+
+    def push(self, part_id: str, received_ts: float) -> None:
+        """Queue a trigger (the oldest is dropped beyond ``max_pending``)."""
+        with self._lock:
+            self._pending.append((part_id, received_ts))
+            self.accepted += 1
+
+    def reject(self) -> None:
+        """Count a malformed trigger."""
+        with self._lock:
+            self.rejected += 1
+
+    def take_for(self, frame_ts: float) -> str | None:
+        """The oldest trigger that this frame answers (captured at or after the trigger), if any."""
+        with self._lock:
+            if self._pending and frame_ts >= self._pending[0][1]:
+                return self._pending.popleft()[0]
+        return None
+
+
+class Debouncer:
+    """NG only when at least ``n`` of the last ``m`` raw verdicts were NG."""
+
+    def __init__(self, n: int, m: int) -> None:
+        if not 1 <= n <= m:
+            raise ValueError(f"debounce needs 1 <= n <= m, got n={n}, m={m}")
+        self.n = n
+        self._recent: deque[bool] = deque(maxlen=m)
+
+    def update(self, raw_ng: bool) -> bool:
+        """Add a raw verdict; return the debounced one."""
+        self._recent.append(raw_ng)
+        return sum(self._recent) >= self.n

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [(b'{"id": "part-42"}', "part-42"), (b'{"id": 17}', "17"), ('{"id": "Ünïcode"}'.encode(), "Ünïcode")],
+)
+def test_valid_triggers(payload, expected):
+    assert parse_trigger(payload) == expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),  # not UTF-8
+        (b'["id"]', "must be a JSON object"),
+        (b"{}", "'id' must be"),  # missing id
+        (b'{"id": ""}', "'id' must be"),
+        (b'{"id": true}', "'id' must be"),  # bool is not an id
+        (b'{"id": {"x": 1}}', "'id' must be"),
+        (('{"id": "' + "x" * 65 + '"}').encode(), "'id' must be"),  # too long
+        (b'{"id": "a", "extra": 1}', "unknown field"),
+        (b'{"id": "' + b"x" * 2000 + b'"}', "exceeds 1024"),  # oversized
+    ],
+)
+def test_hostile_triggers_are_rejected(payload, message):
+    with pytest.raises(ValueError, match=message):
+        parse_trigger(payload)
+
+
+def test_trigger_is_answered_by_the_first_frame_after_it():
+    inbox = TriggerInbox()
+    assert inbox.take_for(10.0) is None
+    inbox.push("a", 5.0)
+    inbox.push("b", 6.0)
+    assert inbox.take_for(4.9) is None  # frame older than the trigger: not an answer
+    assert inbox.take_for(5.5) == "a"
+    assert inbox.take_for(5.6) is None  # "b" came later than this frame
+    assert inbox.take_for(6.0) == "b"
+    assert inbox.accepted == 2
+
+
+def test_debounce_n_of_m():
+    d = Debouncer(2, 3)
+    assert [d.update(x) for x in [True, False, True, False, False, True, True]] == [
+        False, False, True, False, False, False, True,
+    ]  # fmt: skip
+    with pytest.raises(ValueError):
+        Debouncer(3, 2)
