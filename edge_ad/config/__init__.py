@@ -1,10 +1,19 @@
 """Station configuration: pydantic schema and YAML loader."""
 
 from edge_ad.config.camera import CameraConfig
+from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.loader import load_config
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
 from edge_ad.config.schema import EdgeAdConfig
 from edge_ad.config.service import ServiceConfig
 
-__all__ = ["CameraConfig", "EdgeAdConfig", "ModelConfig", "MqttConfig", "ServiceConfig", "load_config"]
+__all__ = [
+    "CameraConfig",
+    "EdgeAdConfig",
+    "EvidenceConfig",
+    "ModelConfig",
+    "MqttConfig",
+    "ServiceConfig",
+    "load_config",
+]

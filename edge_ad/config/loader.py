@@ -88,5 +88,8 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
             "camera": config.camera.model_copy(update={"source": source}),
             "model": config.model.model_copy(update={"path": resolve(config.model.path.expanduser())}),
             "service": config.service.model_copy(update={"state_dir": resolve(config.service.state_dir.expanduser())}),
+            "evidence": config.evidence.model_copy(
+                update={"dir": resolve(config.evidence.dir.expanduser()) if config.evidence.dir else None}
+            ),
         }
     )

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.camera import CameraConfig
+from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
 from edge_ad.config.service import ServiceConfig
@@ -25,3 +26,4 @@ class EdgeAdConfig(EdgeAdModel):
     model: ModelConfig
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)

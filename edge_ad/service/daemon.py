@@ -16,6 +16,7 @@ from edge_ad.errors import ConfigError
 from edge_ad.inference import AnomalyModel
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import Spool
+from edge_ad.service.evidence import EvidenceStore
 from edge_ad.service.judge import judge
 from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
 from edge_ad.service.stats import StationStats
@@ -60,6 +61,12 @@ class Daemon:
         self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)
         self.camera.start()
         self.stats = StationStats()
+        evidence = config.evidence
+        self.evidence = (
+            EvidenceStore(evidence, _writable_dir(evidence.dir or state_dir / "evidence", "evidence.dir"))
+            if evidence.enabled
+            else None
+        )
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
         self.scored = 0
 
@@ -106,6 +113,7 @@ class Daemon:
                 "device": details["device"],
                 "model": details["model"],
                 "spooled": self.publisher.unacknowledged,
+                "evidence": {"errors": self.evidence.errors, "pruned": self.evidence.pruned} if self.evidence else None,
                 "triggers": {"accepted": self.triggers.accepted, "rejected": self.triggers.rejected}
                 if self.triggers
                 else None,
@@ -153,6 +161,10 @@ class Daemon:
                 if self.debouncer is not None:
                     extra["raw_verdict"] = verdict.verdict
                     verdict = replace(verdict, verdict="NG" if self.debouncer.update(verdict.verdict == "NG") else "OK")
+                if self.evidence is not None and verdict.verdict == "NG":
+                    path = self.evidence.save(frame, result, verdict.seq, threshold)
+                    if path is not None:
+                        extra["evidence"] = path
                 if extra:
                     verdict = replace(verdict, extra=extra)
                 self.publisher.publish_verdict(verdict)

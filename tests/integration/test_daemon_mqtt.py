@@ -101,6 +101,11 @@ def test_sigterm_stops_cleanly_with_retained_offline(looping_station, mosquitto)
         verdicts = rec.on("verdict")
         assert [v["seq"] for v in verdicts] == list(range(1, len(verdicts) + 1))
         assert {v["verdict"] for v in verdicts if v["frame"]["origin"] == "z_defect.png"} == {"NG"}
+        evidence = [v["evidence"] for v in verdicts if v["verdict"] == "NG"]
+        assert evidence and all(
+            Path(p).is_file() and Path(p.replace(".jpg", "_heatmap.jpg")).is_file() for p in evidence
+        )
+        assert not any("evidence" in v for v in verdicts if v["verdict"] == "OK")
         assert {v["verdict"] for v in verdicts if v["frame"]["origin"].startswith("g")} == {"OK"}
         rec.wait_for(lambda r: r.on("stats") and r.on("stats")[-1]["frames"] == len(verdicts))
         stats = rec.on("stats")
