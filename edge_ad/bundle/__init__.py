@@ -3,6 +3,7 @@
 from edge_ad.bundle.manifest import (
     MANIFEST_NAME,
     FileEntry,
+    GoldenImage,
     InputSpec,
     Manifest,
     ModelSpec,
@@ -15,6 +16,7 @@ __all__ = [
     "MANIFEST_NAME",
     "Bundle",
     "FileEntry",
+    "GoldenImage",
     "InputSpec",
     "Manifest",
     "ModelSpec",

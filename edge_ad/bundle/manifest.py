@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["MANIFEST_NAME", "FileEntry", "InputSpec", "Manifest", "ModelSpec", "Threshold", "Variant"]
+__all__ = ["MANIFEST_NAME", "FileEntry", "GoldenImage", "InputSpec", "Manifest", "ModelSpec", "Threshold", "Variant"]
 
 MANIFEST_NAME = "manifest.json"
 
@@ -79,6 +79,14 @@ class ModelSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class GoldenImage(_Strict):
+    """An image shipped in the bundle with the raw score each variant gave it at export (startup self-test)."""
+
+    file: str
+    label: Literal[0, 1]
+    scores: dict[Literal["fp32", "int8"], float]
+
+
 class Manifest(_Strict):
     """``manifest.json`` of a bundle version directory."""
 
@@ -94,5 +102,6 @@ class Manifest(_Strict):
     default_variant: Literal["fp32", "int8"]
     files: dict[str, FileEntry]
     metrics: dict[str, Any] = Field(default_factory=dict)
+    golden: list[GoldenImage] = Field(default_factory=list)
     dataset: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)

@@ -30,3 +30,6 @@ class ModelConfig(EdgeAdModel):
         pattern=r"^(CPU|GPU(\.\d+)?|NPU|AUTO(:[A-Z0-9.,]+)?)$",
         description="OpenVINO device: CPU, GPU, GPU.0, NPU or AUTO; an absent device falls back to CPU.",
     )
+    selftest_tolerance: float = Field(
+        0.02, gt=0, le=1, description="Relative deviation allowed when golden images are re-scored at startup."
+    )

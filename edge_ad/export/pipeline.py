@@ -7,6 +7,7 @@ that ship, so the manifest describes exactly what the device will do.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import openvino as ov
 from tqdm import tqdm
 
 import edge_ad
-from edge_ad.bundle import Bundle, InputSpec, Manifest, Threshold, Variant, file_entry, install_bundle
+from edge_ad.bundle import Bundle, GoldenImage, InputSpec, Manifest, Threshold, Variant, file_entry, install_bundle
 from edge_ad.calibrate.metrics import auroc, classification_stats, pr_auc, spearman
 from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.datasets.layout import Category, find_category, list_images
@@ -150,6 +151,20 @@ def _metrics(split: Split, scores: np.ndarray, threshold: float) -> dict[str, fl
     }
 
 
+def _golden(staging: Path, val: Split, scores: dict[str, dict[str, np.ndarray]]) -> list[GoldenImage]:
+    """Copy the first good and the first defect validation image into the bundle with their scores."""
+    folder = staging / "golden"
+    folder.mkdir()
+    golden = []
+    for label in (0, 1):
+        i = int(np.flatnonzero(val.labels == label)[0])
+        name = f"golden/{val.kinds[i]}_{val.paths[i].name}"
+        shutil.copyfile(val.paths[i], staging / name)
+        per_variant = {v: float(scores[v]["validation"][i]) for v in scores}
+        golden.append(GoldenImage(file=name, label=label, scores=per_variant))  # type: ignore[arg-type]
+    return golden
+
+
 def export_bundle(recipe: ExportRecipe) -> ExportResult:
     """Train the recipe's model and install a new bundle version under ``recipe.out/<name>/``.
 
@@ -274,6 +289,9 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
                 "versions": _versions(),
             }
         )
+        golden = _golden(staging, val, scores)
+        files = {**manifest.files, **{g.file: file_entry(staging / g.file) for g in golden}}
+        manifest = manifest.model_copy(update={"golden": golden, "files": files})
         logger.info("[5/5] writing the evaluation report and installing the bundle")
         build_report(staging, manifest, {"validation": val, "test": test}, scores)
         path = install_bundle(staging, Path(recipe.out), manifest)

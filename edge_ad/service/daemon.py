@@ -12,8 +12,9 @@ from pathlib import Path
 from edge_ad.bundle import load_bundle
 from edge_ad.capture import CaptureSupervisor, EndOfSource
 from edge_ad.config import EdgeAdConfig
-from edge_ad.errors import ConfigError
+from edge_ad.errors import ConfigError, ModelLoadError
 from edge_ad.inference import AnomalyModel
+from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import Spool
 from edge_ad.service.evidence import EvidenceStore
@@ -130,6 +131,14 @@ class Daemon:
         Returns:
             Process exit code (0 on a clean stop).
         """
+        try:
+            self_test(self.model, self.config.model.selftest_tolerance)
+        except ModelLoadError as exc:
+            self.publisher.set_status("error", str(exc), **self._status_details())
+            self.publisher.start()
+            self.publisher.stop(str(exc))
+            self.camera.close()
+            raise
         self.publisher.set_status("online", **self._status_details())
         self.publisher.start()
         manifest = self.model.bundle.manifest

@@ -248,3 +248,30 @@ def test_plc_trigger_handshake(tiny_models, mosquitto, tmp_path):
     assert rec.on("stats")[-1]["triggers"] == {"accepted": 3, "rejected": 3}
     assert stderr.count("trigger rejected") == 3 and "Traceback" not in stderr
     assert json.loads(json.dumps(verdicts))[0]["seq"] >= 1
+
+
+def test_failed_self_test_publishes_error_and_exits(tiny_models, mosquitto, tmp_path):
+    import json
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models, symlinks=True)
+    manifest = models / "tiny" / "1" / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    raw["golden"][1]["scores"]["fp32"] *= 0.5  # as if the device computed differently from the export machine
+    manifest.write_text(json.dumps(raw))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    import cv2
+
+    cv2.imwrite(str(frames / "a.png"), good_image(1))
+    config = station_config(tmp_path, str(frames), models / "tiny", mosquitto.port)
+    with Recorder(mosquitto) as rec:
+        proc = edge_ad("run", "--config", str(config))
+        rec.wait_for(lambda r: any(not retained for t, _, retained in r.messages if t.endswith("/status")))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "edge-ad: error: self-test failed on CPU: golden/1.png" in proc.stderr
+    statuses = [p for t, p, retained in rec.messages if t.endswith("/status") and not retained]  # live ones
+    assert statuses and {s["state"] for s in statuses} == {"error"}, "never online with a failing self-test"
+    assert statuses[0]["reason"].startswith("self-test failed")
+    assert rec.on("verdict") == []

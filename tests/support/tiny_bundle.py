@@ -14,7 +14,7 @@ import numpy as np
 import openvino as ov
 import openvino.opset15 as ops
 
-from edge_ad.bundle import InputSpec, Manifest, ModelSpec, Threshold, Variant, file_entry, install_bundle
+from edge_ad.bundle import GoldenImage, InputSpec, Manifest, ModelSpec, Threshold, Variant, file_entry, install_bundle
 from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
 from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, embed_preprocessing, to_batch
 
@@ -58,8 +58,15 @@ def make_tiny_bundle(models_root: Path, name: str = "tiny", threshold: float | N
         ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
         ov.save_model(features, staging / "features.xml", compress_to_fp16=False)
         np.save(staging / "memory_bank.npy", bank)
+        scorer = ov.Core().compile_model(model, "CPU")
+        (staging / "golden").mkdir()
+        golden = []
+        for label, image in ((0, good_image(500)), (1, defect_image(500))):
+            golden_file = f"golden/{label}.png"
+            cv2.imwrite(str(staging / golden_file), image)
+            score = float(scorer(to_batch(image, SIZE, SIZE))[SCORE_OUTPUT][0])
+            golden.append(GoldenImage(file=golden_file, label=label, scores={"fp32": score}))
         if threshold is None:
-            scorer = ov.Core().compile_model(model, "CPU")
             good = max(float(scorer(to_batch(good_image(s), SIZE, SIZE))[SCORE_OUTPUT][0]) for s in range(10, 20))
             bad = min(float(scorer(to_batch(defect_image(s), SIZE, SIZE))[SCORE_OUTPUT][0]) for s in range(10, 20))
             assert bad > good, "tiny model cannot separate its own defects"
@@ -84,6 +91,7 @@ def make_tiny_bundle(models_root: Path, name: str = "tiny", threshold: float | N
                 )
             },
             default_variant="fp32",
-            files={p.name: file_entry(p) for p in sorted(staging.iterdir())},
+            files={p.relative_to(staging).as_posix(): file_entry(p) for p in sorted(staging.rglob("*")) if p.is_file()},
+            golden=golden,
         )
         return install_bundle(staging, models_root, manifest)

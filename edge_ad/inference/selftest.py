@@ -1,0 +1,50 @@
+"""Startup self-test: the bundle's golden images must reproduce their recorded scores."""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+
+from edge_ad.errors import ModelLoadError
+from edge_ad.inference.engine import AnomalyModel
+from edge_ad.types import Frame
+
+__all__ = ["self_test"]
+
+logger = logging.getLogger(__name__)
+
+
+def self_test(model: AnomalyModel, tolerance: float) -> int:
+    """Score every golden image and compare with the score recorded at export for this variant.
+
+    Args:
+        model: The compiled model (its variant selects the recorded scores).
+        tolerance: Allowed relative deviation (plus an absolute 1e-4 for scores near zero).
+
+    Returns:
+        Number of images checked (0 for bundles without golden images).
+
+    Raises:
+        ModelLoadError: An image cannot be read or scores outside the tolerance.
+    """
+    checked = 0
+    for golden in model.bundle.manifest.golden:
+        expected = golden.scores.get(model.variant_name)  # type: ignore[call-overload]
+        if expected is None:
+            continue
+        path = model.bundle.path / golden.file
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ModelLoadError(f"{path}: golden image unreadable; re-copy the bundle")
+        score = model.infer(Frame(image=image, ts=0.0, index=1, origin=golden.file)).score
+        if abs(score - expected) > tolerance * abs(expected) + 1e-4:
+            raise ModelLoadError(
+                f"self-test failed on {model.device}: {golden.file} scored {score:.6g}, the bundle recorded "
+                f"{expected:.6g} (tolerance {tolerance:.0%}); the device computes differently from the export "
+                "machine - try model.device: CPU or re-export"
+            )
+        checked += 1
+    if checked:
+        logger.info("self-test passed on %d golden image(s)", checked)
+    return checked
