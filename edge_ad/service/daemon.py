@@ -20,6 +20,7 @@ from edge_ad.publish.spool import Spool
 from edge_ad.service.evidence import EvidenceStore
 from edge_ad.service.judge import judge
 from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
+from edge_ad.service.reload import ModelReloader
 from edge_ad.service.stats import StationStats
 from edge_ad.types import Frame
 
@@ -68,6 +69,7 @@ class Daemon:
             if evidence.enabled
             else None
         )
+        self.reloader = ModelReloader(config.model, state_dir / "ov_cache", bundle.path, self._reload_failed)
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
         self.scored = 0
 
@@ -85,6 +87,19 @@ class Daemon:
             self.publisher.set_status("online", **self._status_details())
         else:
             self.publisher.set_status("camera_offline", reason, **self._status_details())
+
+    def _reload_failed(self, message: str) -> None:
+        self.publisher.set_status("online", message, **self._status_details())
+
+    def _swap_model(self) -> None:
+        model = self.reloader.take()
+        if model is None:
+            return
+        old = self.model.bundle.manifest
+        self.model = model
+        new = model.bundle.manifest
+        logger.info("model swapped: %s v%s -> %s v%s", old.name, old.version, new.name, new.version)
+        self.publisher.set_status("online", **self._status_details())
 
     def _on_trigger(self, payload: bytes) -> None:
         assert self.triggers is not None
@@ -141,8 +156,7 @@ class Daemon:
             raise
         self.publisher.set_status("online", **self._status_details())
         self.publisher.start()
-        manifest = self.model.bundle.manifest
-        threshold = self.model.threshold
+        self.reloader.start()
         max_frames = self.config.service.max_frames
         reason = "stopped"
         try:
@@ -163,6 +177,8 @@ class Daemon:
                 extra = self._select(frame)
                 if extra is None:
                     continue
+                self._swap_model()
+                manifest, threshold = self.model.bundle.manifest, self.model.threshold
                 result = self.model.infer(frame)
                 self.seq += 1
                 self.scored += 1
@@ -186,6 +202,7 @@ class Daemon:
             reason = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            self.reloader.close()
             self._publish_stats()
             self.publisher.stop(reason)
             self.camera.close()
@@ -198,4 +215,5 @@ def run(config: EdgeAdConfig) -> int:
     daemon = Daemon(config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, daemon.stop)
+    signal.signal(signal.SIGHUP, daemon.reloader.request)
     return daemon.run()

@@ -275,3 +275,52 @@ def test_failed_self_test_publishes_error_and_exits(tiny_models, mosquitto, tmp_
     assert statuses and {s["state"] for s in statuses} == {"error"}, "never online with a failing self-test"
     assert statuses[0]["reason"].startswith("self-test failed")
     assert rec.on("verdict") == []
+
+
+def test_new_active_bundle_is_swapped_in_without_restart(tiny_models, mosquitto, tmp_path):
+    import shutil
+
+    from edge_ad.bundle import activate
+    from tests.support.tiny_bundle import make_tiny_bundle
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models, symlinks=True)
+    config = station_config(tmp_path, str(_looping_frames(tmp_path)), models / "tiny", mosquitto.port,
+                            camera={"fps": 40, "loop": True})  # fmt: skip
+
+    def versions(r):
+        return [v["model"]["version"] for v in r.on("verdict")]
+
+    with Recorder(mosquitto) as rec:
+        proc = start_daemon(config)
+        try:
+            assert rec.wait_for(lambda r: "1" in versions(r), timeout=30), proc.stderr
+            make_tiny_bundle(models, "tiny", threshold=123.0)  # version 2, activated atomically
+            assert rec.wait_for(lambda r: "2" in versions(r), timeout=15)
+            assert rec.wait_for(lambda r: r.on("status")[-1].get("threshold") == 123.0)
+            broken = make_tiny_bundle(models, "tiny")  # version 3 ...
+            (broken / "model.bin").write_bytes(b"truncated")  # ... damaged in transit
+            assert rec.wait_for(lambda r: "reload failed" in r.on("status")[-1]["reason"], timeout=15)
+            count = len(rec.on("verdict"))
+            assert rec.wait_for(lambda r: len(r.on("verdict")) > count + 5)
+            assert set(versions(rec)[count:]) == {"2"}, "the running model stays after a failed reload"
+            activate(models / "tiny", "1")
+            proc.send_signal(signal.SIGHUP)
+            assert rec.wait_for(lambda r: versions(r)[-1] == "1", timeout=15)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    seqs = [v["seq"] for v in rec.on("verdict")]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no verdict lost or repeated across swaps"
+    assert "model.bin: size" in stderr and "Traceback" not in stderr
+
+
+def _looping_frames(tmp_path: Path) -> Path:
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), good_image(600 + i))
+    return folder

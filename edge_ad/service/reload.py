@@ -1,0 +1,103 @@
+"""Hot model reload: a new active bundle (or SIGHUP) loads, self-tests and swaps between frames."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_ad.bundle import load_bundle
+from edge_ad.bundle.store import resolve_version_dir
+from edge_ad.config import ModelConfig
+from edge_ad.errors import EdgeAdError
+from edge_ad.inference import AnomalyModel
+from edge_ad.inference.selftest import self_test
+
+__all__ = ["ModelReloader"]
+
+logger = logging.getLogger(__name__)
+
+
+class ModelReloader:
+    """Watches ``model.path`` and prepares replacement models in a background thread.
+
+    The daemon calls :meth:`take` between frames; a model is only ever handed over after it
+    loaded, verified and passed its self-test. A failed load leaves the running model alone and
+    reports the error through ``on_error``; the same target is not retried until it changes (or
+    SIGHUP asks again).
+
+    Args:
+        config: The ``model`` section.
+        cache_dir: OpenVINO compile cache.
+        current: The bundle version directory now in service.
+        on_error: Called with the error message of a failed reload.
+        interval_s: How often the active link is checked.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        cache_dir: Path,
+        current: Path,
+        on_error: Callable[[str], None],
+        interval_s: float = 2.0,
+    ) -> None:
+        self.config = config
+        self.cache_dir = cache_dir
+        self.on_error = on_error
+        self.interval_s = interval_s
+        self._target = current.resolve()
+        self._request = threading.Event()
+        self._stop = threading.Event()
+        self._ready: AnomalyModel | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, name="model-reload", daemon=True)
+
+    def start(self) -> None:
+        """Start watching."""
+        self._thread.start()
+
+    def request(self, *_: object) -> None:
+        """Reload now, even if the active version did not change (SIGHUP handler; signal-safe)."""
+        self._request.set()
+
+    def take(self) -> AnomalyModel | None:
+        """A verified replacement model, once (None most of the time)."""
+        with self._lock:
+            model, self._ready = self._ready, None
+        return model
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            forced = self._request.wait(self.interval_s)
+            self._request.clear()
+            if self._stop.is_set():
+                return
+            try:
+                target = resolve_version_dir(self.config.path).resolve()
+            except EdgeAdError as exc:
+                if forced:
+                    self.on_error(f"reload failed: {exc}")
+                continue
+            if target == self._target and not forced:
+                continue
+            self._target = target
+            self._load(target)
+
+    def _load(self, target: Path) -> None:
+        logger.info("loading model from %s", target)
+        try:
+            model = AnomalyModel(load_bundle(target), self.config.variant, self.config.device, self.cache_dir)
+            self_test(model, self.config.selftest_tolerance)
+        except EdgeAdError as exc:
+            logger.error("reload failed, the running model stays in service: %s", exc)
+            self.on_error(f"reload failed: {exc}")
+            return
+        with self._lock:
+            self._ready = model
+
+    def close(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        self._request.set()
