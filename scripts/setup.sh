@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients) and
+# Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients, openssl) and
 # the virtual environment .venv with edge_ad, its export extra and the test tools.
 # Idempotent: a second run only checks. Set EDGE_AD_EXTRAS=test for a runtime-only (torch-free) install.
 set -euo pipefail
@@ -23,6 +23,7 @@ if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c "import ensurepip, ven
 fi
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the TLS tests make their own certificates
 if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" python3 "* ]]; then missing+=(python3-venv); fi
   apt_install "${missing[@]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,20 @@ def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return sorted(model.model_fields)
 
 
+def _resolve_mqtt(config: EdgeAdConfig, resolve) -> object:
+    mqtt = config.mqtt
+    update: dict = {}
+    if mqtt.tls is not None:
+        update["tls"] = mqtt.tls.model_copy(
+            update={
+                k: resolve(v) for k, v in (("ca", mqtt.tls.ca), ("cert", mqtt.tls.cert), ("key", mqtt.tls.key)) if v
+            }
+        )
+    if mqtt.password_file is not None and not os.environ.get("CREDENTIALS_DIRECTORY"):
+        update["password_file"] = resolve(mqtt.password_file)  # else looked up in the systemd credentials dir
+    return mqtt.model_copy(update=update)
+
+
 def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else (base / p)
@@ -87,6 +102,7 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
         update={
             "camera": config.camera.model_copy(update={"source": source}),
             "model": config.model.model_copy(update={"path": resolve(config.model.path.expanduser())}),
+            "mqtt": _resolve_mqtt(config, resolve),
             "service": config.service.model_copy(update={"state_dir": resolve(config.service.state_dir.expanduser())}),
             "evidence": config.evidence.model_copy(
                 update={"dir": resolve(config.evidence.dir.expanduser()) if config.evidence.dir else None}

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge_ad.config.base import EdgeAdModel
 
-__all__ = ["MqttConfig"]
+__all__ = ["MqttConfig", "TlsConfig"]
+
+
+class TlsConfig(EdgeAdModel):
+    """TLS to the broker (server verified against ``ca``; client certificate optional)."""
+
+    ca: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
+    cert: Path | None = Field(None, description="Client certificate (PEM) for brokers that require one.")
+    key: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together: give both or neither")
+        return self
 
 
 class MqttConfig(EdgeAdModel):
@@ -25,6 +40,24 @@ class MqttConfig(EdgeAdModel):
         ge=100,
         description="Verdicts kept on disk while the broker is unreachable; the oldest are dropped beyond this.",
     )
+    username: str | None = Field(None, description="Broker user name (password from password_file or password_env).")
+    password_file: Path | None = Field(
+        None,
+        description=(
+            "File holding the password (first line). A relative path is looked up in $CREDENTIALS_DIRECTORY "
+            "(systemd LoadCredential=) when set. Never logged."
+        ),
+    )
+    password_env: str | None = Field(None, description="Environment variable holding the password. Never logged.")
+    tls: TlsConfig | None = Field(None, description="TLS settings; null for plain TCP.")
     connect_timeout_s: float = Field(
         10.0, gt=0, description="Seconds to wait for the first connection before starting anyway."
     )
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MqttConfig:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give password_file or password_env, not both")
+        if (self.password_file or self.password_env) and not self.username:
+            raise ValueError("a password needs a username")
+        return self

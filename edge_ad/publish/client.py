@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge_ad.config import MqttConfig
+from edge_ad.errors import BrokerError
 from edge_ad.publish.payloads import stats_payload, status_payload, to_json, verdict_payload
 from edge_ad.publish.spool import Spool
 from edge_ad.publish.topics import Topics
@@ -24,6 +27,47 @@ __all__ = ["MqttPublisher"]
 logger = logging.getLogger(__name__)
 
 WINDOW = 100  # spooled messages handed to paho and not yet acknowledged
+
+
+def read_password(config: MqttConfig) -> str | None:
+    """The broker password from ``password_env`` or ``password_file`` (None without one).
+
+    Raises:
+        BrokerError: The variable is unset or the file unreadable.
+    """
+    if config.password_env:
+        value = os.environ.get(config.password_env)
+        if value is None:
+            raise BrokerError(f"mqtt.password_env: environment variable {config.password_env} is not set")
+        return value
+    if config.password_file:
+        path = config.password_file
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not path.is_absolute() and credentials:
+            path = Path(credentials) / path
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise BrokerError(f"mqtt.password_file: cannot read {path} ({exc.strerror})") from None
+        return lines[0] if lines else ""
+    return None
+
+
+def _configure_security(client: mqtt.Client, config: MqttConfig) -> None:
+    if config.username:
+        client.username_pw_set(config.username, read_password(config))
+    if config.tls is not None:
+        for key, path in (("ca", config.tls.ca), ("cert", config.tls.cert), ("key", config.tls.key)):
+            if path is not None and not path.is_file():
+                raise BrokerError(f"mqtt.tls.{key}: {path} not found")
+        try:
+            client.tls_set(
+                ca_certs=str(config.tls.ca),
+                certfile=str(config.tls.cert) if config.tls.cert else None,
+                keyfile=str(config.tls.key) if config.tls.key else None,
+            )
+        except (ssl.SSLError, ValueError) as exc:
+            raise BrokerError(f"mqtt.tls: cannot load the certificates ({exc})") from None
 
 
 class MqttPublisher:
@@ -65,6 +109,7 @@ class MqttPublisher:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=config.client_id or f"edge-ad-{station}", clean_session=True
         )
+        _configure_security(self.client, config)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.will_set(

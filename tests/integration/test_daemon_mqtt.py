@@ -324,3 +324,46 @@ def _looping_frames(tmp_path: Path) -> Path:
     for i in range(3):
         cv2.imwrite(str(folder / f"{i}.png"), good_image(600 + i))
     return folder
+
+
+def test_tls_client_certificate_and_password(tiny_models, tmp_path):
+    import subprocess
+
+    from tests.support.broker import start_mosquitto
+    from tests.support.tls import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    passwd = tmp_path / "pki" / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "station", "s3cret"], check=True)
+    passwd.chmod(0o644)
+    extra = (
+        f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
+        f"require_certificate true\nallow_anonymous false\npassword_file {passwd}\n"
+    )
+    frames = _looping_frames(tmp_path)
+    (tmp_path / "secret.txt").write_text("s3cret\n")
+
+    def config(password_file: str) -> Path:
+        return station_config(
+            tmp_path, str(frames), tiny_models / "tiny", broker.port, camera={"fps": 20},
+            mqtt={"connect_timeout_s": 5, "username": "station", "password_file": password_file,
+                  "tls": {"ca": str(pki.ca), "cert": str(pki.client_cert), "key": str(pki.client_key)}},
+        )  # fmt: skip
+
+    def recorder_setup(client):
+        client.tls_set(ca_certs=str(pki.ca), certfile=str(pki.client_cert), keyfile=str(pki.client_key))
+        client.username_pw_set("station", "s3cret")
+
+    broker_dir = tmp_path / "broker"
+    broker_dir.mkdir()
+    with start_mosquitto(broker_dir, extra=extra) as broker, Recorder(broker, setup=recorder_setup) as rec:
+        ok = edge_ad("run", "--config", str(config("secret.txt")))
+        assert ok.returncode == 0, ok.stderr
+        assert rec.wait_for(lambda r: len(r.on("verdict")) == 3)
+        assert "s3cret" not in ok.stderr, "the password must never be logged"
+        (tmp_path / "secret.txt").write_text("wrong\n")
+        refused = edge_ad("run", "--config", str(config("secret.txt")))
+        assert "refused the connection" in refused.stderr and "kept in the spool" in refused.stderr
+        missing = edge_ad("run", "--config", str(config("nope.txt")))
+        assert missing.returncode == 2 and "mqtt.password_file: cannot read" in missing.stderr
+    assert len(rec.on("verdict")) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -30,14 +31,20 @@ class Broker:
 
 
 @contextmanager
-def start_mosquitto(workdir: Path, port: int | None = None) -> Iterator[Broker]:
-    """Start mosquitto on a (free) loopback port with a temp config; stop our own pid afterwards."""
+def start_mosquitto(workdir: Path, port: int | None = None, extra: str = "") -> Iterator[Broker]:
+    """Start mosquitto on a (free) loopback port with a temp config; stop our own pid afterwards.
+
+    ``extra`` lines are appended to the listener's configuration (TLS, password file...).
+    """
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
         raise RuntimeError("mosquitto is not installed: apt-get install mosquitto (done by scripts/setup.sh)")
     port = port or free_port()
     conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    auth = "" if "allow_anonymous" in extra else "allow_anonymous true\n"
+    if os.geteuid() == 0:  # as root mosquitto drops to its own user, who cannot read pytest's 0700 temp dirs
+        auth += "user root\n"
+    conf.write_text(f"per_listener_settings false\nlistener {port} 127.0.0.1\n{auth}persistence false\n{extra}")
     log = (workdir / "mosquitto.log").open("w")
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -58,6 +65,7 @@ class Recorder:
 
     broker: Broker
     topic: str = "edge_ad/#"
+    setup: object = None  # callable(client) for TLS/credentials
     messages: list[tuple[str, dict, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -77,6 +85,8 @@ class Recorder:
             self.messages.append((msg.topic, payload, bool(msg.retain)))
 
     def __enter__(self) -> Recorder:
+        if callable(self.setup):
+            self.setup(self.client)
         self.client.connect(self.broker.host, self.broker.port)
         self.client.loop_start()
         if not self._subscribed.wait(5):

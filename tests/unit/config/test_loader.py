@@ -59,6 +59,12 @@ def test_camera_sources_that_are_not_paths_are_kept(tmp_path, source, expected):
         (("station: line3-cam1\n", ""), "station: required key is missing"),
         (("station: line3-cam1", "station: 'line 3/#'"), "station: String should match pattern"),
         (("  path: ../models/brick\n", "  path: m\n  device: TPU\n"), "model.device: String should match"),
+        (
+            ("port: 1884", "port: 1884\n  tls: {ca: ca.pem, cert: c.pem}"),
+            "mqtt.tls: Value error, cert and key go together",
+        ),
+        (("port: 1884", "port: 1884\n  password_env: PW"), "mqtt: Value error, a password needs a username"),
+        (("port: 1884", "port: 1884\n  username: u\n  password_env: PW\n  password_file: f"), "not both"),
     ],
 )
 def test_invalid_config_names_the_key(tmp_path, edit, expected):
