@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -13,7 +13,9 @@ from pydantic import BaseModel, ValidationError
 from edge_ad.config.schema import EdgeAdConfig
 from edge_ad.errors import ConfigError
 
-__all__ = ["describe_errors", "load_config"]
+__all__ = ["describe_errors", "load_config", "read_yaml_model"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def load_config(path: str | Path) -> EdgeAdConfig:
@@ -32,21 +34,33 @@ def load_config(path: str | Path) -> EdgeAdConfig:
         ConfigError: The file is missing, is not YAML, or fails validation.
     """
     path = Path(path)
+    config = read_yaml_model(path, EdgeAdConfig, "config file", "pass --config with an existing file")
+    return _resolve_paths(config, path.parent.resolve())
+
+
+def read_yaml_model(path: Path, model: type[M], what: str, hint: str) -> M:
+    """Parse a YAML mapping and validate it against ``model``; every failure is one ConfigError line.
+
+    Args:
+        path: The file.
+        model: The pydantic model of the whole file.
+        what: Name of the file kind for messages ("config file", "recipe").
+        hint: What to do when the file does not exist.
+    """
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found; pass --config with an existing file") from None
+        raise ConfigError(f"{path}: {what} not found; {hint}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (station, camera, model, ...)")
+        raise ConfigError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
     try:
-        config = EdgeAdConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: " + "; ".join(describe_errors(exc, EdgeAdConfig))) from None
-    return _resolve_paths(config, path.parent.resolve())
+        raise ConfigError(f"{path}: " + "; ".join(describe_errors(exc, model))) from None
 
 
 def describe_errors(exc: ValidationError, root: type[BaseModel]) -> list[str]:

@@ -8,12 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from edge_ad.config.base import EdgeAdModel
-from edge_ad.config.loader import describe_errors
-from edge_ad.errors import ConfigError
+from edge_ad.config.loader import read_yaml_model
 
 __all__ = ["ExportRecipe", "Int8Options", "ModelOptions", "ThresholdOptions", "load_recipe"]
 
@@ -97,16 +95,7 @@ def load_recipe(path: str | Path) -> ExportRecipe:
         ConfigError: Missing file, bad YAML, or validation errors (with key paths).
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: recipe not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: is not valid YAML ({exc})") from None
-    try:
-        recipe = ExportRecipe.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: " + "; ".join(describe_errors(exc, ExportRecipe))) from None
+    recipe = read_yaml_model(path, ExportRecipe, "recipe", "check the --recipe path")
     base = path.parent.resolve()
 
     def resolve(p: Path | None) -> Path | None:
