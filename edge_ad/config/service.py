@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from edge_ad.config.base import EdgeAdModel
 
-__all__ = ["DebounceConfig", "ServiceConfig"]
+__all__ = ["DebounceConfig", "DriftConfig", "ServiceConfig"]
 
 
 class DebounceConfig(EdgeAdModel):
@@ -23,6 +23,15 @@ class DebounceConfig(EdgeAdModel):
         if self.n > self.m:
             raise ValueError(f"n ({self.n}) must not exceed m ({self.m})")
         return self
+
+
+class DriftConfig(EdgeAdModel):
+    """Drift alarm on the status topic."""
+
+    window: int = Field(200, ge=5, description="OK verdicts in the rolling median.")
+    fraction: float = Field(
+        0.8, gt=0, lt=1, description="Alarm when the median OK score exceeds this fraction of the threshold."
+    )
 
 
 class ServiceConfig(EdgeAdModel):
@@ -42,6 +51,9 @@ class ServiceConfig(EdgeAdModel):
     )
     every_nth: int = Field(1, ge=1, description="free_run: score every Nth frame (1 = all).")
     debounce: DebounceConfig | None = Field(None, description="Optional NG debounce; null reports every raw verdict.")
+    drift: DriftConfig | None = Field(
+        default_factory=DriftConfig, description="Drift alarm settings; null disables it."
+    )
     stats_interval_s: float = Field(
         10.0, gt=0, description="Seconds between retained stats messages (fps, latency, NG rate, ...)."
     )

@@ -21,7 +21,7 @@ from edge_ad.service.evidence import EvidenceStore
 from edge_ad.service.judge import judge
 from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
 from edge_ad.service.reload import ModelReloader
-from edge_ad.service.stats import StationStats
+from edge_ad.service.stats import DriftMonitor, StationStats
 from edge_ad.types import Frame
 
 __all__ = ["Daemon", "run"]
@@ -60,9 +60,10 @@ class Daemon:
         self.publisher = MqttPublisher(
             config.mqtt, config.station, spool, on_trigger=self._on_trigger if self.triggers else None
         )
-        self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)
-        self.camera.start()
         self.stats = StationStats()
+        self.drift = DriftMonitor(service.drift.window, service.drift.fraction) if service.drift else None
+        self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)  # reports via _status_details
+        self.camera.start()
         evidence = config.evidence
         self.evidence = (
             EvidenceStore(evidence, _writable_dir(evidence.dir or state_dir / "evidence", "evidence.dir"))
@@ -76,6 +77,7 @@ class Daemon:
     def _status_details(self) -> dict:
         manifest = self.model.bundle.manifest
         return {
+            "drift": self.drift.status(self.model.threshold) if self.drift and self.drift.alarm else None,
             "model": {"name": manifest.name, "version": manifest.version, "variant": self.model.variant_name},
             "device": self.model.device,
             "device_note": self.model.fallback_note,
@@ -87,6 +89,21 @@ class Daemon:
             self.publisher.set_status("online", **self._status_details())
         else:
             self.publisher.set_status("camera_offline", reason, **self._status_details())
+
+    def _drift_changed(self) -> None:
+        assert self.drift is not None
+        if self.drift.alarm:
+            logger.warning(
+                "drift: median OK score %.4g above %.0f%% of the threshold",
+                self.drift.median,
+                100 * self.drift.fraction,
+            )
+            self.publisher.set_status(
+                "online", "drift: good parts score close to the threshold", **self._status_details()
+            )
+        else:
+            logger.info("drift cleared: median OK score %.4g", self.drift.median)
+            self.publisher.set_status("online", **self._status_details())
 
     def _reload_failed(self, message: str) -> None:
         self.publisher.set_status("online", message, **self._status_details())
@@ -194,6 +211,8 @@ class Daemon:
                     verdict = replace(verdict, extra=extra)
                 self.publisher.publish_verdict(verdict)
                 self.stats.add(result.latency_ms, verdict.verdict == "NG")
+                if self.drift is not None and self.drift.update(result.score, verdict.verdict == "OK", threshold):
+                    self._drift_changed()
                 logger.debug("seq %d %s score %.4f", verdict.seq, verdict.verdict, verdict.score)
                 if max_frames and self.scored >= max_frames:
                     logger.info("max_frames=%d reached", max_frames)

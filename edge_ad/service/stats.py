@@ -50,3 +50,38 @@ class StationStats:
             "ng_rate": round(sum(self._verdicts) / len(self._verdicts), 4) if self._verdicts else 0.0,
             "uptime_s": round(time.monotonic() - self.started, 1),
         }
+
+
+class DriftMonitor:
+    """Alarm when the rolling median of OK scores climbs past ``fraction`` of the threshold.
+
+    Lighting changes, dirt on the lens or a new material move good parts' scores towards the
+    threshold long before they are rejected; this makes that visible on the status topic.
+    """
+
+    def __init__(self, window: int, fraction: float) -> None:
+        self.window = window
+        self.fraction = fraction
+        self.alarm = False
+        self.median = 0.0
+        self._ok: deque[float] = deque(maxlen=window)
+
+    def update(self, score: float, is_ok: bool, threshold: float) -> bool:
+        """Add a score; return True when the alarm state changed."""
+        if not is_ok:
+            return False
+        self._ok.append(score)
+        if len(self._ok) < self.window:
+            return False
+        self.median = float(np.median(self._ok))
+        alarm = self.median > self.fraction * threshold
+        changed, self.alarm = alarm != self.alarm, alarm
+        return changed
+
+    def status(self, threshold: float) -> dict:
+        """The ``drift`` field of the status message."""
+        return {
+            "alarm": self.alarm,
+            "median_ok_score": round(self.median, 6),
+            "limit": round(self.fraction * threshold, 6),
+        }

@@ -367,3 +367,26 @@ def test_tls_client_certificate_and_password(tiny_models, tmp_path):
         missing = edge_ad("run", "--config", str(config("nope.txt")))
         assert missing.returncode == 2 and "mqtt.password_file: cannot read" in missing.stderr
     assert len(rec.on("verdict")) == 3
+
+
+def test_drift_alarm_on_status(mosquitto, tmp_path):
+    from tests.support.tiny_bundle import make_tiny_bundle
+
+    make_tiny_bundle(tmp_path / "models", "tiny", threshold=1.0)  # good parts score ~0.4-0.5
+    config = station_config(
+        tmp_path, str(_looping_frames(tmp_path)), tmp_path / "models" / "tiny", mosquitto.port,
+        camera={"fps": 50, "loop": True}, service={"drift": {"window": 5, "fraction": 0.2}},
+    )  # fmt: skip
+    with Recorder(mosquitto) as rec:
+        proc = start_daemon(config)
+        try:
+            assert rec.wait_for(lambda r: any("drift" in s for s in r.on("status")), timeout=30), proc.stderr
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=20)
+    status = next(s for s in rec.on("status") if "drift" in s)
+    jsonschema.validate(status, load_schema("status"))
+    assert status["state"] == "online" and status["reason"].startswith("drift")
+    assert status["drift"]["limit"] == 0.2 and status["drift"]["median_ok_score"] > 0.2
+    assert all(v["verdict"] == "OK" for v in rec.on("verdict")), "a drift alarm is not a verdict"
+    assert "drift: median OK score" in stderr
