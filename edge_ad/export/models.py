@@ -225,11 +225,46 @@ def _datamodule(category: Category, recipe: ExportRecipe):
     )
 
 
+def _pre_processor(recipe: ExportRecipe, normalize: bool = True):
+    """Anomalib pre-processor doing what the runtime does: ROI crop, resize, ImageNet normalisation."""
+    from anomalib.pre_processing import PreProcessor
+    from torchvision.transforms import v2
+
+    size = (recipe.model.image_size, recipe.model.image_size)
+    steps = [] if recipe.roi is None else [_RoiCrop(recipe.roi)]
+    steps.append(v2.Resize(size, antialias=True))
+    if normalize:
+        steps.append(v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)))
+    return PreProcessor(transform=v2.Compose(steps))
+
+
+def _roi_crop_class():
+    from torchvision.transforms import v2
+
+    class RoiCrop(v2.Transform):
+        """Crop x, y, width, height (pixels of the original frame), images and masks alike."""
+
+        def __init__(self, roi: tuple[int, int, int, int]) -> None:
+            super().__init__()
+            self.roi = roi
+
+        def transform(self, inpt, params):
+            x, y, w, h = self.roi
+            return v2.functional.crop(inpt, y, x, h, w)
+
+        _transform = transform  # older torchvision name
+
+    return RoiCrop
+
+
+def _RoiCrop(roi: tuple[int, int, int, int]):
+    return _roi_crop_class()(roi)
+
+
 def _module(recipe: ExportRecipe) -> nn.Module:
-    from anomalib.models import Padim, Patchcore, Stfpm
+    from anomalib.models import Padim, Stfpm
 
     m = recipe.model
-    size = (m.image_size, m.image_size)
     layers = m.resolved_layers()
     if m.type == "patchcore":
         module = _patchcore_class(fast=m.coreset == "fast")(
@@ -238,7 +273,7 @@ def _module(recipe: ExportRecipe) -> nn.Module:
             pre_trained=False,
             coreset_sampling_ratio=m.coreset_ratio,
             num_neighbors=m.num_neighbors,
-            pre_processor=Patchcore.configure_pre_processor(image_size=size),
+            pre_processor=_pre_processor(recipe),
             visualizer=False,
         )
         module.seed = recipe.seed
@@ -249,14 +284,14 @@ def _module(recipe: ExportRecipe) -> nn.Module:
             layers=layers,
             pre_trained=False,
             n_features=m.n_features,
-            pre_processor=Padim.configure_pre_processor(image_size=size),
+            pre_processor=_pre_processor(recipe),
             visualizer=False,
         )
     with _offline_stfpm_teacher():
         return Stfpm(
             backbone=m.backbone,
             layers=layers,
-            pre_processor=Stfpm.configure_pre_processor(image_size=size),
+            pre_processor=_pre_processor(recipe),
             visualizer=False,
         )
 
