@@ -18,6 +18,7 @@ import numpy as np
 import openvino as ov
 import torch
 from torch import nn
+from torchvision.transforms import v2
 from tqdm import tqdm
 
 from edge_ad.bundle import ModelSpec
@@ -228,7 +229,6 @@ def _datamodule(category: Category, recipe: ExportRecipe):
 def _pre_processor(recipe: ExportRecipe, normalize: bool = True):
     """Anomalib pre-processor doing what the runtime does: ROI crop, resize, ImageNet normalisation."""
     from anomalib.pre_processing import PreProcessor
-    from torchvision.transforms import v2
 
     size = (recipe.model.image_size, recipe.model.image_size)
     steps = [] if recipe.roi is None else [_RoiCrop(recipe.roi)]
@@ -238,27 +238,18 @@ def _pre_processor(recipe: ExportRecipe, normalize: bool = True):
     return PreProcessor(transform=v2.Compose(steps))
 
 
-def _roi_crop_class():
-    from torchvision.transforms import v2
+class _RoiCrop(v2.Transform):
+    """Crop x, y, width, height (pixels of the original frame), images and masks alike."""
 
-    class RoiCrop(v2.Transform):
-        """Crop x, y, width, height (pixels of the original frame), images and masks alike."""
+    def __init__(self, roi: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.roi = roi
 
-        def __init__(self, roi: tuple[int, int, int, int]) -> None:
-            super().__init__()
-            self.roi = roi
+    def transform(self, inpt, params):
+        x, y, w, h = self.roi
+        return v2.functional.crop(inpt, y, x, h, w)
 
-        def transform(self, inpt, params):
-            x, y, w, h = self.roi
-            return v2.functional.crop(inpt, y, x, h, w)
-
-        _transform = transform  # older torchvision name
-
-    return RoiCrop
-
-
-def _RoiCrop(roi: tuple[int, int, int, int]):
-    return _roi_crop_class()(roi)
+    _transform = transform  # older torchvision name
 
 
 def _module(recipe: ExportRecipe) -> nn.Module:

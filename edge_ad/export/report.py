@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 from edge_ad.bundle import Bundle, Manifest, load_bundle
 from edge_ad.calibrate.metrics import best_f1_threshold, classification_stats, pr_curve, roc_curve
 from edge_ad.inference.engine import AnomalyModel
+from edge_ad.service.evidence import heatmap_overlay
 from edge_ad.types import Frame
 
 __all__ = ["build_report", "rebuild_report"]
@@ -103,10 +104,7 @@ def _overlays(out: Path, bundle: Bundle, variant: str, rows: list[dict], thresho
         if image is None:
             continue
         result = model.infer(Frame(image=image, ts=0.0, index=1))
-        heat = cv2.resize(result.anomaly_map.astype(np.float32), (image.shape[1], image.shape[0]))
-        heat = np.clip((heat - heat.min()) / max(threshold * 1.5 - heat.min(), 1e-6), 0, 1)
-        colored = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
-        overlay = cv2.addWeighted(image, 0.55, colored, 0.45, 0)
+        overlay = heatmap_overlay(image, result.anomaly_map, threshold)
         label = f"{row['kind']} {row['score']:.3g} {'NG' if row['score'] >= threshold else 'OK'}"
         cv2.putText(overlay, label, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
         name = f"overlays/{i:02d}_{row['kind']}_{Path(row['path']).stem}.png"

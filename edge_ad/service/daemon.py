@@ -84,11 +84,13 @@ class Daemon:
             "threshold": self.model.threshold,
         }
 
+    def _publish_status(self, reason: str = "") -> None:
+        """Retained status: ``online`` or ``camera_offline`` (from the camera), with the current details."""
+        state = "online" if self.camera.state == "online" else "camera_offline"
+        self.publisher.set_status(state, reason, **self._status_details())
+
     def _camera_state(self, state: str, reason: str) -> None:
-        if state == "online":
-            self.publisher.set_status("online", **self._status_details())
-        else:
-            self.publisher.set_status("camera_offline", reason, **self._status_details())
+        self._publish_status(reason)
 
     def _drift_changed(self) -> None:
         assert self.drift is not None
@@ -98,15 +100,13 @@ class Daemon:
                 self.drift.median,
                 100 * self.drift.fraction,
             )
-            self.publisher.set_status(
-                "online", "drift: good parts score close to the threshold", **self._status_details()
-            )
+            self._publish_status("drift: good parts score close to the threshold")
         else:
             logger.info("drift cleared: median OK score %.4g", self.drift.median)
-            self.publisher.set_status("online", **self._status_details())
+            self._publish_status()
 
     def _reload_failed(self, message: str) -> None:
-        self.publisher.set_status("online", message, **self._status_details())
+        self._publish_status(message)
 
     def _swap_model(self) -> None:
         model = self.reloader.take()
@@ -116,7 +116,7 @@ class Daemon:
         self.model = model
         new = model.bundle.manifest
         logger.info("model swapped: %s v%s -> %s v%s", old.name, old.version, new.name, new.version)
-        self.publisher.set_status("online", **self._status_details())
+        self._publish_status()
 
     def _on_trigger(self, payload: bytes) -> None:
         assert self.triggers is not None
@@ -171,7 +171,7 @@ class Daemon:
             self.publisher.stop(str(exc))
             self.camera.close()
             raise
-        self.publisher.set_status("online", **self._status_details())
+        self._publish_status()
         self.publisher.start()
         self.reloader.start()
         max_frames = self.config.service.max_frames
