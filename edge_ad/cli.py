@@ -92,6 +92,9 @@ def _recipe_from_args(args: argparse.Namespace):
         ("model", "coreset_ratio"): args.coreset_ratio,
         ("model", "coreset"): args.coreset,
         ("model", "epochs"): args.epochs,
+        ("model", "efficientad_size"): args.efficientad_size,
+        ("model", "teacher"): args.teacher,
+        ("model", "penalty_dir"): args.penalty_dir,
         ("threshold", "method"): args.threshold,
         ("threshold", "k"): args.sigma_k,
         ("threshold", "percentile"): args.percentile,
@@ -108,8 +111,10 @@ def _recipe_from_args(args: argparse.Namespace):
         recipe = ExportRecipe.model_validate(base)
     except ValidationError as exc:
         raise ConfigError("export options: " + "; ".join(describe_errors(exc, ExportRecipe))) from None
-    if recipe.model.weights and not recipe.model.weights.is_file():
-        raise EdgeAdError(f"model.weights (--weights): {recipe.model.weights} does not exist")
+    for key in ("weights", "teacher"):
+        path = getattr(recipe.model, key)
+        if path and not path.is_file():
+            raise EdgeAdError(f"model.{key} (--{key}): {path} does not exist")
     return recipe
 
 
@@ -156,6 +161,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_distill_teacher(args: argparse.Namespace) -> int:
+    from edge_ad.export.teacher import distill_teacher, teacher_cache
+
+    out = args.out or teacher_cache() / f"pdn_{args.size}.pth"
+    with contextlib.redirect_stdout(sys.stderr):
+        made = distill_teacher(
+            out,
+            model_size=args.size,
+            steps=args.steps,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            images=args.images,
+            weights=args.weights,
+            seed=args.seed,
+        )
+    print(
+        f"teacher  {made.path}  (PDN-{made.model_size}, {made.out_channels} channels, {made.steps} steps, "
+        f"final loss {made.final_loss:.3f})"
+    )
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from edge_ad.export.report import rebuild_report
 
@@ -179,7 +206,7 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="train on good images and write an OpenVINO bundle (export extra)")
     p.add_argument("--recipe", type=Path, help="calibration recipe YAML; the options below override it")
     p.add_argument("--data", type=Path, help="category directory (train/good, test/good, test/<defect>)")
-    p.add_argument("--model", choices=["patchcore", "padim", "stfpm"])
+    p.add_argument("--model", choices=["patchcore", "padim", "stfpm", "efficientad"])
     p.add_argument("--out", type=Path, help="models root (default models/)")
     p.add_argument("--name", help="bundle name (default: the category directory name)")
     p.add_argument("--backbone", help="timm backbone (default tf_efficientnet_lite0)")
@@ -187,7 +214,10 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int)
     p.add_argument("--coreset-ratio", type=float)
     p.add_argument("--coreset", choices=["fast", "greedy"], help="PatchCore coreset algorithm (default fast)")
-    p.add_argument("--epochs", type=int, help="STFPM training epochs")
+    p.add_argument("--epochs", type=int, help="STFPM / EfficientAD training epochs")
+    p.add_argument("--efficientad-size", choices=["small", "medium"], help="EfficientAD PDN size (default small)")
+    p.add_argument("--teacher", type=Path, help="EfficientAD teacher from 'edge-ad distill-teacher' (default: cached)")
+    p.add_argument("--penalty-dir", type=Path, help="EfficientAD penalty photos (default: scikit-image's)")
     p.add_argument("--threshold", choices=["f1", "sigma", "percentile"], help="threshold method (default f1)")
     p.add_argument("--sigma-k", type=float, help="k of --threshold sigma: mean + k*std of good scores")
     p.add_argument("--percentile", type=float, help="percentile of good scores for --threshold percentile")
@@ -228,6 +258,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_make_dataset)
 
     _add_export_parser(sub)
+
+    p = sub.add_parser("distill-teacher", help="distil EfficientAD's PDN teacher offline (export extra)")
+    p.add_argument("--size", choices=["small", "medium"], default="small")
+    p.add_argument("--out", type=Path, help="teacher file (default: the cache used by export)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--image-size", type=int, default=128, help="crop size")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--images", type=Path, help="photos to distil on (default: scikit-image's)")
+    p.add_argument("--weights", type=Path, help="backbone ImageNet weights .pth (default: packaged lite0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_distill_teacher)
 
     p = sub.add_parser("bench", help="benchmarks (results for BENCHMARKS.md)")
     bench_sub = p.add_subparsers(dest="bench_command", required=True)

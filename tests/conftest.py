@@ -49,3 +49,16 @@ def exported(tmp_path_factory: pytest.TempPathFactory, dataset: Path):
         result = export_bundle(ExportRecipe(data=dataset, out=models))
     result.blocked_attempts = attempts
     return result
+
+
+@pytest.fixture(scope="session")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A quickly distilled EfficientAD PDN-S teacher, made through the CLI with the network blocked."""
+    from edge_ad.cli import main
+    from tests.support.net import block_network
+
+    out = tmp_path_factory.mktemp("teacher") / "pdn_small.pth"
+    with block_network() as attempts:
+        assert main(["distill-teacher", "--out", str(out), "--steps", "12", "--image-size", "64"]) == 0
+    assert out.is_file() and not attempts
+    return out

@@ -72,7 +72,7 @@ class Variant(_Strict):
 class ModelSpec(_Strict):
     """The trained model behind the IR."""
 
-    type: Literal["patchcore", "padim", "stfpm"]
+    type: Literal["patchcore", "padim", "stfpm", "efficientad"]
     backbone: str
     layers: list[str]
     weights: str

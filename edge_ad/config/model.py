@@ -30,6 +30,15 @@ class ModelConfig(EdgeAdModel):
         pattern=r"^(CPU|GPU(\.\d+)?|NPU|AUTO(:[A-Z0-9.,]+)?)$",
         description="OpenVINO device: CPU, GPU, GPU.0, NPU or AUTO; an absent device falls back to CPU.",
     )
+    infer_requests: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description=(
+            "Frames in flight (OpenVINO AsyncInferQueue). 1 gives the lowest latency per frame; 2 or more "
+            "pipeline frames across CPU streams for throughput on fast lines (triggered mode always answers at once)."
+        ),
+    )
     selftest_tolerance: float = Field(
         0.02, gt=0, le=1, description="Relative deviation allowed when golden images are re-scored at startup."
     )

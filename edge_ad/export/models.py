@@ -63,10 +63,18 @@ class Trained:
             params=self.params,
         )
 
+    # Whether the recipe's int8.keep_fp32 (lite-backbone early layers, embedding pool) applies.
+    honours_keep_fp32 = True
+
+    @property
+    def normalization(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """(mean, std) on the 0..1 scale applied before the network."""
+        return IMAGENET_MEAN, IMAGENET_STD
+
     def scoring_ir(self) -> ov.Model:
         """FP32 scoring model (uint8 frame in, raw score and map out)."""
         wrapper = _RawOutputs(self.module.model).eval()
-        return _name_outputs(_convert(wrapper, self.size))
+        return _name_outputs(_convert(wrapper, self.size, *self.normalization))
 
     def head_ops(self, scoring: ov.Model) -> list[str]:
         """Ops that must stay FP32: everything that is not backbone (the anomaly head).
@@ -101,11 +109,16 @@ class _RawOutputs(nn.Module):
         return out.pred_score.reshape(1), out.anomaly_map.reshape(1, *out.anomaly_map.shape[-2:])
 
 
-def _convert(module: nn.Module, size: int) -> ov.Model:
+def _convert(
+    module: nn.Module,
+    size: int,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> ov.Model:
     example = torch.zeros(1, 3, size, size)
     with torch.no_grad():
         model = ov.convert_model(module, example_input=example, input=[1, 3, size, size])
-    return embed_preprocessing(model, IMAGENET_MEAN, IMAGENET_STD)
+    return embed_preprocessing(model, mean, std)
 
 
 def _name_outputs(model: ov.Model) -> ov.Model:
@@ -161,6 +174,27 @@ class TrainedPatchcore(Trained):
                 ov.save_model(sub, staging / f"{name}.xml", compress_to_fp16=False)
 
 
+@dataclass
+class TrainedEfficientAd(Trained):
+    """EfficientAD: teacher, student and autoencoder are quantizable; map arithmetic stays FP32."""
+
+    honours_keep_fp32 = False  # no lite backbone; PDN convolutions all run at high resolution, INT8 is the gain
+
+    @property
+    def normalization(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """EfficientAD normalises inside its forward pass; the frame only goes to 0..1."""
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+
+    def head_ops(self, scoring: ov.Model) -> list[str]:
+        """Everything that is not inside the three networks."""
+        nets: set[str] = set()
+        for op in scoring.get_ordered_ops():
+            name = op.get_friendly_name()
+            if op.get_type_name() == "Convolution" and any(f".{n}." in name for n in ("teacher", "student", "ae")):
+                nets |= _ancestors(op)
+        return [op.get_friendly_name() for op in scoring.get_ordered_ops() if op.get_friendly_name() not in nets]
+
+
 def _find_output(model: ov.Model, name: str) -> ov.Output:
     for op in model.get_ordered_ops():
         for out in op.outputs():
@@ -206,6 +240,71 @@ def _patchcore_class(fast: bool):
     return TimedPatchcore
 
 
+def _efficientad_class():
+    from anomalib.models import EfficientAd
+    from torch.utils.data import DataLoader, Dataset
+
+    class _Photos(Dataset):
+        def __init__(self, paths: list[Path], transform) -> None:
+            self.paths, self.transform = paths, transform
+
+        def __len__(self) -> int:
+            return len(self.paths)
+
+        def __getitem__(self, i: int):
+            from PIL import Image
+
+            with Image.open(self.paths[i]) as image:
+                return self.transform(image.convert("RGB")), 0
+
+    class OfflineEfficientAd(EfficientAd):
+        """anomalib EfficientAD with our distilled teacher and a local penalty set (no downloads).
+
+        Below 256 px the autoencoder's last encoder convolution shrinks with the input
+        (kernel = size / 32; 8 at 256 px, as in the paper) so any multiple of 32 from 128 works.
+        """
+
+        teacher_state: dict
+        penalty: list[Path]
+        seed = 0
+
+        def prepare_pretrained_model(self) -> None:
+            self.model.teacher.load_state_dict(self.teacher_state)
+
+        def prepare_imagenette_data(self, image_size) -> None:
+            from torchvision.transforms.v2 import CenterCrop, Compose, RandomGrayscale, Resize, ToTensor
+
+            h, w = int(image_size[0]), int(image_size[1])
+            self.data_transforms_imagenet = Compose(
+                [Resize((h * 2, w * 2)), RandomGrayscale(p=0.3), CenterCrop((h, w)), ToTensor()]
+            )
+            generator = torch.Generator().manual_seed(self.seed)
+            self.imagenet_loader = DataLoader(
+                _Photos(self.penalty, self.data_transforms_imagenet), batch_size=1, shuffle=True, generator=generator
+            )
+            self.imagenet_iterator = iter(self.imagenet_loader)
+
+    return OfflineEfficientAd
+
+
+def _efficientad(recipe: ExportRecipe) -> nn.Module:
+    from edge_ad.export.teacher import cached_teacher, load_teacher, penalty_images
+
+    m = recipe.model
+    teacher = m.teacher or cached_teacher(m.efficientad_size)
+    state, channels = load_teacher(teacher, m.efficientad_size)
+    module = _efficientad_class()(
+        teacher_out_channels=channels,
+        model_size=m.efficientad_size,
+        pre_processor=_pre_processor(recipe, normalize=False),
+        visualizer=False,
+    )
+    module.teacher_state, module.penalty, module.seed = state, penalty_images(m.penalty_dir), recipe.seed
+    kernel = m.image_size // 32
+    module.model.ae.encoder.enconv6 = nn.Conv2d(64, 64, kernel_size=kernel, stride=1, padding=0)
+    return module
+
+
 def _datamodule(category: Category, recipe: ExportRecipe):
     from anomalib.data import Folder
 
@@ -218,7 +317,7 @@ def _datamodule(category: Category, recipe: ExportRecipe):
         normal_test_dir="test/good",
         abnormal_dir=[f"test/{k}" for k in kinds],
         mask_dir=[f"ground_truth/{k}" for k in kinds] if has_masks else None,
-        train_batch_size=recipe.model.batch_size,
+        train_batch_size=1 if recipe.model.type == "efficientad" else recipe.model.batch_size,
         eval_batch_size=recipe.model.batch_size,
         num_workers=0,
         val_split_mode="same_as_test",
@@ -257,6 +356,8 @@ def _module(recipe: ExportRecipe) -> nn.Module:
 
     m = recipe.model
     layers = m.resolved_layers()
+    if m.type == "efficientad":
+        return _efficientad(recipe)
     if m.type == "patchcore":
         module = _patchcore_class(fast=m.coreset == "fast")(
             backbone=m.backbone,
@@ -321,26 +422,29 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
 
     seed_everything(recipe.seed, workers=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    kind = recipe.model.type
     weights = recipe.model.weights or packaged_weights(recipe.model.backbone)
     module = _module(recipe)
-    loaded = load_backbone_weights(_feature_extractor(module), weights)
-    logger.info("backbone %s: %d tensors from %s", recipe.model.backbone, loaded, weights)
-    extra = {"max_epochs": recipe.model.epochs} if recipe.model.type == "stfpm" else {}
+    if kind != "efficientad":  # EfficientAD's teacher was distilled from these weights already
+        loaded = load_backbone_weights(_feature_extractor(module), weights)
+        logger.info("backbone %s: %d tensors from %s", recipe.model.backbone, loaded, weights)
+    epochs = kind in ("stfpm", "efficientad")  # the families trained for several epochs
+    extra = {"max_epochs": recipe.model.epochs} if epochs else {}
     engine = Engine(
         accelerator="cpu",
         devices=1,
         logger=False,
         default_root_dir=workdir,
-        enable_progress_bar=recipe.model.type == "stfpm",  # the only family with several epochs
+        enable_progress_bar=epochs,
         enable_model_summary=False,
         **extra,
     )
     started = time.perf_counter()
     engine.fit(model=module, datamodule=_datamodule(category, recipe))
     fit_seconds = time.perf_counter() - started
-    cls = TrainedPatchcore if recipe.model.type == "patchcore" else Trained
+    cls = {"patchcore": TrainedPatchcore, "efficientad": TrainedEfficientAd}.get(kind, Trained)
     params: dict = {"image_size": recipe.model.image_size, "seed": recipe.seed}
-    if recipe.model.type == "patchcore":
+    if kind == "patchcore":
         bank = module.model.memory_bank
         params.update(
             coreset=recipe.model.coreset,
@@ -350,8 +454,15 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
             memory_bank_rows=int(bank.shape[0]),
             feature_dim=int(bank.shape[1]),
         )
-    elif recipe.model.type == "stfpm":
+    elif kind == "stfpm":
         params.update(epochs=recipe.model.epochs)
+    elif kind == "efficientad":
+        params.update(
+            epochs=recipe.model.epochs,
+            size=recipe.model.efficientad_size,
+            teacher_channels=int(module.model.teacher_out_channels),
+            penalty_images=len(module.penalty),
+        )
     return cls(
         recipe=recipe,
         module=module,

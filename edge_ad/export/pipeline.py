@@ -31,7 +31,6 @@ from edge_ad.export.quantize import quantize
 from edge_ad.export.recipe import ExportRecipe
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT
-from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["ExportResult", "Gate", "Split", "export_bundle", "split_test"]
 
@@ -224,7 +223,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
             input=InputSpec(
                 height=trained.size,
                 width=trained.size,
-                normalization={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+                normalization={"mean": list(trained.normalization[0]), "std": list(trained.normalization[1])},
                 roi=recipe.roi,
             ),
             outputs={"score": SCORE_OUTPUT, "map": MAP_OUTPUT},

@@ -59,9 +59,10 @@ def quantize(
     if len(calibration) < 300:
         logger.info("calibrating INT8 on %d images (NNCF recommends 300 for production)", len(calibration))
     names = trained.head_ops(model)
-    if "early_layers" in options.keep_fp32:
+    keep = options.keep_fp32 if trained.honours_keep_fp32 else []
+    if "early_layers" in keep:
         names += _early_convolutions(model, size)
-    types = ["AvgPool"] if "embedding_pool" in options.keep_fp32 else []
+    types = ["AvgPool"] if "embedding_pool" in keep else []
     scope = nncf.IgnoredScope(names=names, types=types + trained.fp32_types(), validate=False)
     calib = nncf.Dataset([to_batch(img, size, size, roi) for img in calibration])
     common = {

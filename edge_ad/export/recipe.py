@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.loader import read_yaml_model
@@ -19,13 +19,16 @@ DEFAULT_LAYERS = {
     "patchcore": ["blocks.2", "blocks.4"],
     "padim": ["blocks.1", "blocks.2", "blocks.4"],
     "stfpm": ["blocks.1", "blocks.2", "blocks.4"],
+    "efficientad": [],  # its PDN teacher is distilled from the backbone (see teacher.py)
 }
 
 
 class ModelOptions(EdgeAdModel):
     """Model family, backbone and training knobs."""
 
-    type: Literal["patchcore", "padim", "stfpm"] = Field("patchcore", description="Anomaly model family.")
+    type: Literal["patchcore", "padim", "stfpm", "efficientad"] = Field(
+        "patchcore", description="Anomaly model family."
+    )
     backbone: str = Field("tf_efficientnet_lite0", description="timm backbone name.")
     weights: Path | None = Field(
         None, description="Backbone ImageNet weights .pth; default: the packaged lite0 weights."
@@ -39,8 +42,24 @@ class ModelOptions(EdgeAdModel):
     )
     num_neighbors: int = Field(9, ge=1, description="PatchCore: support set size for score re-weighting.")
     n_features: int = Field(100, ge=1, description="PaDiM: randomly selected feature channels kept.")
-    epochs: int = Field(20, ge=1, description="STFPM: training epochs.")
-    batch_size: int = Field(16, ge=1)
+    epochs: int = Field(20, ge=1, description="STFPM and EfficientAD: training epochs.")
+    batch_size: int = Field(16, ge=1, description="Training batch size (EfficientAD always trains with 1).")
+    efficientad_size: Literal["small", "medium"] = Field("small", description="EfficientAD: PDN size.")
+    teacher: Path | None = Field(
+        None,
+        description=(
+            "EfficientAD: teacher file from 'edge-ad distill-teacher'; default the cached one (distilled on first use)."
+        ),
+    )
+    penalty_dir: Path | None = Field(
+        None, description="EfficientAD: folder of varied photos for the penalty loss; default scikit-image's photos."
+    )
+
+    @model_validator(mode="after")
+    def _efficientad_size(self) -> ModelOptions:
+        if self.type == "efficientad" and (self.image_size % 32 or self.image_size < 128):
+            raise ValueError(f"EfficientAD needs image_size a multiple of 32 and >= 128, got {self.image_size}")
+        return self
 
     def resolved_layers(self) -> list[str]:
         """Layers to use (the explicit list or the model type's default)."""
@@ -105,8 +124,11 @@ def load_recipe(path: str | Path) -> ExportRecipe:
     if int8.calibration_dir is not None:
         int8 = int8.model_copy(update={"calibration_dir": resolve(int8.calibration_dir) or int8.calibration_dir})
     model = recipe.model
-    if model.weights is not None:
-        model = model.model_copy(update={"weights": resolve(model.weights) or model.weights})
+    model = model.model_copy(
+        update={
+            key: resolve(getattr(model, key)) or getattr(model, key) for key in ("weights", "teacher", "penalty_dir")
+        }
+    )
     return recipe.model_copy(
         update={
             "data": resolve(recipe.data) or recipe.data,

@@ -1,13 +1,19 @@
 """OpenVINO inference: Frame -> Result for a verified bundle.
 
-Only this package (and export) imports openvino. One compiled model, one reused InferRequest.
+Only this package (and export) imports openvino. One compiled model; either one reused
+InferRequest (lowest latency) or an ``AsyncInferQueue`` of several (throughput, results kept in
+frame order by :class:`InferPipeline`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openvino as ov
@@ -18,7 +24,7 @@ from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.types import Frame, Result
 
-__all__ = ["AnomalyModel", "available_devices", "pick_device"]
+__all__ = ["AnomalyModel", "InferPipeline", "Scored", "available_devices", "pick_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +57,23 @@ class AnomalyModel:
         variant: "int8" or "fp32"; int8 falls back to fp32 when the bundle has no usable int8 IR.
         device: OpenVINO device ("CPU", "GPU", "AUTO"); an absent device falls back to CPU.
         cache_dir: Compiled-blob cache directory, or None to disable caching. Never the CWD.
+        streams: 1 compiles for latency (one request uses every core); N > 1 compiles N
+            throughput streams for an :class:`InferPipeline` with N requests in flight.
 
     Raises:
         ModelLoadError: The IR cannot be read/compiled, or its I/O does not match the manifest.
     """
 
-    def __init__(self, bundle: Bundle, variant: str = "int8", device: str = "CPU", cache_dir: Path | None = None):
+    def __init__(
+        self,
+        bundle: Bundle,
+        variant: str = "int8",
+        device: str = "CPU",
+        cache_dir: Path | None = None,
+        streams: int = 1,
+    ):
         self.bundle = bundle
+        self.streams = streams
         self.variant_name, self.variant = bundle.variant(variant)
         spec = bundle.manifest.input
         self.height, self.width, self.roi = spec.height, spec.width, spec.roi
@@ -78,7 +94,7 @@ class AnomalyModel:
             ) from None
         self._check_io(model, xml)
         try:
-            self.compiled = core.compile_model(model, self.device, {"PERFORMANCE_HINT": "LATENCY"})
+            self.compiled = core.compile_model(model, self.device, _hints(streams))
         except RuntimeError as exc:
             raise ModelLoadError(f"{xml}: cannot compile on {self.device} ({_first_line(exc)})") from None
         self.compile_ms = (time.perf_counter() - started) * 1000
@@ -113,17 +129,100 @@ class AnomalyModel:
         """Decision threshold of the loaded variant (raw score space)."""
         return self.variant.threshold.value
 
+    def batch(self, frame: Frame) -> np.ndarray:
+        """The frame as this model's input tensor (ROI crop and resize)."""
+        return to_batch(frame.image, self.height, self.width, self.roi)
+
+    def read_result(self, request: ov.InferRequest, started: float) -> Result:
+        """Score and a copy of the anomaly map from a finished request."""
+        score = float(request.get_tensor(self._score_out).data.reshape(-1)[0])
+        anomaly_map = np.array(request.get_tensor(self._map_out).data[0], copy=True)
+        return Result(score=score, anomaly_map=anomaly_map, latency_ms=(time.perf_counter() - started) * 1000)
+
     def infer(self, frame: Frame) -> Result:
         """Score one frame (synchronous)."""
         started = time.perf_counter()
-        self.request.infer({0: to_batch(frame.image, self.height, self.width, self.roi)})
-        score = float(self.request.get_tensor(self._score_out).data.reshape(-1)[0])
-        anomaly_map = np.array(self.request.get_tensor(self._map_out).data[0], copy=True)
-        return Result(score=score, anomaly_map=anomaly_map, latency_ms=(time.perf_counter() - started) * 1000)
+        self.request.infer({0: self.batch(frame)})
+        return self.read_result(self.request, started)
 
     def score_images(self, images: list[np.ndarray]) -> np.ndarray:
         """Raw scores of BGR images, in order (evaluation and calibration helper)."""
         return np.array([self.infer(Frame(image=img, ts=0.0, index=i + 1)).score for i, img in enumerate(images)])
+
+
+def _hints(streams: int) -> dict[str, Any]:
+    if streams <= 1:
+        return {"PERFORMANCE_HINT": "LATENCY"}
+    return {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(streams)}
+
+
+@dataclass
+class Scored:
+    """A finished inference with what was submitted alongside it."""
+
+    frame: Frame
+    result: Result
+    model: AnomalyModel
+    context: Any
+
+
+class InferPipeline:
+    """Several frames in flight on an ``AsyncInferQueue``; results come back in submission order.
+
+    ``submit`` blocks only when every request is busy; ``ready`` returns what has finished (in
+    order, never skipping an unfinished older frame); ``drain`` waits for everything.
+    """
+
+    def __init__(self, model: AnomalyModel, jobs: int) -> None:
+        self.model = model
+        self.queue = ov.AsyncInferQueue(model.compiled, max(1, jobs))
+        self.queue.set_callback(self._done)
+        self._lock = threading.Lock()
+        self._order: deque[int] = deque()
+        self._pending: dict[int, tuple[Frame, Any, float]] = {}
+        self._finished: dict[int, Scored | Exception] = {}
+        self._ticket = 0
+
+    def _done(self, request: ov.InferRequest, ticket: int) -> None:
+        with self._lock:
+            frame, context, started = self._pending.pop(ticket)
+        try:
+            scored: Scored | Exception = Scored(frame, self.model.read_result(request, started), self.model, context)
+        except Exception as exc:  # re-raised in the caller thread by ready()
+            scored = exc
+        with self._lock:
+            self._finished[ticket] = scored
+
+    def submit(self, frame: Frame, context: Any = None) -> list[Scored]:
+        """Start scoring a frame; returns the results that finished meanwhile (in order)."""
+        tensor = self.model.batch(frame)
+        self._ticket += 1
+        with self._lock:
+            self._order.append(self._ticket)
+            self._pending[self._ticket] = (frame, context, time.perf_counter())
+        self.queue.start_async({0: tensor}, self._ticket)
+        return self.ready()
+
+    def ready(self) -> list[Scored]:
+        """Finished results whose older frames have all finished too."""
+        out: list[Scored] = []
+        with self._lock:
+            while self._order and self._order[0] in self._finished:
+                item = self._finished.pop(self._order.popleft())
+                if isinstance(item, Exception):
+                    raise item
+                out.append(item)
+        return out
+
+    def drain(self) -> list[Scored]:
+        """Wait for every frame in flight; their results in order."""
+        self.queue.wait_all()
+        return self.ready()
+
+    @property
+    def in_flight(self) -> int:
+        """Frames submitted and not yet returned."""
+        return len(self._order)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ from edge_ad.capture import CaptureSupervisor, EndOfSource
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import ConfigError, ModelLoadError
 from edge_ad.inference import AnomalyModel
+from edge_ad.inference.engine import InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import Spool
@@ -52,7 +53,10 @@ class Daemon:
         self.stop_event = threading.Event()
         state_dir = _writable_dir(config.service.state_dir, "service.state_dir")
         bundle = load_bundle(config.model.path)
-        self.model = AnomalyModel(bundle, config.model.variant, config.model.device, cache_dir=state_dir / "ov_cache")
+        self.model = AnomalyModel(
+            bundle, config.model.variant, config.model.device, state_dir / "ov_cache", config.model.infer_requests
+        )
+        self.pipeline = InferPipeline(self.model, config.model.infer_requests)
         spool = Spool(state_dir / "spool.sqlite", config.mqtt.spool_max_messages)
         service = config.service
         self.triggers = TriggerInbox() if service.mode == "triggered" else None
@@ -72,7 +76,8 @@ class Daemon:
         )
         self.reloader = ModelReloader(config.model, state_dir / "ov_cache", bundle.path, self._reload_failed)
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
-        self.scored = 0
+        self.scored = 0  # frames judged and published
+        self.submitted = 0  # frames handed to the model (some may still be in flight)
 
     def _status_details(self) -> dict:
         manifest = self.model.bundle.manifest
@@ -112,8 +117,11 @@ class Daemon:
         model = self.reloader.take()
         if model is None:
             return
+        for scored in self.pipeline.drain():  # frames in flight are judged by the model that scored them
+            self._handle(scored)
         old = self.model.bundle.manifest
         self.model = model
+        self.pipeline = InferPipeline(model, self.config.model.infer_requests)
         new = model.bundle.manifest
         logger.info("model swapped: %s v%s -> %s v%s", old.name, old.version, new.name, new.version)
         self._publish_status()
@@ -153,6 +161,32 @@ class Daemon:
             }
         )
 
+    def _handle_all(self, done: list[Scored]) -> None:
+        for scored in done:
+            self._handle(scored)
+
+    def _handle(self, scored: Scored) -> None:
+        """Judge, debounce, keep evidence, publish and count one scored frame."""
+        frame, result, extra = scored.frame, scored.result, dict(scored.context)
+        manifest, threshold = scored.model.bundle.manifest, scored.model.threshold
+        self.seq += 1
+        self.scored += 1
+        verdict = judge(result, frame, threshold, self.seq, manifest.name, manifest.version)
+        if self.debouncer is not None:
+            extra["raw_verdict"] = verdict.verdict
+            verdict = replace(verdict, verdict="NG" if self.debouncer.update(verdict.verdict == "NG") else "OK")
+        if self.evidence is not None and verdict.verdict == "NG":
+            path = self.evidence.save(frame, result, verdict.seq, threshold)
+            if path is not None:
+                extra["evidence"] = path
+        if extra:
+            verdict = replace(verdict, extra=extra)
+        self.publisher.publish_verdict(verdict)
+        self.stats.add(result.latency_ms, verdict.verdict == "NG")
+        if self.drift is not None and self.drift.update(result.score, verdict.verdict == "OK", threshold):
+            self._drift_changed()
+        logger.debug("seq %d %s score %.4f", verdict.seq, verdict.verdict, verdict.score)
+
     def stop(self, *_: object) -> None:
         """Ask the loop to finish after the current frame (signal-safe)."""
         self.stop_event.set()
@@ -190,33 +224,21 @@ class Daemon:
                     logger.info("camera %s: end of source after %d frames", self.camera.name, self.scored)
                     break
                 if frame is None:
+                    self._handle_all(self.pipeline.drain())  # idle camera: nothing stays in flight
                     continue
                 extra = self._select(frame)
                 if extra is None:
                     continue
                 self._swap_model()
-                manifest, threshold = self.model.bundle.manifest, self.model.threshold
-                result = self.model.infer(frame)
-                self.seq += 1
-                self.scored += 1
-                verdict = judge(result, frame, threshold, self.seq, manifest.name, manifest.version)
-                if self.debouncer is not None:
-                    extra["raw_verdict"] = verdict.verdict
-                    verdict = replace(verdict, verdict="NG" if self.debouncer.update(verdict.verdict == "NG") else "OK")
-                if self.evidence is not None and verdict.verdict == "NG":
-                    path = self.evidence.save(frame, result, verdict.seq, threshold)
-                    if path is not None:
-                        extra["evidence"] = path
-                if extra:
-                    verdict = replace(verdict, extra=extra)
-                self.publisher.publish_verdict(verdict)
-                self.stats.add(result.latency_ms, verdict.verdict == "NG")
-                if self.drift is not None and self.drift.update(result.score, verdict.verdict == "OK", threshold):
-                    self._drift_changed()
-                logger.debug("seq %d %s score %.4f", verdict.seq, verdict.verdict, verdict.score)
-                if max_frames and self.scored >= max_frames:
+                self.submitted += 1
+                done = self.pipeline.submit(frame, extra)
+                if self.triggers is not None or self.config.model.infer_requests == 1:
+                    done += self.pipeline.drain()  # answer now: the PLC waits for this verdict
+                self._handle_all(done)
+                if max_frames and self.submitted >= max_frames:
                     logger.info("max_frames=%d reached", max_frames)
                     break
+            self._handle_all(self.pipeline.drain())
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             raise

@@ -88,7 +88,9 @@ class ModelReloader:
     def _load(self, target: Path) -> None:
         logger.info("loading model from %s", target)
         try:
-            model = AnomalyModel(load_bundle(target), self.config.variant, self.config.device, self.cache_dir)
+            model = AnomalyModel(
+                load_bundle(target), self.config.variant, self.config.device, self.cache_dir, self.config.infer_requests
+            )
             self_test(model, self.config.selftest_tolerance)
         except EdgeAdError as exc:
             logger.error("reload failed, the running model stays in service: %s", exc)

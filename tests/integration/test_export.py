@@ -54,20 +54,25 @@ def test_ir_takes_one_frame_and_carries_no_threshold(exported):
     assert "FakeQuantize" in int8_ops
 
 
-@pytest.fixture(scope="module", params=["patchcore", "padim", "stfpm"])
+@pytest.fixture(scope="module", params=["patchcore", "padim", "stfpm", "efficientad"])
 def any_export(request, tmp_path_factory, dataset):
-    """PatchCore (the session export) and the cheap CPU alternatives, exported the same way."""
+    """PatchCore (the session export), the cheap CPU alternatives and EfficientAD, exported the same way."""
     if request.param == "patchcore":
         return request.getfixturevalue("exported")
     from edge_ad.export.pipeline import export_bundle
     from edge_ad.export.recipe import ExportRecipe, ModelOptions
     from tests.support.net import block_network
 
+    options = {"epochs": 8}
+    if request.param == "efficientad":  # one epoch (40 steps of batch 1) on a 12-step teacher: a round trip
+        options = {"epochs": 1, "teacher": request.getfixturevalue("teacher")}
     recipe = ExportRecipe(
-        data=dataset, out=tmp_path_factory.mktemp("models"), model=ModelOptions(type=request.param, epochs=8)
+        data=dataset, out=tmp_path_factory.mktemp("models"), model=ModelOptions(type=request.param, **options)
     )
-    with block_network():
-        return export_bundle(recipe)
+    with block_network() as attempts:
+        result = export_bundle(recipe)
+    assert not attempts, f"{request.param} export tried the network: {attempts}"
+    return result
 
 
 def anomalib_predict(result) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +132,7 @@ def test_runtime_preprocessing_matches_training_with_roi_and_resize(tmp_path_fac
 def test_runtime_scores_agree_with_anomalib(any_export, anomalib_scores, variant, min_spearman):
     theirs, their_labels = anomalib_scores
     manifest = any_export.manifest
-    assert manifest.model.type in {"patchcore", "padim", "stfpm"}
+    assert manifest.model.type in {"patchcore", "padim", "stfpm", "efficientad"}
     assert {"pred_score", "anomaly_map"} == set(manifest.outputs.values())
     if manifest.variants[variant].status == "rejected":
         pytest.skip(

@@ -12,17 +12,17 @@ import yaml
 __all__ = ["edge_ad", "station_config"]
 
 
-def station_config(tmp_path: Path, source: str | int, model: Path, port: int, **sections: dict) -> Path:
-    """A station YAML under tmp_path; ``sections`` override/extend camera, model, mqtt, service."""
+def station_config(tmp_path: Path, source: str | int, bundle: Path, port: int, **sections: dict | str) -> Path:
+    """A station YAML under tmp_path; ``sections`` override/extend camera, model, mqtt, service (or set station)."""
     config = {
         "station": "test-station",
         "camera": {"source": source},
-        "model": {"path": str(model)},
+        "model": {"path": str(bundle)},
         "mqtt": {"host": "127.0.0.1", "port": port, "connect_timeout_s": 5},
         "service": {"state_dir": str(tmp_path / "state")},
     }
     for key, value in sections.items():
-        config[key] = {**config.get(key, {}), **value}
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     path = tmp_path / "station.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

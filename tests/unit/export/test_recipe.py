@@ -34,6 +34,7 @@ def test_paths_resolve_against_the_recipe_and_defaults_apply(tmp_path):
         ("data: d\nmodel: {typ: padim}\n", "model.typ: unknown key; did you mean 'type'?"),
         ("data: d\nthreshold: {method: median}\n", "threshold.method: Input should be 'f1', 'sigma' or 'percentile'"),
         ("model: {}\n", "data: required key is missing"),
+        ("data: d\nmodel: {type: efficientad, image_size: 100}\n", "model: .*multiple of 32 and >= 128, got 100"),
     ],
 )
 def test_bad_recipes_name_the_key(tmp_path, text, message):

@@ -66,3 +66,22 @@ def test_ir_with_wrong_input_shape_is_refused(tiny_models):
     manifest = bundle.manifest.model_copy(update={"input": bundle.manifest.input.model_copy(update={"height": 64})})
     with pytest.raises(ModelLoadError, match=r"input shape \[1,32,32,3\] does not match manifest \[1, 64, 32, 3\]"):
         AnomalyModel(type(bundle)(path=bundle.path, manifest=manifest), "fp32", "CPU")
+
+
+def test_pipeline_returns_every_frame_in_order_with_the_synchronous_scores(tiny_models):
+    from edge_ad.inference import InferPipeline
+
+    model = AnomalyModel(load_bundle(tiny_models / "tiny"), "fp32", "CPU", streams=3)
+    images = [good_image(s) if s % 3 else defect_image(s) for s in range(40, 64)]
+    expected = [model.infer(frame(img)).score for img in images]
+    pipeline = InferPipeline(model, jobs=3)
+    done = []
+    for i, img in enumerate(images):
+        done += pipeline.submit(Frame(image=img, ts=0.0, index=i), context=i)
+        assert pipeline.in_flight <= 3 + 1
+    done += pipeline.drain()
+    assert pipeline.in_flight == 0
+    assert [d.context for d in done] == list(range(len(images)))
+    assert [d.frame.index for d in done] == list(range(len(images)))
+    np.testing.assert_allclose([d.result.score for d in done], expected, rtol=1e-5)
+    assert all(d.model is model and d.result.anomaly_map.shape == (SIZE // 4, SIZE // 4) for d in done)
