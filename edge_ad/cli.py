@@ -190,6 +190,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_runtime(args: argparse.Namespace) -> int:
+    from edge_ad.bench.runtime import bench_runtime, runtime_markdown
+
+    if args.bundle is None:
+        raise EdgeAdError("bench: give --bundle DIR, or a benchmark: 'edge-ad bench coreset ...'")
+    result = bench_runtime(args.bundle, args.images, args.frames, tuple(args.requests), args.device)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    print(runtime_markdown(result))
+    return 0
+
+
 def _cmd_bench_coreset(args: argparse.Namespace) -> int:
     from edge_ad.bench.coreset import run_coreset_bench, to_markdown
 
@@ -271,7 +283,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_distill_teacher)
 
     p = sub.add_parser("bench", help="benchmarks (results for BENCHMARKS.md)")
-    bench_sub = p.add_subparsers(dest="bench_command", required=True)
+    p.add_argument("--bundle", type=Path, help="runtime benchmark of this bundle (version dir or model dir)")
+    p.add_argument("--images", type=Path, help="frames to score (default: the bundle's golden images)")
+    p.add_argument("--frames", type=int, default=200, help="frames per measurement")
+    p.add_argument("--requests", type=int, nargs="+", default=[2, 4], help="in-flight requests for throughput")
+    p.add_argument("--device", default="CPU")
+    p.add_argument("--json", type=Path, help="also write the result as JSON")
+    p.set_defaults(func=_cmd_bench_runtime)
+    bench_sub = p.add_subparsers(dest="bench_command")
     b = bench_sub.add_parser("coreset", help="fast vs anomalib greedy coreset: time and AUROC (export extra)")
     b.add_argument("--data", nargs="+", type=Path, required=True, help="category directories")
     b.add_argument("--image-size", type=int, default=128)

@@ -18,6 +18,7 @@ import numpy as np
 import openvino as ov
 import torch
 from torch import nn
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 from tqdm import tqdm
 
@@ -27,7 +28,7 @@ from edge_ad.datasets.layout import Category
 from edge_ad.export.recipe import ExportRecipe
 from edge_ad.export.weights import load_backbone_weights, packaged_weights
 from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
-from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, embed_preprocessing
+from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, embed_preprocessing, resize_frame
 
 __all__ = ["EMBEDDING", "Trained", "train"]
 
@@ -329,9 +330,8 @@ def _pre_processor(recipe: ExportRecipe, normalize: bool = True):
     """Anomalib pre-processor doing what the runtime does: ROI crop, resize, ImageNet normalisation."""
     from anomalib.pre_processing import PreProcessor
 
-    size = (recipe.model.image_size, recipe.model.image_size)
     steps = [] if recipe.roi is None else [_RoiCrop(recipe.roi)]
-    steps.append(v2.Resize(size, antialias=True))
+    steps.append(_RuntimeResize(recipe.model.image_size))
     if normalize:
         steps.append(v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)))
     return PreProcessor(transform=v2.Compose(steps))
@@ -347,6 +347,33 @@ class _RoiCrop(v2.Transform):
     def transform(self, inpt, params):
         x, y, w, h = self.roi
         return v2.functional.crop(inpt, y, x, h, w)
+
+    _transform = transform  # older torchvision name
+
+
+class _RuntimeResize(v2.Transform):
+    """Resize images exactly as the device does (:func:`resize_frame` on uint8); masks nearest.
+
+    Training and evaluation thus see the pixels the station will see: OpenCV's area filter when
+    shrinking, bilinear when enlarging, rounded to uint8 in between (the source images are uint8).
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def transform(self, inpt, params):
+        size = [self.size, self.size]
+        if isinstance(inpt, tv_tensors.Mask):
+            return v2.functional.resize(inpt, size, interpolation=v2.InterpolationMode.NEAREST)
+        if tuple(inpt.shape[-2:]) == (self.size, self.size):
+            return inpt
+        flat = inpt.reshape(-1, *inpt.shape[-3:])
+        pixels = (flat.permute(0, 2, 3, 1).detach().cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+        out = np.stack([resize_frame(p, self.size, self.size).reshape(self.size, self.size, -1) for p in pixels])
+        tensor = torch.from_numpy(out.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+        tensor = tensor.reshape(*inpt.shape[:-2], self.size, self.size).to(inpt.device)
+        return tv_tensors.wrap(tensor, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else tensor
 
     _transform = transform  # older torchvision name
 

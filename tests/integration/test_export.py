@@ -122,10 +122,11 @@ def test_runtime_preprocessing_matches_training_with_roi_and_resize(tmp_path_fac
         with torch.no_grad():
             theirs.append(float(module.model(module.pre_processor.transform(image, None)[0]).pred_score[0]))
     ours = result.scores["fp32"]
-    # A wrong ROI, colour order or normalisation moves scores by far more than 3 %. What is left is the
-    # resize kernel: OpenCV's area filter vs torchvision's antialiased bilinear (measured Spearman 0.976).
-    np.testing.assert_allclose(ours, theirs, rtol=0.03)
-    assert spearman(ours, np.array(theirs)) >= 0.95
+    # Training resizes with the runtime's own function (uint8, OpenCV area filter), so what is left is
+    # float arithmetic in OpenVINO vs torch; a wrong ROI, colour order, resize or normalisation moves
+    # scores by percents.
+    np.testing.assert_allclose(ours, theirs, rtol=2e-3)
+    assert spearman(ours, np.array(theirs)) >= 0.995
 
 
 @pytest.mark.parametrize(("variant", "min_spearman"), [("fp32", 0.99), ("int8", 0.95)])

@@ -1,0 +1,135 @@
+"""Runtime benchmark of an installed bundle: synchronous latency and AsyncInferQueue throughput.
+
+Torch-free: runs on the device exactly as the daemon does (same engine, same preprocessing).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_ad.bundle import Bundle, load_bundle
+from edge_ad.datasets.layout import list_images
+from edge_ad.errors import DatasetError
+from edge_ad.inference.engine import AnomalyModel, InferPipeline
+from edge_ad.types import Frame
+
+__all__ = ["bench_runtime", "machine", "runtime_markdown"]
+
+
+def machine() -> dict[str, str | int]:
+    """What the numbers were measured on."""
+    import os
+    import platform
+
+    import openvino as ov
+
+    cpu = ov.Core().get_property("CPU", "FULL_DEVICE_NAME")
+    return {
+        "cpu": str(cpu),
+        "cores": os.cpu_count() or 0,
+        "python": platform.python_version(),
+        "openvino": ov.__version__,
+    }
+
+
+def _frames(bundle: Bundle, images: Path | None, count: int) -> list[Frame]:
+    paths = list_images(images) if images is not None else [bundle.path / g.file for g in bundle.manifest.golden]
+    if not paths:
+        raise DatasetError(f"--images: {images} has no images" if images else f"{bundle.path}: no golden images")
+    decoded = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
+    return [Frame(image=decoded[i % len(decoded)], ts=0.0, index=i + 1) for i in range(count)]
+
+
+def _sync(model: AnomalyModel, frames: list[Frame]) -> dict[str, float]:
+    for frame in frames[:5]:
+        model.infer(frame)
+    latencies = []
+    started = time.perf_counter()
+    for frame in frames:
+        t = time.perf_counter()
+        model.infer(frame)
+        latencies.append((time.perf_counter() - t) * 1000)
+    seconds = time.perf_counter() - started
+    return {
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "fps": len(frames) / seconds,
+    }
+
+
+def _pipelined(model: AnomalyModel, frames: list[Frame], jobs: int) -> float:
+    pipeline = InferPipeline(model, jobs)
+    for frame in frames[:5]:
+        pipeline.submit(frame)
+    pipeline.drain()
+    started = time.perf_counter()
+    done = 0
+    for frame in frames:
+        done += len(pipeline.submit(frame))
+    done += len(pipeline.drain())
+    seconds = time.perf_counter() - started
+    assert done == len(frames)
+    return len(frames) / seconds
+
+
+def bench_runtime(
+    bundle_path: Path,
+    images: Path | None = None,
+    frames: int = 200,
+    requests: tuple[int, ...] = (2, 4),
+    device: str = "CPU",
+) -> dict:
+    """Latency (one request, latency hint) and throughput (N requests on N streams) per variant.
+
+    Throughput is compared twice: with the best single-request setup (latency hint, every core on
+    one request) and with one request at a time on the same N-stream model (the pipelining gain).
+    Frames are decoded up front; the timings include the runtime's ROI crop and resize.
+    """
+    bundle = load_bundle(bundle_path)
+    data = _frames(bundle, images, frames)
+    rows = []
+    for name, variant in bundle.manifest.variants.items():
+        if variant.status != "ok":
+            continue
+        sync = _sync(AnomalyModel(bundle, name, device), data)
+        row = {"variant": name, **sync, "async": {}}
+        for n in requests:
+            model = AnomalyModel(bundle, name, device, streams=n)
+            single = _sync(model, data)["fps"]  # the same throughput-compiled model, one request at a time
+            fps = _pipelined(model, data, n)
+            row["async"][n] = {"fps": fps, "vs_latency_mode": fps / sync["fps"], "vs_single_request": fps / single}
+        rows.append(row)
+    m = bundle.manifest
+    return {
+        "bundle": str(bundle.path),
+        "model": f"{m.model.type} {m.model.backbone} {m.input.width}x{m.input.height}",
+        "frames": frames,
+        "device": device,
+        "machine": machine(),
+        "rows": rows,
+    }
+
+
+def runtime_markdown(result: dict) -> str:
+    """The result as a Markdown table."""
+    requests = sorted({n for row in result["rows"] for n in row["async"]})
+    columns = " | ".join(f"{n} req fps (× latency / × 1 req)" for n in requests)
+    head = f"| variant | p50 ms | p99 ms | sync fps | {columns} |"
+    lines = [
+        f"{result['model']} — {result['frames']} frames on {result['device']} ({result['machine']['cpu']})",
+        "",
+        head,
+        "| --- " * (4 + len(requests)) + "|",
+    ]
+    for row in result["rows"]:
+        cells = [
+            f"{a['fps']:.1f} ({a['vs_latency_mode']:.2f}× / {a['vs_single_request']:.2f}×)"
+            for a in (row["async"][n] for n in requests)
+        ]
+        sync = f"| {row['variant']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['fps']:.1f} | "
+        lines.append(sync + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,27 @@
+"""The runtime benchmark runs the real engine on a bundle (numbers are for BENCHMARKS.md, not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from edge_ad.bench.runtime import bench_runtime, runtime_markdown
+from edge_ad.cli import main
+
+
+def test_bench_measures_latency_and_pipelined_throughput_per_variant(tiny_models):
+    result = bench_runtime(tiny_models / "tiny", frames=30, requests=(2,))
+    assert result["frames"] == 30 and result["machine"]["cores"] >= 1
+    (row,) = result["rows"]  # the tiny bundle ships FP32 only
+    assert row["variant"] == "fp32" and 0 < row["p50_ms"] <= row["p99_ms"] and row["fps"] > 0
+    assert set(row["async"][2]) == {"fps", "vs_latency_mode", "vs_single_request"}
+    table = runtime_markdown(result)
+    assert "| fp32 |" in table and "2 req fps" in table
+
+
+def test_bench_cli_writes_json_and_needs_a_bundle(tiny_models, tmp_path, capsys):
+    assert main(["bench", "--bundle", str(tiny_models / "tiny"), "--frames", "12", "--requests", "2",
+                 "--json", str(tmp_path / "b.json")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "b.json").read_text())["rows"][0]["variant"] == "fp32"
+    assert "| fp32 |" in capsys.readouterr().out
+    assert main(["bench"]) == 2
+    assert "give --bundle" in capsys.readouterr().err
