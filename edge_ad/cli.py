@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from edge_ad.calibrate.commands import add_parsers as add_recalibration_parsers
 from edge_ad.errors import EdgeAdError
 
 __all__ = ["main"]
@@ -270,6 +271,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_make_dataset)
 
     _add_export_parser(sub)
+    add_recalibration_parsers(sub)
 
     p = sub.add_parser("distill-teacher", help="distil EfficientAD's PDN teacher offline (export extra)")
     p.add_argument("--size", choices=["small", "medium"], default="small")

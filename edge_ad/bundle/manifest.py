@@ -105,3 +105,5 @@ class Manifest(_Strict):
     golden: list[GoldenImage] = Field(default_factory=list)
     dataset: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
+    parent: str | None = Field(None, description="Version this one was recalibrated from.")
+    recalibration: dict[str, Any] = Field(default_factory=dict, description="What the recalibration used and measured.")

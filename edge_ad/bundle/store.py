@@ -187,3 +187,30 @@ def install_bundle(staging: Path, models_root: Path, manifest: Manifest, make_ac
     if make_active:
         activate(model_dir, version)
     return target
+
+
+def active_version(model_dir: Path) -> str | None:
+    """Version the ``active`` link points at, or None."""
+    link = model_dir / ACTIVE_LINK
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def prune_versions(model_dir: Path, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` versions; the active one is never deleted.
+
+    Returns:
+        The versions removed.
+    """
+    active = active_version(model_dir)
+    versions = list_versions(model_dir)
+    removed = []
+    for path in versions[: max(0, len(versions) - keep)]:
+        if path.name == active:
+            continue
+        doomed = model_dir / f".{path.name}.removing"
+        os.rename(path, doomed)  # atomic: a half-deleted version never looks installed
+        shutil.rmtree(doomed)
+        removed.append(path.name)
+    if removed:
+        _fsync_dir(model_dir)
+    return removed

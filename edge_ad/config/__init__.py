@@ -5,6 +5,7 @@ from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.loader import load_config
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
+from edge_ad.config.recalibration import RecalibrationConfig
 from edge_ad.config.schema import EdgeAdConfig
 from edge_ad.config.service import ServiceConfig
 
@@ -14,6 +15,7 @@ __all__ = [
     "EvidenceConfig",
     "ModelConfig",
     "MqttConfig",
+    "RecalibrationConfig",
     "ServiceConfig",
     "load_config",
 ]

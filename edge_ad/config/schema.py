@@ -9,6 +9,7 @@ from edge_ad.config.camera import CameraConfig
 from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
+from edge_ad.config.recalibration import RecalibrationConfig
 from edge_ad.config.service import ServiceConfig
 
 __all__ = ["EdgeAdConfig"]
@@ -27,3 +28,4 @@ class EdgeAdConfig(EdgeAdModel):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)

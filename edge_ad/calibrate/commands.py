@@ -1,0 +1,200 @@
+"""Technician commands: ``edge-ad recalibrate`` and ``edge-ad models list|activate|rollback``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge_ad.errors import BundleError, EdgeAdError
+
+__all__ = ["add_parsers"]
+
+RECALIBRATION_FAILED = 4
+
+
+class _Bar:
+    """A one-line progress bar on stderr (the runtime install has no tqdm)."""
+
+    def __init__(self, totals: dict[str, int]) -> None:
+        self.totals = totals
+        self.stage = ""
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, stage: str, done: int) -> None:
+        total = next((n for key, n in self.totals.items() if stage.startswith(key)), 0)
+        if stage != self.stage and self.stage and self.tty:
+            sys.stderr.write("\n")
+        self.stage = stage
+        if not self.tty and done != total:  # logs and journald get one line per finished stage
+            return
+        filled = int(30 * done / total) if total else 30
+        end = "" if self.tty else "\n"
+        sys.stderr.write(f"\r{stage:22s} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total or '?'}{end}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.stage and self.tty:
+            sys.stderr.write("\n")
+
+
+def _frames(args: argparse.Namespace, config, bar: _Bar):
+    from edge_ad.calibrate.frames import frames_from_camera, frames_from_folder
+
+    if args.images is not None:
+        return frames_from_folder(args.images), f"images:{args.images.resolve()}"
+    return (
+        frames_from_camera(config.camera, args.from_camera, args.interval, progress=bar),
+        f"camera:{config.camera.source}",
+    )
+
+
+def _cmd_recalibrate(args: argparse.Namespace) -> int:
+    from edge_ad.calibrate.frames import frames_from_folder
+    from edge_ad.calibrate.recalibrate import recalibrate
+    from edge_ad.config import load_config
+
+    config = load_config(args.config)
+    n = args.from_camera or 0
+    bar = _Bar({"capture": n, "features": n, "threshold": n, "held-back": n, "defects": 0})
+    good, source = _frames(args, config, bar)
+    defects = frames_from_folder(args.defects, "--defects") if args.defects else None
+    every = config.recalibration.holdback_every
+    held = len(good) // every
+    fit = len(good) - held
+    bar.totals.update(
+        {
+            "features": (fit + 1) // 2,
+            "threshold": fit // 2 if args.refit_memory else fit,
+            "held-back": held,
+            "defects": len(defects or []),
+        }
+    )
+    try:
+        outcome = recalibrate(
+            config, good, defects, refit_memory=args.refit_memory, dry_run=args.dry_run, progress=bar, source=source
+        )
+    finally:
+        bar.close()
+    _summary(outcome, args.dry_run)
+    return 0 if outcome.passed else RECALIBRATION_FAILED
+
+
+def _summary(o, dry_run: bool) -> None:
+    kind = "threshold + memory bank" if o.refit_memory else "threshold only"
+    print(f"recalibration  {kind}, {o.variant}, method {o.method}, frames {o.frames}")
+    print(f"threshold      {o.old_threshold:.6g} -> {o.new_threshold:.6g}")
+    print(
+        f"false rejects  {o.old_false_reject:.1%} -> {o.false_reject:.1%} on held-back good frames "
+        f"(target <= {o.target_false_reject:.1%})"
+    )
+    if o.recall is not None:
+        print(f"recall         {o.old_recall:.1%} -> {o.recall:.1%} on defect frames (must not fall)")
+    print(f"histogram      {o.histogram}")
+    if not o.passed:
+        print(f"FAIL           {'; '.join(o.reasons)} - nothing was changed")
+    elif dry_run:
+        print("PASS (dry run) nothing was changed")
+    else:
+        print(f"PASS           installed and activated {o.installed} (parent version {o.parent})")
+
+
+def _model_dir(args: argparse.Namespace) -> Path:
+    from edge_ad.bundle.store import MANIFEST_NAME
+
+    if args.models is not None:
+        path = args.models
+    else:
+        from edge_ad.config import load_config
+
+        path = load_config(args.config).model.path
+    if (path / MANIFEST_NAME).is_file():
+        path = path.parent  # a version directory: manage its model directory
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such model directory; check model.path or --models")
+    return path
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from edge_ad.bundle.store import active_version, list_versions, load_bundle
+
+    model_dir = _model_dir(args)
+    active = active_version(model_dir)
+    rows = []
+    for path in list_versions(model_dir):
+        try:
+            m = load_bundle(path, verify=False).manifest
+            variant = m.variants[m.default_variant]
+            note = f"recalibrated from v{m.parent}" if m.parent else "exported"
+            rows.append((path.name, m.created, m.model.type, m.default_variant, variant.threshold.value, note))
+        except EdgeAdError as exc:
+            rows.append((path.name, "", "", "", float("nan"), f"BROKEN: {exc}"))
+    if args.json:
+        keys = ("version", "created", "type", "variant", "threshold", "note")
+        print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows]))
+        return 0
+    print(f"{model_dir}")
+    for version, created, kind, variant, threshold, note in rows:
+        mark = "*" if version == active else " "
+        print(f"{mark} v{version:<4} {created:25s} {kind:10s} {variant:5s} threshold {threshold:<10.5g} {note}")
+    return 0
+
+
+def _cmd_models_activate(args: argparse.Namespace) -> int:
+    from edge_ad.bundle.store import activate, load_bundle
+
+    model_dir = _model_dir(args)
+    load_bundle(model_dir / args.version)  # verify every file before pointing the station at it
+    activate(model_dir, args.version)
+    print(f"active -> v{args.version} ({model_dir}); a running daemon switches within seconds")
+    return 0
+
+
+def _cmd_models_rollback(args: argparse.Namespace) -> int:
+    from edge_ad.bundle.store import activate, active_version, list_versions, load_bundle
+
+    model_dir = _model_dir(args)
+    active = active_version(model_dir)
+    if active is None:
+        raise BundleError(f"{model_dir}: no active version to roll back from; use 'edge-ad models activate VERSION'")
+    parent = load_bundle(model_dir / active, verify=False).manifest.parent
+    older = [p.name for p in list_versions(model_dir) if int(p.name) < int(active)]
+    target = parent if parent and (model_dir / parent).is_dir() else (older[-1] if older else None)
+    if target is None:
+        raise BundleError(f"{model_dir}: v{active} has no earlier version to roll back to")
+    load_bundle(model_dir / target)
+    activate(model_dir, target)
+    print(f"rolled back: active v{active} -> v{target} ({model_dir})")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``recalibrate`` and ``models`` on the main parser."""
+    p = sub.add_parser("recalibrate", help="re-teach 'good' on the device from fresh frames (no torch)")
+    p.add_argument("--config", required=True, type=Path, help="station YAML file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-camera", type=int, metavar="N", help="capture N good frames from the station's camera")
+    src.add_argument("--images", type=Path, help="folder of fresh good images")
+    p.add_argument("--interval", type=float, default=0.2, help="seconds between captured frames")
+    p.add_argument("--defects", type=Path, help="folder of defect images (enables f1 and the recall check)")
+    p.add_argument("--refit-memory", action="store_true", help="PatchCore: rebuild the memory bank too")
+    p.add_argument("--dry-run", action="store_true", help="measure and report, change nothing")
+    p.set_defaults(func=_cmd_recalibrate)
+
+    p = sub.add_parser("models", help="list, activate or roll back installed bundle versions")
+    models_sub = p.add_subparsers(dest="models_command", required=True)
+    for name, func, helptext in (
+        ("list", _cmd_models_list, "installed versions (* = active)"),
+        ("activate", _cmd_models_activate, "make VERSION the active one"),
+        ("rollback", _cmd_models_rollback, "go back to the active version's parent"),
+    ):
+        c = models_sub.add_parser(name, help=helptext)
+        where = c.add_mutually_exclusive_group(required=True)
+        where.add_argument("--config", type=Path, help="station YAML (its model.path)")
+        where.add_argument("--models", type=Path, help="model directory, e.g. models/brick")
+        if name == "activate":
+            c.add_argument("version")
+        if name == "list":
+            c.add_argument("--json", action="store_true")
+        c.set_defaults(func=func)

@@ -1,0 +1,311 @@
+"""On-device recalibration: re-teach "good" from fresh frames, check acceptance, install atomically.
+
+Torch-free (OpenVINO + numpy). A threshold-only refit rescores the frames with the active bundle;
+``refit_memory`` (PatchCore) rebuilds the memory bank from the bundle's feature-extractor IR and
+writes new scoring models with it. Nothing changes unless the result passes acceptance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import openvino as ov
+
+from edge_ad.bundle import Bundle, Manifest, Threshold, load_bundle
+from edge_ad.bundle.store import file_entry, install_bundle, prune_versions, resolve_version_dir
+from edge_ad.calibrate.coreset import kcenter_greedy
+from edge_ad.calibrate.histogram import score_histogram
+from edge_ad.calibrate.threshold import choose_threshold
+from edge_ad.config import EdgeAdConfig
+from edge_ad.errors import BundleError, DatasetError, EdgeAdError
+from edge_ad.inference.engine import AnomalyModel
+from edge_ad.inference.patchcore_graph import compose_patchcore
+from edge_ad.inference.preprocess import to_batch
+from edge_ad.types import Frame
+
+__all__ = ["Outcome", "recalibrate"]
+
+logger = logging.getLogger(__name__)
+Progress = Callable[[str, int], None]  # (stage, frames done in this stage)
+
+
+@dataclass
+class Outcome:
+    """What a recalibration measured and decided."""
+
+    passed: bool
+    variant: str
+    method: str
+    refit_memory: bool
+    old_threshold: float
+    new_threshold: float
+    false_reject: float  # new model + threshold on held-back good frames
+    old_false_reject: float  # active bundle on the same frames
+    target_false_reject: float
+    recall: float | None = None  # on the defect frames, new
+    old_recall: float | None = None
+    frames: dict[str, int] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    histogram: Path | None = None
+    installed: Path | None = None
+    parent: str = ""
+
+
+def _split(good: list[np.ndarray], every: int, refit: bool) -> tuple[list, list, list]:
+    """(bank frames, threshold frames, held-back frames): every Nth frame is held back."""
+    held = [img for i, img in enumerate(good) if i % every == every - 1]
+    rest = [img for i, img in enumerate(good) if i % every != every - 1]
+    if not refit:
+        return [], rest, held
+    return rest[0::2], rest[1::2], held  # a bank never thresholds the frames it was built from
+
+
+def _score(model: AnomalyModel, images: list[np.ndarray], stage: str, progress: Progress) -> np.ndarray:
+    out = []
+    for i, image in enumerate(images):
+        out.append(model.infer(Frame(image=image, ts=0.0, index=i + 1)).score)
+        progress(stage, i + 1)
+    return np.array(out)
+
+
+def _features(bundle: Bundle, images: list[np.ndarray], progress: Progress) -> np.ndarray:
+    """Patch embeddings ``[N * h * w, D]`` from the bundle's FP32 feature-extractor IR."""
+    spec = bundle.manifest.input
+    compiled = ov.Core().compile_model(bundle.path / "features.xml", "CPU")
+    rows = []
+    for i, image in enumerate(images):
+        emb = compiled(to_batch(image, spec.height, spec.width, spec.roi))[0]
+        rows.append(emb[0].reshape(emb.shape[1], -1).T)
+        progress("features", i + 1)
+    return np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
+
+
+def _refit_memory(bundle: Bundle, images: list[np.ndarray], staging: Path, seed: int, progress: Progress) -> dict:
+    """New memory bank and scoring IRs written into ``staging``; returns what was done."""
+    m = bundle.manifest
+    if m.model.type != "patchcore" or "features.xml" not in m.files or "memory_bank.npy" not in m.files:
+        raise EdgeAdError(
+            f"--refit-memory: {bundle.path} is a {m.model.type} bundle without a feature IR and memory bank; "
+            "only PatchCore bundles can refit (recalibrate the threshold only, or re-export)"
+        )
+    params = m.model.params
+    patches = _features(bundle, images, progress)
+    rows = max(1, int(patches.shape[0] * float(params.get("coreset_ratio", 0.1))))
+    bank = patches[kcenter_greedy(patches, rows, seed=seed)]
+    np.save(staging / "memory_bank.npy", bank)
+    core = ov.Core()
+    for name, variant in m.variants.items():
+        features_xml = "features.xml" if name == "fp32" else "features_int8.xml"
+        if features_xml not in m.files:
+            continue
+        scoring = compose_patchcore(core.read_model(staging / features_xml), bank, int(params.get("num_neighbors", 9)))
+        ov.save_model(scoring, staging / variant.xml, compress_to_fp16=False)
+    return {"patches": int(patches.shape[0]), "memory_bank_rows": int(rows)}
+
+
+def _threshold(current: Threshold, good: np.ndarray, defects: np.ndarray | None, k: float | None) -> Threshold:
+    """The bundle's own method on fresh scores: f1 needs defect frames, else sigma (manual -> sigma)."""
+    inputs, method = current.inputs, current.method
+    if method == "f1" and defects is not None and len(defects):
+        return choose_threshold("f1", good, defects, split="recalibration")
+    if method == "percentile":
+        percentile = float(inputs.get("percentile", 99.5))
+        return choose_threshold("percentile", good, percentile=percentile, split="recalibration")
+    return choose_threshold("sigma", good, k=float(k or inputs.get("k", 3.0)), split="recalibration")
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """One recalibration at a time per models root; clears what killed runs left behind."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".recalibrate.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EdgeAdError(f"recalibrate: another recalibration is running on {root}; wait for it") from None
+        for debris in root.glob(".recalibrate-*"):
+            shutil.rmtree(debris, ignore_errors=True)
+        for debris in root.glob("*/.*"):
+            if debris.is_dir() and debris.name.endswith((".incoming", ".removing")):
+                shutil.rmtree(debris, ignore_errors=True)
+        yield
+
+
+def _stage(current: Bundle, root: Path) -> Path:
+    """A private copy of the active bundle's runtime files next to the models (same filesystem)."""
+    staging = Path(tempfile.mkdtemp(prefix=".recalibrate-", dir=root))
+    for name in current.manifest.files:
+        target = staging / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(current.path / name, target)
+    return staging
+
+
+def recalibrate(
+    config: EdgeAdConfig,
+    good: list[np.ndarray],
+    defects: list[np.ndarray] | None = None,
+    refit_memory: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    source: str = "",
+    report_dir: Path | None = None,
+) -> Outcome:
+    """Fit a new threshold (and optionally memory bank) and install it as a new version on PASS.
+
+    Args:
+        config: Station config (model path, device, variant and the recalibration section).
+        good: Fresh good frames (BGR). Every ``holdback_every``-th is held back for acceptance.
+        defects: Optional defect frames: enable ``f1`` and the recall check.
+        refit_memory: PatchCore: rebuild the memory bank from the good frames.
+        dry_run: Measure and report, change nothing.
+        progress: Called as frames are processed.
+        source: Where the frames came from (recorded in the manifest).
+        report_dir: Where the histogram goes when nothing is installed (default: the state dir).
+
+    Raises:
+        DatasetError: Too few frames.
+        BundleError: The active bundle is missing or corrupt, or the disk is full.
+    """
+    rc = config.recalibration
+    progress = progress or (lambda stage, n: None)
+    if len(good) < rc.min_frames:
+        raise DatasetError(
+            f"recalibrate: {len(good)} good frames, need at least {rc.min_frames} "
+            "(capture more with --from-camera N, or lower recalibration.min_frames)"
+        )
+    version_dir = resolve_version_dir(config.model.path)
+    current = load_bundle(version_dir)
+    model_dir = version_dir.parent
+    variant_name, variant = current.variant(config.model.variant)
+    bank_frames, thr_frames, held = _split(good, rc.holdback_every, refit_memory)
+    started = datetime.now(timezone.utc)
+    with _exclusive(model_dir.parent):
+        staging = _stage(current, model_dir.parent)
+        try:
+            record: dict = {}
+            if refit_memory:
+                record = _refit_memory(current, bank_frames, staging, seed=0, progress=progress)
+            candidate = Bundle(path=staging, manifest=current.manifest)
+            device = config.model.device
+            models, thresholds, thr_scores, defect_scores = {}, {}, {}, {}
+            for name, v in current.manifest.variants.items():  # every runnable precision gets its own threshold
+                if v.status != "ok":
+                    continue
+                models[name] = AnomalyModel(candidate, name, device)
+                thr_scores[name] = _score(models[name], thr_frames, f"threshold {name}", progress)
+                defect_scores[name] = _score(models[name], defects, f"defects {name}", progress) if defects else None
+                thresholds[name] = _threshold(v.threshold, thr_scores[name], defect_scores[name], rc.sigma_k)
+            new_model, threshold = models[variant_name], thresholds[variant_name]
+            old_model = AnomalyModel(current, variant_name, device)
+            held_new = _score(new_model, held, "held-back", progress)
+            held_old = _score(old_model, held, "held-back (active)", progress)
+            defect_new = defect_scores[variant_name]
+            defect_old = _score(old_model, defects, "defects (active)", progress) if defects else None
+            outcome = Outcome(
+                passed=True,
+                variant=variant_name,
+                method=threshold.method,
+                refit_memory=refit_memory,
+                old_threshold=variant.threshold.value,
+                new_threshold=threshold.value,
+                false_reject=float(np.mean(held_new >= threshold.value)),
+                old_false_reject=float(np.mean(held_old >= variant.threshold.value)),
+                target_false_reject=rc.target_false_reject,
+                frames=_counts(good, bank_frames, thr_frames, held),
+                parent=current.manifest.version,
+            )
+            if defects:
+                outcome.frames["defects"] = len(defects)
+                outcome.recall = float(np.mean(defect_new >= threshold.value))
+                outcome.old_recall = float(np.mean(defect_old >= variant.threshold.value))
+            _accept(outcome)
+            histogram_dir = report_dir or config.service.state_dir / "recalibration"
+            histogram_dir.mkdir(parents=True, exist_ok=True)
+            outcome.histogram = histogram_dir / f"recalibration-{started:%Y%m%dT%H%M%S}.png"
+            score_histogram(
+                outcome.histogram,
+                {"good (threshold)": thr_scores[variant_name], "good (held back)": held_new, "defects": defect_new},
+                {"old": variant.threshold.value, "new": threshold.value},
+            )
+            if not outcome.passed or dry_run:
+                return outcome
+            record.update(
+                {
+                    "at": started.isoformat(timespec="seconds"),
+                    "source": source,
+                    "refit_memory": refit_memory,
+                    "frames": outcome.frames,
+                    "false_reject": outcome.false_reject,
+                    "old_false_reject": outcome.old_false_reject,
+                    "recall": outcome.recall,
+                    "old_recall": outcome.old_recall,
+                    "target_false_reject": rc.target_false_reject,
+                }
+            )
+            manifest = _new_manifest(current, staging, models, thresholds, record)
+            outcome.installed = install_bundle(staging, model_dir.parent, manifest)
+            prune_versions(model_dir, rc.keep_versions)
+            return outcome
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise BundleError(
+                    f"recalibrate: disk full while writing under {model_dir.parent} ({exc.strerror}); "
+                    "nothing was changed - free space and run it again"
+                ) from None
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _counts(good: list, bank: list, threshold: list, held: list) -> dict[str, int]:
+    return {"good": len(good), "bank": len(bank), "threshold": len(threshold), "held_back": len(held)}
+
+
+def _accept(outcome: Outcome) -> None:
+    if outcome.false_reject > outcome.target_false_reject:
+        outcome.passed = False
+        outcome.reasons.append(
+            f"false rejects {outcome.false_reject:.1%} on held-back good frames "
+            f"> target {outcome.target_false_reject:.1%}"
+        )
+    if outcome.recall is not None and outcome.old_recall is not None and outcome.recall < outcome.old_recall:
+        outcome.passed = False
+        outcome.reasons.append(f"recall {outcome.recall:.1%} < active bundle's {outcome.old_recall:.1%}")
+
+
+def _new_manifest(
+    current: Bundle, staging: Path, models: dict[str, AnomalyModel], thresholds: dict[str, Threshold], record: dict
+) -> Manifest:
+    """The parent's manifest with new thresholds, files, golden scores (rescored) and lineage."""
+    variants = {
+        name: v.model_copy(update={"threshold": thresholds[name]}) if name in thresholds else v
+        for name, v in current.manifest.variants.items()
+    }
+    golden = []
+    for g in current.manifest.golden:
+        image = cv2.imread(str(staging / g.file), cv2.IMREAD_COLOR)
+        frame = Frame(image=image, ts=0.0, index=1, origin=g.file)
+        scores = {**g.scores, **{name: model.infer(frame).score for name, model in models.items()}}
+        golden.append(g.model_copy(update={"scores": scores}))
+    return current.manifest.model_copy(
+        update={
+            "variants": variants,
+            "golden": golden,
+            "files": {name: file_entry(staging / name) for name in current.manifest.files},
+            "parent": current.manifest.version,
+            "recalibration": record,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )

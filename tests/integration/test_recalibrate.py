@@ -1,0 +1,169 @@
+"""Technician recalibration on a real (tiny) OpenVINO PatchCore bundle: acceptance, lifecycle, power cuts."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_ad.bundle import load_bundle
+from edge_ad.bundle.store import active_version, list_versions, resolve_version_dir
+from edge_ad.inference import AnomalyModel
+from edge_ad.inference.selftest import self_test
+from tests.support.station import edge_ad, station_config
+from tests.support.tiny_bundle import defect_image, good_image, make_tiny_bundle
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def brighter(image: np.ndarray, delta: int) -> np.ndarray:
+    return np.clip(image.astype(np.int16) + delta, 0, 255).astype(np.uint8)
+
+
+def write(folder: Path, images: list[np.ndarray]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), image)
+    return folder
+
+
+@pytest.fixture
+def station(tmp_path) -> Path:
+    """A station on its own copy of the tiny bundle (v1 active)."""
+    make_tiny_bundle(tmp_path / "models")
+    return station_config(tmp_path, str(tmp_path), tmp_path / "models" / "tiny", 1883)
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return edge_ad("--log-level", "WARNING", *args)
+
+
+def test_threshold_refit_installs_a_new_active_version_with_lineage(station, tmp_path):
+    model_dir = tmp_path / "models" / "tiny"
+    images = write(tmp_path / "fresh", [brighter(good_image(s), 10) for s in range(200, 240)])
+    proc = run("recalibrate", "--config", str(station), "--images", str(images))
+    assert proc.returncode == 0, proc.stderr
+    assert "PASS" in proc.stdout and "threshold" in proc.stdout and "false rejects" in proc.stdout
+    assert active_version(model_dir) == "2"
+    bundle = load_bundle(model_dir)  # verifies every sha256
+    m = bundle.manifest
+    assert m.parent == "1" and m.recalibration["source"] == f"images:{images}"
+    assert m.recalibration["frames"] == {"good": 40, "bank": 0, "threshold": 30, "held_back": 10}
+    assert m.variants["fp32"].threshold.inputs["split"] == "recalibration"
+    assert m.variants["fp32"].threshold.method == "sigma"  # the tiny bundle's own method
+    histogram = Path(proc.stdout.split("histogram")[1].split()[0])
+    assert cv2.imread(str(histogram)) is not None
+    assert self_test(AnomalyModel(bundle, "fp32", "CPU"), 0.02) == 2  # golden scores re-recorded
+
+
+def test_dry_run_and_failed_acceptance_change_nothing(station, tmp_path):
+    model_dir = tmp_path / "models" / "tiny"
+    before = sorted(p.name for p in model_dir.iterdir())
+    images = write(tmp_path / "fresh", [good_image(s) for s in range(300, 340)])
+    proc = run("recalibrate", "--config", str(station), "--images", str(images), "--dry-run")
+    assert proc.returncode == 0 and "PASS (dry run)" in proc.stdout, proc.stderr
+    # "good" frames that are really defects: the fitted threshold cannot keep recall on real defects
+    mixed = write(tmp_path / "mixed", [defect_image(s) if s % 2 else good_image(s) for s in range(400, 440)])
+    defects = write(tmp_path / "defects", [defect_image(s) for s in range(500, 520)])
+    proc = run("recalibrate", "--config", str(station), "--images", str(mixed), "--defects", str(defects))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "FAIL" in proc.stdout and "nothing was changed" in proc.stdout
+    assert sorted(p.name for p in model_dir.iterdir()) == before and active_version(model_dir) == "1"
+
+
+def test_too_few_frames_is_a_clear_error(station, tmp_path):
+    images = write(tmp_path / "few", [good_image(s) for s in range(5)])
+    proc = run("recalibrate", "--config", str(station), "--images", str(images))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("edge-ad: error: recalibrate: 5 good frames, need at least")
+
+
+def test_camera_that_is_gone_is_a_clear_error(tmp_path):
+    make_tiny_bundle(tmp_path / "models")
+    config = station_config(tmp_path, "/dev/video9", tmp_path / "models" / "tiny", 1883)
+    proc = run("recalibrate", "--config", str(config), "--from-camera", "30")
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "/dev/video9" in last and "stop it first" in last and "Traceback" not in proc.stderr
+
+
+def test_frames_from_the_station_camera(tmp_path):
+    make_tiny_bundle(tmp_path / "models")
+    folder = write(tmp_path / "camera", [brighter(good_image(s), 5) for s in range(600, 640)])
+    config = station_config(tmp_path, str(folder), tmp_path / "models" / "tiny", 1883)
+    proc = run("recalibrate", "--config", str(config), "--from-camera", "32", "--interval", "0", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "'good': 32" in proc.stdout
+
+
+def test_refit_memory_needs_no_torch(station, tmp_path):
+    images = write(tmp_path / "fresh", [brighter(good_image(s), 25) for s in range(700, 740)])
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['anomalib'] = None\n"
+        "from edge_ad.cli import main\n"
+        f"rc = main(['recalibrate', '--config', {str(station)!r}, '--images', {str(images)!r}, '--refit-memory'])\n"
+        "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = load_bundle(tmp_path / "models" / "tiny").manifest
+    assert m.recalibration["refit_memory"] is True and m.recalibration["memory_bank_rows"] > 0
+    assert (
+        m.files["memory_bank.npy"].sha256
+        != load_bundle(tmp_path / "models" / "tiny" / "1").manifest.files["memory_bank.npy"].sha256
+    )
+
+
+def test_models_list_activate_rollback_and_pruning(station, tmp_path):
+    model_dir = tmp_path / "models" / "tiny"
+    for i in range(6):
+        images = write(tmp_path / f"fresh{i}", [brighter(good_image(s), i) for s in range(800 + 50 * i, 840 + 50 * i)])
+        assert run("recalibrate", "--config", str(station), "--images", str(images)).returncode == 0
+    assert [p.name for p in list_versions(model_dir)] == ["3", "4", "5", "6", "7"]  # keep_versions: 5
+    listing = run("models", "list", "--config", str(station))
+    assert listing.returncode == 0 and "* v7" in listing.stdout and "recalibrated from v6" in listing.stdout
+    assert run("models", "rollback", "--config", str(station)).returncode == 0
+    assert active_version(model_dir) == "6"
+    assert run("models", "activate", "4", "--models", str(model_dir)).returncode == 0
+    assert active_version(model_dir) == "4"
+    proc = run("models", "activate", "1", "--models", str(model_dir))
+    assert proc.returncode == 2 and "1" in proc.stderr and active_version(model_dir) == "4"
+
+
+def test_power_cut_during_recalibration_never_breaks_the_active_bundle(station, tmp_path):
+    """SIGKILL a memory-bank refit at random moments; the active bundle must always load and verify."""
+    model_dir = tmp_path / "models" / "tiny"
+    images = write(tmp_path / "fresh", [brighter(good_image(s), 15) for s in range(900, 940)])
+    rng = random.Random(7)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "edge_ad.cli", "--log-level", "WARNING", "recalibrate", "--config", str(station)]
+    cmd += ["--images", str(images), "--refit-memory"]
+    started = time.monotonic()
+    full = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+    assert full.returncode == 0, full.stderr
+    duration = time.monotonic() - started
+    killed = 0
+    for _ in range(20):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(rng.uniform(0.1, duration))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+        bundle = load_bundle(resolve_version_dir(model_dir))  # raises on a half-written active bundle
+        assert self_test(AnomalyModel(bundle, "fp32", "CPU"), 0.02) == 2
+    assert killed >= 10, f"only {killed} of 20 runs were interrupted; the kill window is too late"
+    # the next run clears what killed runs left (staging copies, half-copied or half-deleted versions)
+    assert subprocess.run(cmd, capture_output=True, env=env, timeout=120).returncode == 0
+    debris = [p for p in (tmp_path / "models").rglob(".*") if p.name != ".recalibrate.lock"]
+    assert debris == [], debris
