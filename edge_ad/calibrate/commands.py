@@ -65,8 +65,8 @@ def _cmd_recalibrate(args: argparse.Namespace) -> int:
     fit = len(good) - held
     bar.totals.update(
         {
-            "features": (fit + 1) // 2,
-            "threshold": fit // 2 if args.refit_memory else fit,
+            "features": fit,
+            "threshold": fit,
             "held-back": held,
             "defects": len(defects or []),
         }

@@ -41,7 +41,8 @@ def score_histogram(path: Path, series: dict[str, np.ndarray | None], lines: dic
     for j, (name, value) in enumerate(lines.items()):
         x = x_of(value)
         cv2.line(canvas, (x, PAD // 2), (x, H - PAD), LINES[j % len(LINES)], 1 + j)
-        cv2.putText(canvas, f"{name} {value:.4g}", (min(x + 4, W - 120), PAD // 2 + 14 * (j + 1)), 0, 0.45,
+        label_y = 20 + 18 * (len(counts) + j)  # below the legend
+        cv2.putText(canvas, f"{name} threshold {value:.4g}", (min(x + 4, W - 190), label_y), 0, 0.45,
                     LINES[j % len(LINES)], 1, cv2.LINE_AA)  # fmt: skip
     cv2.line(canvas, (PAD, H - PAD), (W - PAD, H - PAD), (0, 0, 0), 1)
     cv2.putText(canvas, f"{lo:.4g}", (PAD, H - PAD + 18), 0, 0.45, (0, 0, 0), 1, cv2.LINE_AA)

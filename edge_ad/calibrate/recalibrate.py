@@ -30,7 +30,7 @@ from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import BundleError, DatasetError, EdgeAdError
 from edge_ad.inference.engine import AnomalyModel
-from edge_ad.inference.patchcore_graph import compose_patchcore
+from edge_ad.inference.patchcore_graph import SCORE_OUTPUT, compose_patchcore
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.types import Frame
 
@@ -38,6 +38,7 @@ __all__ = ["Outcome", "recalibrate"]
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[str, int], None]  # (stage, frames done in this stage)
+FOLDS = 4  # cross-fitting folds for the threshold after a memory-bank refit
 
 
 @dataclass
@@ -62,13 +63,11 @@ class Outcome:
     parent: str = ""
 
 
-def _split(good: list[np.ndarray], every: int, refit: bool) -> tuple[list, list, list]:
-    """(bank frames, threshold frames, held-back frames): every Nth frame is held back."""
+def _split(good: list[np.ndarray], every: int) -> tuple[list, list]:
+    """(fit frames, held-back frames): every Nth frame is held back for acceptance."""
     held = [img for i, img in enumerate(good) if i % every == every - 1]
-    rest = [img for i, img in enumerate(good) if i % every != every - 1]
-    if not refit:
-        return [], rest, held
-    return rest[0::2], rest[1::2], held  # a bank never thresholds the frames it was built from
+    fit = [img for i, img in enumerate(good) if i % every != every - 1]
+    return fit, held
 
 
 def _score(model: AnomalyModel, images: list[np.ndarray], stage: str, progress: Progress) -> np.ndarray:
@@ -79,39 +78,67 @@ def _score(model: AnomalyModel, images: list[np.ndarray], stage: str, progress: 
     return np.array(out)
 
 
-def _features(bundle: Bundle, images: list[np.ndarray], progress: Progress) -> np.ndarray:
-    """Patch embeddings ``[N * h * w, D]`` from the bundle's FP32 feature-extractor IR."""
+def _features(bundle: Bundle, images: list[np.ndarray], progress: Progress) -> list[np.ndarray]:
+    """Patch embeddings ``[h * w, D]`` per image from the bundle's FP32 feature-extractor IR."""
     spec = bundle.manifest.input
     compiled = ov.Core().compile_model(bundle.path / "features.xml", "CPU")
-    rows = []
+    out = []
     for i, image in enumerate(images):
         emb = compiled(to_batch(image, spec.height, spec.width, spec.roi))[0]
-        rows.append(emb[0].reshape(emb.shape[1], -1).T)
+        out.append(np.ascontiguousarray(emb[0].reshape(emb.shape[1], -1).T, dtype=np.float32))
         progress("features", i + 1)
-    return np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
+    return out
 
 
-def _refit_memory(bundle: Bundle, images: list[np.ndarray], staging: Path, seed: int, progress: Progress) -> dict:
-    """New memory bank and scoring IRs written into ``staging``; returns what was done."""
+@dataclass
+class _Refit:
+    """A refitted memory bank: what was done, and cross-fitted scores of the fit frames per variant."""
+
+    record: dict
+    scores: dict[str, np.ndarray]
+
+
+def _refit_memory(bundle: Bundle, images: list[np.ndarray], staging: Path, progress: Progress) -> _Refit:
+    """Write a new memory bank and scoring IRs into ``staging``.
+
+    The bank is built from every fit frame. Scores for the threshold are cross-fitted over ``FOLDS``
+    folds: each frame is scored by a bank built from the other folds, never by one built from
+    itself (which would score ~0 and give a threshold far too low).
+    """
     m = bundle.manifest
     if m.model.type != "patchcore" or "features.xml" not in m.files or "memory_bank.npy" not in m.files:
         raise EdgeAdError(
             f"--refit-memory: {bundle.path} is a {m.model.type} bundle without a feature IR and memory bank; "
             "only PatchCore bundles can refit (recalibrate the threshold only, or re-export)"
         )
-    params = m.model.params
-    patches = _features(bundle, images, progress)
-    rows = max(1, int(patches.shape[0] * float(params.get("coreset_ratio", 0.1))))
-    bank = patches[kcenter_greedy(patches, rows, seed=seed)]
+    ratio, neighbors = float(m.model.params.get("coreset_ratio", 0.1)), int(m.model.params.get("num_neighbors", 9))
+    features = _features(bundle, images, progress)
+
+    def bank_of(chunks: list[np.ndarray]) -> np.ndarray:
+        patches = np.vstack(chunks)
+        return patches[kcenter_greedy(patches, max(1, int(patches.shape[0] * ratio)), seed=0)]
+
+    bank = bank_of(features)
     np.save(staging / "memory_bank.npy", bank)
-    core = ov.Core()
+    folds = [list(range(k, len(images), FOLDS)) for k in range(FOLDS)]
+    core, spec = ov.Core(), m.input
+    scores: dict[str, np.ndarray] = {}
     for name, variant in m.variants.items():
         features_xml = "features.xml" if name == "fp32" else "features_int8.xml"
-        if features_xml not in m.files:
+        if variant.status != "ok" or features_xml not in m.files:
             continue
-        scoring = compose_patchcore(core.read_model(staging / features_xml), bank, int(params.get("num_neighbors", 9)))
-        ov.save_model(scoring, staging / variant.xml, compress_to_fp16=False)
-    return {"patches": int(patches.shape[0]), "memory_bank_rows": int(rows)}
+        extractor = core.read_model(staging / features_xml)
+        ov.save_model(compose_patchcore(extractor, bank, neighbors), staging / variant.xml, compress_to_fp16=False)
+        cross = np.zeros(len(images))
+        for k, scored in enumerate(folds):
+            rest = [features[i] for j, fold in enumerate(folds) if j != k for i in fold]
+            compiled = core.compile_model(compose_patchcore(extractor, bank_of(rest), neighbors))
+            for i in scored:
+                out = compiled(to_batch(images[i], spec.height, spec.width, spec.roi))
+                cross[i] = float(out[SCORE_OUTPUT].reshape(-1)[0])
+        scores[name] = cross
+    record = {"patches": int(sum(f.shape[0] for f in features)), "memory_bank_rows": int(bank.shape[0])}
+    return _Refit(record, scores)
 
 
 def _threshold(current: Threshold, good: np.ndarray, defects: np.ndarray | None, k: float | None) -> Threshold:
@@ -189,14 +216,13 @@ def recalibrate(
     current = load_bundle(version_dir)
     model_dir = version_dir.parent
     variant_name, variant = current.variant(config.model.variant)
-    bank_frames, thr_frames, held = _split(good, rc.holdback_every, refit_memory)
+    fit, held = _split(good, rc.holdback_every)
     started = datetime.now(timezone.utc)
     with _exclusive(model_dir.parent):
         staging = _stage(current, model_dir.parent)
         try:
-            record: dict = {}
-            if refit_memory:
-                record = _refit_memory(current, bank_frames, staging, seed=0, progress=progress)
+            refit = _refit_memory(current, fit, staging, progress) if refit_memory else None
+            record = refit.record if refit else {}
             candidate = Bundle(path=staging, manifest=current.manifest)
             device = config.model.device
             models, thresholds, thr_scores, defect_scores = {}, {}, {}, {}
@@ -204,7 +230,9 @@ def recalibrate(
                 if v.status != "ok":
                     continue
                 models[name] = AnomalyModel(candidate, name, device)
-                thr_scores[name] = _score(models[name], thr_frames, f"threshold {name}", progress)
+                thr_scores[name] = (
+                    refit.scores[name] if refit else _score(models[name], fit, f"threshold {name}", progress)
+                )
                 defect_scores[name] = _score(models[name], defects, f"defects {name}", progress) if defects else None
                 thresholds[name] = _threshold(v.threshold, thr_scores[name], defect_scores[name], rc.sigma_k)
             new_model, threshold = models[variant_name], thresholds[variant_name]
@@ -223,7 +251,7 @@ def recalibrate(
                 false_reject=float(np.mean(held_new >= threshold.value)),
                 old_false_reject=float(np.mean(held_old >= variant.threshold.value)),
                 target_false_reject=rc.target_false_reject,
-                frames=_counts(good, bank_frames, thr_frames, held),
+                frames={"good": len(good), "fit": len(fit), "held_back": len(held)},
                 parent=current.manifest.version,
             )
             if defects:
@@ -267,10 +295,6 @@ def recalibrate(
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _counts(good: list, bank: list, threshold: list, held: list) -> dict[str, int]:
-    return {"good": len(good), "bank": len(bank), "threshold": len(threshold), "held_back": len(held)}
 
 
 def _accept(outcome: Outcome) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def test_threshold_refit_installs_a_new_active_version_with_lineage(station, tmp
     bundle = load_bundle(model_dir)  # verifies every sha256
     m = bundle.manifest
     assert m.parent == "1" and m.recalibration["source"] == f"images:{images}"
-    assert m.recalibration["frames"] == {"good": 40, "bank": 0, "threshold": 30, "held_back": 10}
+    assert m.recalibration["frames"] == {"good": 40, "fit": 30, "held_back": 10}
     assert m.variants["fp32"].threshold.inputs["split"] == "recalibration"
     assert m.variants["fp32"].threshold.method == "sigma"  # the tiny bundle's own method
     histogram = Path(proc.stdout.split("histogram")[1].split()[0])
@@ -167,3 +168,35 @@ def test_power_cut_during_recalibration_never_breaks_the_active_bundle(station, 
     assert subprocess.run(cmd, capture_output=True, env=env, timeout=120).returncode == 0
     debris = [p for p in (tmp_path / "models").rglob(".*") if p.name != ".recalibrate.lock"]
     assert debris == [], debris
+
+
+def shifted(image: np.ndarray) -> np.ndarray:
+    """New lighting and a slightly moved camera: +80 grey levels, rotated 10 degrees."""
+    h, w = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), 10, 1.0)
+    return brighter(cv2.warpAffine(image, turn, (w, h), borderMode=cv2.BORDER_REFLECT), 80)
+
+
+@pytest.mark.export
+def test_shifted_look_needs_a_memory_bank_refit(exported, dataset, tmp_path):
+    """Threshold-only cannot bring false rejects under target without losing recall; a bank refit can."""
+    from edge_ad.datasets.layout import find_category, list_images
+
+    shutil.copytree(exported.bundle.parent, tmp_path / "models" / exported.bundle.parent.name, symlinks=True)
+    config = station_config(tmp_path, str(tmp_path), tmp_path / "models" / exported.bundle.parent.name, 1883)
+    category = find_category(dataset)
+    good_paths = list_images(category.train_good) + list_images(category.test_good)  # 56 frames
+    good = write(tmp_path / "good", [shifted(cv2.imread(str(p))) for p in good_paths])
+    defect_paths = [p for kind in category.defect_kinds for p in list_images(category.root / "test" / kind)]
+    defects = write(tmp_path / "defects", [shifted(cv2.imread(str(p))) for p in defect_paths])
+    args = ("recalibrate", "--config", str(config), "--images", str(good), "--defects", str(defects))
+
+    threshold_only = run(*args)
+    assert threshold_only.returncode == 4, threshold_only.stdout + threshold_only.stderr
+    assert "FAIL" in threshold_only.stdout
+    refit = run(*args, "--refit-memory")
+    assert refit.returncode == 0, refit.stdout + refit.stderr
+    assert "PASS" in refit.stdout
+    m = load_bundle(tmp_path / "models" / exported.bundle.parent.name).manifest
+    assert m.recalibration["false_reject"] <= 0.01 and m.recalibration["old_false_reject"] > 0.5
+    assert m.recalibration["recall"] >= m.recalibration["old_recall"]
