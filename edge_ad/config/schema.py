@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.camera import CameraConfig
@@ -29,3 +29,12 @@ class EdgeAdConfig(EdgeAdModel):
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)
+
+    @model_validator(mode="after")
+    def _commands_need_authentication(self) -> EdgeAdConfig:
+        if self.recalibration.mqtt_command and not self.mqtt.username:
+            raise ValueError(
+                "recalibration.mqtt_command needs mqtt.username (and a password): "
+                "commands are only accepted on a broker that authenticates its users"
+            )
+        return self

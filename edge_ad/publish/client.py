@@ -83,8 +83,8 @@ class MqttPublisher:
         config: The ``mqtt`` config section.
         station: Station name (second topic level).
         spool: Durable outbox; default an in-memory one (nothing survives a restart).
-        on_trigger: Called (network thread) with the payload of every message on the trigger
-            topic; the topic is subscribed (QoS 1) only when this is given.
+        handlers: Topic -> callback (network thread) with the payload of every message on it;
+            each topic is subscribed with QoS 1 on every connect.
     """
 
     def __init__(
@@ -92,7 +92,7 @@ class MqttPublisher:
         config: MqttConfig,
         station: str,
         spool: Spool | None = None,
-        on_trigger: Callable[[bytes], None] | None = None,
+        handlers: dict[str, Callable[[bytes], None]] | None = None,
     ) -> None:
         self.config = config
         self.station = station
@@ -121,9 +121,9 @@ class MqttPublisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
-        self.on_trigger = on_trigger
-        if on_trigger is not None:
-            self.client.message_callback_add(self.topics.trigger(), lambda c, u, msg: on_trigger(msg.payload))
+        self.handlers = dict(handlers or {})
+        for topic, handler in self.handlers.items():
+            self.client.message_callback_add(topic, lambda c, u, msg, handler=handler: handler(msg.payload))
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
 
     # paho callbacks (network thread); paho holds its own locks here, so never call publish() under ours
@@ -138,8 +138,8 @@ class MqttPublisher:
             self._early_acks.clear()
             self._sent_upto = 0  # resend everything not acknowledged, oldest first
         client.publish(self.topics.status(), status, qos=1, retain=True)
-        if self.on_trigger is not None:
-            client.subscribe(self.topics.trigger(), qos=1)
+        for topic in self.handlers:
+            client.subscribe(topic, qos=1)
         self._connected.set()
         self._wake.set()
 
@@ -226,6 +226,11 @@ class MqttPublisher:
         """Publish the retained statistics (QoS 1; skipped while disconnected: the next one follows)."""
         if self._connected.is_set():
             self.client.publish(self.topics.stats(), to_json(stats_payload(self.station, fields)), qos=1, retain=True)
+
+    def publish_event(self, topic: str, payload: dict[str, Any]) -> None:
+        """Publish a small JSON message (QoS 1, not retained; dropped while disconnected)."""
+        if self._connected.is_set():
+            self.client.publish(topic, to_json(payload), qos=1)
 
     def publish_verdict(self, verdict: Verdict) -> None:
         """Spool one verdict (QoS from config, never retained); the sender thread delivers it."""

@@ -32,3 +32,11 @@ class Topics:
     def trigger(self) -> str:
         """PLC -> daemon: score the next frame."""
         return self._leaf("trigger")
+
+    def command(self, name: str) -> str:
+        """Operator -> daemon command (e.g. ``recalibrate``); off unless configured."""
+        return self._leaf(f"cmd/{name}")
+
+    def command_result(self, name: str) -> str:
+        """Daemon -> operator: outcome of a command."""
+        return self._leaf(f"cmd/{name}/result")

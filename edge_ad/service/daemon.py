@@ -18,9 +18,11 @@ from edge_ad.inference.engine import InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import Spool
+from edge_ad.publish.topics import Topics
 from edge_ad.service.evidence import EvidenceStore
 from edge_ad.service.judge import judge
 from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
+from edge_ad.service.recalibration import RecalibrationRunner
 from edge_ad.service.reload import ModelReloader
 from edge_ad.service.stats import DriftMonitor, StationStats
 from edge_ad.types import Frame
@@ -61,9 +63,16 @@ class Daemon:
         service = config.service
         self.triggers = TriggerInbox() if service.mode == "triggered" else None
         self.debouncer = Debouncer(service.debounce.n, service.debounce.m) if service.debounce else None
-        self.publisher = MqttPublisher(
-            config.mqtt, config.station, spool, on_trigger=self._on_trigger if self.triggers else None
-        )
+        topics = Topics(config.station, config.mqtt.prefix)
+        handlers = {topics.trigger(): self._on_trigger} if self.triggers else {}
+        self.recalibration = None
+        if config.recalibration.mqtt_command:  # the config guarantees an authenticating broker
+            result_topic = topics.command_result("recalibrate")
+            self.recalibration = RecalibrationRunner(
+                config, lambda payload: self.publisher.publish_event(result_topic, payload)
+            )
+            handlers[topics.command("recalibrate")] = self.recalibration.on_message
+        self.publisher = MqttPublisher(config.mqtt, config.station, spool, handlers=handlers)
         self.stats = StationStats()
         self.drift = DriftMonitor(service.drift.window, service.drift.fraction) if service.drift else None
         self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)  # reports via _status_details
@@ -158,6 +167,9 @@ class Daemon:
                 "triggers": {"accepted": self.triggers.accepted, "rejected": self.triggers.rejected}
                 if self.triggers
                 else None,
+                "commands": {"accepted": self.recalibration.accepted, "rejected": self.recalibration.rejected}
+                if self.recalibration
+                else None,
             }
         )
 
@@ -226,6 +238,8 @@ class Daemon:
                 if frame is None:
                     self._handle_all(self.pipeline.drain())  # idle camera: nothing stays in flight
                     continue
+                if self.recalibration is not None:
+                    self.recalibration.offer(frame)
                 extra = self._select(frame)
                 if extra is None:
                     continue
@@ -243,6 +257,8 @@ class Daemon:
             reason = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            if self.recalibration is not None:
+                self.recalibration.join(timeout=30)
             self.reloader.close()
             self._publish_stats()
             self.publisher.stop(reason)

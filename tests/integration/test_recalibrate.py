@@ -200,3 +200,65 @@ def test_shifted_look_needs_a_memory_bank_refit(exported, dataset, tmp_path):
     m = load_bundle(tmp_path / "models" / exported.bundle.parent.name).manifest
     assert m.recalibration["false_reject"] <= 0.01 and m.recalibration["old_false_reject"] > 0.5
     assert m.recalibration["recall"] >= m.recalibration["old_recall"]
+
+
+def test_mqtt_recalibrate_command_on_an_authenticating_broker(tmp_path):
+    """The daemon collects frames from its own camera, recalibrates and swaps in the new version."""
+    import json
+
+    from tests.support.broker import Recorder, start_mosquitto
+
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "station", "s3cret"], check=True)
+    passwd.chmod(0o644)
+    make_tiny_bundle(tmp_path / "models")
+    frames = write(tmp_path / "frames", [brighter(good_image(s), 8) for s in range(1000, 1012)])
+    (tmp_path / "secret.txt").write_text("s3cret\n")
+    broker_dir = tmp_path / "broker"
+    broker_dir.mkdir()
+
+    def login(client):
+        client.username_pw_set("station", "s3cret")
+
+    with start_mosquitto(broker_dir, extra=f"allow_anonymous false\npassword_file {passwd}\n") as broker:
+        config = station_config(
+            tmp_path, str(frames), tmp_path / "models" / "tiny", broker.port,
+            camera={"fps": 30, "loop": True}, recalibration={"mqtt_command": True, "min_frames": 20},
+            mqtt={"username": "station", "password_file": str(tmp_path / "secret.txt")},
+        )  # fmt: skip
+        topic = "edge_ad/test-station/cmd/recalibrate"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            with Recorder(broker, setup=login) as rec:
+                assert rec.wait_for(lambda r: any(s["state"] == "online" for s in r.on("status")), timeout=30)
+                rec.client.publish(topic, b"\xff not json", qos=1)
+                rec.client.publish(topic, json.dumps({"id": "r0", "frames": 24, "bogus": 1}), qos=1)
+                rec.client.publish(topic, json.dumps({"id": "r1", "frames": 24, "interval_s": 0}), qos=1)
+                assert rec.wait_for(lambda r: any(m.get("state") == "passed" for m in r.on("result")), timeout=60)
+                results = rec.on("result")
+                assert [m["state"] for m in results if m["id"] is None] == ["rejected"]
+                assert any(m["id"] == "r0" and m["state"] == "rejected" and "bogus" in m["reason"] for m in results)
+                passed = next(m for m in results if m["state"] == "passed")
+                assert passed["id"] == "r1" and passed["version"] == "2"
+                assert rec.wait_for(
+                    lambda r: any(s.get("model", {}).get("version") == "2" for s in r.on("status")), timeout=30
+                ), "the daemon did not pick up the recalibrated version"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "s3cret" not in stderr and "Traceback" not in stderr
+    assert load_bundle(tmp_path / "models" / "tiny").manifest.recalibration["source"] == "mqtt:r1"
+
+
+def test_commands_are_refused_without_broker_authentication(tmp_path):
+    make_tiny_bundle(tmp_path / "models")
+    config = station_config(
+        tmp_path, str(tmp_path), tmp_path / "models" / "tiny", 1883, recalibration={"mqtt_command": True}
+    )
+    proc = run("config", "check", str(config))
+    assert proc.returncode == 2
+    assert "recalibration.mqtt_command needs mqtt.username" in proc.stderr

@@ -1,0 +1,145 @@
+"""``edge_ad/<station>/cmd/recalibrate``: recalibrate from the daemon's own camera, on request.
+
+Off by default; the config only allows it on a broker that authenticates users. The daemon owns
+the camera, so it collects the frames itself (no second process fighting for a USB device), then
+runs :func:`recalibrate` in a worker thread; the model reloader picks up the new active version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field, ValidationError
+
+from edge_ad.calibrate.frames import frames_from_folder
+from edge_ad.calibrate.recalibrate import recalibrate
+from edge_ad.config import EdgeAdConfig
+from edge_ad.config.base import EdgeAdModel
+from edge_ad.errors import EdgeAdError
+from edge_ad.types import Frame
+
+__all__ = ["RecalibrateCommand", "RecalibrationRunner"]
+
+logger = logging.getLogger(__name__)
+MAX_PAYLOAD = 2048
+
+
+class RecalibrateCommand(EdgeAdModel):
+    """Payload of ``cmd/recalibrate`` (unknown fields are rejected)."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    frames: int = Field(40, ge=8, le=2000)
+    interval_s: float = Field(0.2, ge=0, le=60, description="Seconds between collected frames.")
+    refit_memory: bool = False
+    dry_run: bool = False
+    defects_dir: Path | None = Field(None, description="Folder on the device with defect images (recall check).")
+
+
+class RecalibrationRunner:
+    """Accepts commands (network thread), collects frames (main loop), recalibrates (worker thread)."""
+
+    def __init__(self, config: EdgeAdConfig, publish: Callable[[dict], None]) -> None:
+        self.config = config
+        self.publish = publish
+        self.accepted = 0
+        self.rejected = 0
+        self._lock = threading.Lock()
+        self._command: RecalibrateCommand | None = None
+        self._frames: list[np.ndarray] = []
+        self._last_ts = 0.0
+        self._worker: threading.Thread | None = None
+
+    def _reply(self, command_id: str | None, state: str, **fields) -> None:
+        self.publish({"id": command_id, "state": state, "ts": round(time.time(), 3), **fields})
+
+    def on_message(self, payload: bytes) -> None:
+        """Validate a command; reject (and count) anything malformed or arriving while busy."""
+        raw: object = None
+        try:
+            if len(payload) > MAX_PAYLOAD:
+                raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+            raw = json.loads(payload)
+            command = RecalibrateCommand.model_validate(raw)
+        except (ValueError, ValidationError) as exc:
+            self.rejected += 1
+            reason = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else _first_error(exc)
+            logger.warning("recalibrate command rejected: %s", reason)
+            self._reply(_echo_id(raw), "rejected", reason=reason)
+            return
+        with self._lock:
+            busy = self._command is not None or (self._worker is not None and self._worker.is_alive())
+            if not busy:
+                self._command, self._frames, self._last_ts = command, [], 0.0
+        if busy:
+            self.rejected += 1
+            self._reply(command.id, "rejected", reason="a recalibration is already running")
+            return
+        self.accepted += 1
+        logger.info("recalibrate command %s: collecting %d frames", command.id, command.frames)
+        self._reply(command.id, "collecting", frames=command.frames)
+
+    def offer(self, frame: Frame) -> None:
+        """Main loop: keep this frame if a command is collecting (``interval_s`` apart)."""
+        with self._lock:
+            command = self._command
+            if command is None or frame.ts - self._last_ts < command.interval_s:
+                return
+            self._frames.append(frame.image.copy())
+            self._last_ts = frame.ts
+            if len(self._frames) < command.frames:
+                return
+            frames, self._command = self._frames, None
+            self._frames = []
+        self._worker = threading.Thread(target=self._run, args=(command, frames), name="recalibrate", daemon=True)
+        self._worker.start()
+
+    def _run(self, command: RecalibrateCommand, frames: list[np.ndarray]) -> None:
+        try:
+            defects = frames_from_folder(command.defects_dir, "defects_dir") if command.defects_dir else None
+            outcome = recalibrate(
+                self.config,
+                frames,
+                defects,
+                refit_memory=command.refit_memory,
+                dry_run=command.dry_run,
+                source=f"mqtt:{command.id}",
+            )
+        except EdgeAdError as exc:
+            logger.error("recalibrate command %s failed: %s", command.id, exc)
+            self._reply(command.id, "error", reason=str(exc))
+            return
+        state = "passed" if outcome.passed else "failed"
+        logger.info("recalibrate command %s: %s", command.id, state.upper())
+        self._reply(
+            command.id,
+            state,
+            reason="; ".join(outcome.reasons),
+            dry_run=command.dry_run,
+            threshold={"old": outcome.old_threshold, "new": outcome.new_threshold},
+            false_reject={"old": outcome.old_false_reject, "new": outcome.false_reject},
+            recall={"old": outcome.old_recall, "new": outcome.recall},
+            version=outcome.installed.name if outcome.installed else None,
+        )
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for a running recalibration (daemon shutdown)."""
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+
+def _echo_id(raw: object) -> str | None:
+    """The id of a rejected command when it is a plausible one (so the sender can match the reply)."""
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "payload"
+    return f"{where}: {err['msg']}"
