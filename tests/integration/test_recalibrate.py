@@ -262,3 +262,24 @@ def test_commands_are_refused_without_broker_authentication(tmp_path):
     proc = run("config", "check", str(config))
     assert proc.returncode == 2
     assert "recalibration.mqtt_command needs mqtt.username" in proc.stderr
+
+
+def test_full_disk_is_a_clear_error_and_changes_nothing(station, tmp_path, monkeypatch):
+    import errno
+
+    from edge_ad.calibrate.recalibrate import recalibrate
+    from edge_ad.config import load_config
+    from edge_ad.errors import BundleError
+
+    model_dir = tmp_path / "models" / "tiny"
+    before = sorted(p.name for p in model_dir.iterdir())
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("edge_ad.bundle.store.shutil.copytree", full)  # the copy into models/<name>/
+    images = [brighter(good_image(s), 10) for s in range(1100, 1140)]
+    with pytest.raises(BundleError, match=r"disk full while writing under .*nothing was changed"):
+        recalibrate(load_config(station), images)
+    assert sorted(p.name for p in model_dir.iterdir()) == before and active_version(model_dir) == "1"
+    assert not list((tmp_path / "models").glob(".recalibrate-*")), "staging copy left behind"

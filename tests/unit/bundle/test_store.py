@@ -89,3 +89,16 @@ def _edit_manifest(version: Path, threshold: float | None = None, extra_key: int
     if extra_key is not None:
         raw["surprise"] = extra_key
     path.write_text(json.dumps(raw))
+
+
+def test_pruning_keeps_the_newest_and_always_the_active_version(tmp_path):
+    from edge_ad.bundle.store import activate, list_versions, prune_versions
+    from tests.support.tiny_bundle import make_tiny_bundle
+
+    for _ in range(4):
+        make_tiny_bundle(tmp_path)
+    model_dir = tmp_path / "tiny"
+    activate(model_dir, "1")
+    assert prune_versions(model_dir, keep=2) == ["2"]
+    assert [p.name for p in list_versions(model_dir)] == ["1", "3", "4"]
+    assert not list(model_dir.glob(".*removing"))
