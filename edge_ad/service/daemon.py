@@ -24,6 +24,7 @@ from edge_ad.service.judge import judge
 from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
 from edge_ad.service.recalibration import RecalibrationRunner
 from edge_ad.service.reload import ModelReloader
+from edge_ad.service.sdnotify import SystemdNotifier
 from edge_ad.service.stats import DriftMonitor, StationStats
 from edge_ad.types import Frame
 
@@ -53,6 +54,7 @@ class Daemon:
     def __init__(self, config: EdgeAdConfig) -> None:
         self.config = config
         self.stop_event = threading.Event()
+        self.notifier = SystemdNotifier()
         state_dir = _writable_dir(config.service.state_dir, "service.state_dir")
         bundle = load_bundle(config.model.path)
         self.model = AnomalyModel(
@@ -154,6 +156,7 @@ class Daemon:
         return {} if frame.index % every == 0 else None
 
     def _publish_stats(self) -> None:
+        self.notifier.status(self._status_line())
         details = self._status_details()
         self.publisher.publish_stats(
             {
@@ -176,6 +179,16 @@ class Daemon:
     def _handle_all(self, done: list[Scored]) -> None:
         for scored in done:
             self._handle(scored)
+        if done:
+            self.notifier.ready(self._status_line())  # after the self-test and the first scored frame
+
+    def _status_line(self) -> str:
+        """One line for ``systemctl status``."""
+        snap, m = self.stats.snapshot(), self.model.bundle.manifest
+        return (
+            f"{snap['fps']:.1f} fps, NG {100 * snap['ng_rate']:.1f} %, model {m.name} v{m.version} "
+            f"({self.model.variant_name}) on {self.model.device}, camera {self.camera.state}"
+        )
 
     def _handle(self, scored: Scored) -> None:
         """Judge, debounce, keep evidence, publish and count one scored frame."""
@@ -201,6 +214,8 @@ class Daemon:
 
     def stop(self, *_: object) -> None:
         """Ask the loop to finish after the current frame (signal-safe)."""
+        if not self.stop_event.is_set():
+            self.notifier.stopping("signal received")
         self.stop_event.set()
 
     def run(self) -> int:
@@ -238,6 +253,9 @@ class Daemon:
                 if frame is None:
                     self._handle_all(self.pipeline.drain())  # idle camera: nothing stays in flight
                     continue
+                self.notifier.progress()  # a frame arrived: camera and loop are alive
+                if self.triggers is not None:
+                    self.notifier.ready(self._status_line())  # triggered: serving once frames flow
                 if self.recalibration is not None:
                     self.recalibration.offer(frame)
                 extra = self._select(frame)
