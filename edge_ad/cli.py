@@ -12,7 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from edge_ad.calibrate.commands import add_parsers as add_recalibration_parsers
+from edge_ad.commands.recalibration import add_parsers as add_recalibration_parsers
+from edge_ad.commands.service import add_parsers as add_service_parsers
 from edge_ad.errors import EdgeAdError
 
 __all__ = ["main"]
@@ -272,6 +273,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     _add_export_parser(sub)
     add_recalibration_parsers(sub)
+    add_service_parsers(sub)
 
     p = sub.add_parser("distill-teacher", help="distil EfficientAD's PDN teacher offline (export extra)")
     p.add_argument("--size", choices=["small", "medium"], default="small")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients, openssl) and
+# Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients, openssl, systemd) and
 # the virtual environment .venv with edge_ad, its export extra and the test tools.
 # Idempotent: a second run only checks. Set EDGE_AD_EXTRAS=test for a runtime-only (torch-free) install.
 set -euo pipefail
@@ -24,6 +24,7 @@ fi
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the TLS tests make their own certificates
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # the unit files are verified by the tests
 if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" python3 "* ]]; then missing+=(python3-venv); fi
   apt_install "${missing[@]}"

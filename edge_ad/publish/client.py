@@ -22,7 +22,7 @@ from edge_ad.publish.spool import Spool
 from edge_ad.publish.topics import Topics
 from edge_ad.types import Verdict
 
-__all__ = ["MqttPublisher"]
+__all__ = ["MqttPublisher", "configure_security", "read_password"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def read_password(config: MqttConfig) -> str | None:
     return None
 
 
-def _configure_security(client: mqtt.Client, config: MqttConfig) -> None:
+def configure_security(client: mqtt.Client, config: MqttConfig) -> None:
+    """Username/password and TLS from the config on a paho client (the password is never logged)."""
     if config.username:
         client.username_pw_set(config.username, read_password(config))
     if config.tls is not None:
@@ -109,7 +110,7 @@ class MqttPublisher:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=config.client_id or f"edge-ad-{station}", clean_session=True
         )
-        _configure_security(self.client, config)
+        configure_security(self.client, config)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.will_set(

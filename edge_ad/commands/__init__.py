@@ -1,0 +1,1 @@
+"""CLI subcommand groups (parsers import nothing heavy; each command imports what it needs)."""

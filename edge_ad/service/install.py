@@ -1,0 +1,163 @@
+"""``edge-ad install-service`` / ``uninstall-service``: config, bundles, system user and systemd units.
+
+Everything is written below ``root`` (``/`` on a real machine, a scratch directory in tests);
+``systemctl``/``systemd-sysusers`` are only run when ``root`` is ``/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from edge_ad.errors import EdgeAdError
+
+__all__ = ["InstallPlan", "install_service", "uninstall_service"]
+
+logger = logging.getLogger(__name__)
+UNITS = ("edge-ad@.service", "edge-ad-recalibrate@.service")
+PLACEHOLDER = "/opt/edge-ad/.venv/bin/edge-ad"
+SYSUSERS = 'u edge-ad - "edge_ad inspection station" /var/lib/edge-ad\nm edge-ad video\n'
+
+
+@dataclass
+class InstallPlan:
+    """What was (or would be) written."""
+
+    station: str
+    root: Path
+    written: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+    commands: list[list[str]] = field(default_factory=list)
+
+
+def _unit_text(name: str, executable: str) -> str:
+    template = Path(__file__).resolve().parents[2] / "systemd" / name
+    if not template.is_file():
+        raise EdgeAdError(f"install-service: unit template {template} missing; run it from the edge_ad checkout")
+    return template.read_text().replace(PLACEHOLDER, executable)
+
+
+def _executable() -> str:
+    script = Path(sys.executable).with_name("edge-ad")
+    return str(script) if script.is_file() else f"{sys.executable} -m edge_ad.cli"
+
+
+def _config_template(station: str, model: str) -> str:
+    config = {
+        "station": station,
+        "camera": {"source": 0},
+        "model": {"path": f"/var/lib/edge-ad/models/{model}", "device": "AUTO"},
+        "mqtt": {"host": "localhost", "port": 1883},
+        "service": {"state_dir": f"/var/lib/edge-ad/{station}", "log_level": "INFO"},
+    }
+    head = (
+        f"# Station {station}: edit camera.source, mqtt and model.path, then\n"
+        f"#   edge-ad config check /etc/edge-ad/{station}.yaml && systemctl restart edge-ad@{station}\n"
+        "# Every key: docs/configuration.md\n"
+    )
+    return head + yaml.safe_dump(config, sort_keys=False)
+
+
+def _write(plan: InstallPlan, path: Path, text: str, overwrite: bool = True) -> None:
+    if path.exists() and not overwrite:
+        plan.kept.append(path)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    plan.written.append(path)
+
+
+def install_service(
+    station: str, root: Path = Path("/"), bundle: Path | None = None, enable: bool = True
+) -> InstallPlan:
+    """Install one station: config (if absent), bundle copy, system user, units, enable + start.
+
+    Args:
+        station: Instance name (``edge-ad@<station>``), also the config file name.
+        root: Filesystem root to install into.
+        bundle: A model directory (``models/<name>``) to copy under ``/var/lib/edge-ad/models``.
+        enable: Enable (and, on a real root, start) the station.
+    """
+    if not _valid_station(station):
+        raise EdgeAdError(f"install-service: '{station}' is not a valid station name (letters, digits, _ . -)")
+    plan = InstallPlan(station, root)
+    real = root == Path("/")
+    if bundle is not None:
+        if not bundle.is_dir():
+            raise EdgeAdError(f"install-service --bundle: {bundle} is not a model directory (models/<name>)")
+        target = root / "var/lib/edge-ad/models" / bundle.name
+        if target.exists():
+            plan.kept.append(target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(bundle, target.with_name(target.name + ".incoming"), symlinks=True)
+            (target.with_name(target.name + ".incoming")).rename(target)
+            plan.written.append(target)
+    model = bundle.name if bundle is not None else "MODEL"
+    _write(plan, root / f"etc/edge-ad/{station}.yaml", _config_template(station, model), overwrite=False)
+    _write(plan, root / "etc/sysusers.d/edge-ad.conf", SYSUSERS)
+    units = root / "etc/systemd/system"
+    for name in UNITS:
+        _write(plan, units / name, _unit_text(name, _executable()))
+    if enable:
+        wants = units / "multi-user.target.wants" / f"edge-ad@{station}.service"
+        wants.parent.mkdir(parents=True, exist_ok=True)
+        if not wants.is_symlink():
+            wants.symlink_to("/etc/systemd/system/edge-ad@.service")
+            plan.written.append(wants)
+    if real:
+        plan.commands += [["systemd-sysusers"], ["systemctl", "daemon-reload"]]
+        plan.commands += [["chown", "-R", "edge-ad:edge-ad", "/var/lib/edge-ad"]]
+        if enable:
+            plan.commands.append(["systemctl", "restart", f"edge-ad@{station}.service"])
+        _run(plan.commands)
+    return plan
+
+
+def uninstall_service(station: str, root: Path = Path("/"), purge: bool = False) -> InstallPlan:
+    """Stop and disable a station; remove the units when no station is left; ``purge`` also its config/state."""
+    plan = InstallPlan(station, root)
+    real = root == Path("/")
+    if real:
+        _run([["systemctl", "disable", "--now", f"edge-ad@{station}.service"]], check=False)
+    units = root / "etc/systemd/system"
+    wants = units / "multi-user.target.wants" / f"edge-ad@{station}.service"
+    removed = [wants] if wants.is_symlink() else []
+    others = [p for p in (units / "multi-user.target.wants").glob("edge-ad@*.service") if p != wants]
+    if not others:  # the last station: the templates go too
+        removed += [units / name for name in UNITS if (units / name).exists()]
+    if purge:
+        removed += [
+            p for p in (root / f"etc/edge-ad/{station}.yaml", root / f"var/lib/edge-ad/{station}") if p.exists()
+        ]
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        plan.written.append(path)
+    if real:
+        _run([["systemctl", "daemon-reload"]], check=False)
+    return plan
+
+
+def _valid_station(name: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name))
+
+
+def _run(commands: list[list[str]], check: bool = True) -> None:
+    for command in commands:
+        logger.info("running %s", " ".join(command))
+        result = subprocess.run(command, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise EdgeAdError(f"install-service: '{' '.join(command)}' failed: {result.stderr.strip()[:300]}")

@@ -1,0 +1,122 @@
+"""``edge-ad status``: one screen a technician can read, from the retained MQTT messages and local state."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_ad.bundle.store import active_version, list_versions, resolve_version_dir
+from edge_ad.config import EdgeAdConfig
+from edge_ad.errors import BrokerError, EdgeAdError
+from edge_ad.publish.client import configure_security
+from edge_ad.publish.topics import Topics
+
+__all__ = ["read_station", "render_status"]
+
+
+def read_station(config: EdgeAdConfig, timeout_s: float = 3.0) -> dict[str, Any]:
+    """Retained ``status`` and ``stats`` of the station (each None when the broker has none)."""
+    topics = Topics(config.station, config.mqtt.prefix)
+    wanted = {topics.status(): "status", topics.stats(): "stats"}
+    found: dict[str, Any] = {"status": None, "stats": None}
+    done = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    configure_security(client, config.mqtt)
+
+    def on_connect(c, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            found["error"] = str(reason_code)
+            done.set()
+            return
+        c.subscribe([(topic, 1) for topic in wanted])
+
+    def on_message(c, userdata, msg) -> None:
+        try:
+            found[wanted[msg.topic]] = json.loads(msg.payload)
+        except (KeyError, ValueError):
+            return
+        if found["status"] is not None and found["stats"] is not None:
+            done.set()
+
+    client.on_connect, client.on_message = on_connect, on_message
+    try:
+        client.connect(config.mqtt.host, config.mqtt.port, keepalive=10)
+    except OSError as exc:
+        raise BrokerError(
+            f"mqtt: broker {config.mqtt.host}:{config.mqtt.port} not reachable ({exc.strerror or exc}); "
+            "check mqtt.host/port and that mosquitto runs"
+        ) from None
+    client.loop_start()
+    done.wait(timeout_s)  # retained messages arrive right after subscribing
+    client.disconnect()
+    client.loop_stop()
+    if "error" in found:
+        raise BrokerError(f"mqtt: broker {config.mqtt.host}:{config.mqtt.port} refused: {found['error']}")
+    return found
+
+
+def _local(config: EdgeAdConfig) -> dict[str, Any]:
+    local: dict[str, Any] = {}
+    try:
+        version_dir = resolve_version_dir(config.model.path)
+        model_dir = version_dir.parent
+        local["bundle"] = f"{model_dir} active v{active_version(model_dir) or version_dir.name}"
+        local["versions"] = [p.name for p in list_versions(model_dir)]
+    except EdgeAdError as exc:
+        local["bundle"] = f"PROBLEM: {exc}"
+    if shutil.which("systemctl"):
+        unit = f"edge-ad@{config.station}.service"
+        result = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True)
+        local["systemd"] = f"{unit} {result.stdout.strip() or 'unknown'}"
+    return local
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "?"
+    seconds = max(0, int(time.time() - ts))
+    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+
+
+def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
+    """The technician's screen."""
+    status, stats, local = remote.get("status") or {}, remote.get("stats") or {}, _local(config)
+    model = status.get("model") or stats.get("model") or {}
+    state = status.get("state", "unknown (no retained status on the broker)")
+    lines = [
+        f"station    {config.station}    state {state.upper()}  ({_ago(status.get('ts'))})",
+        f"camera     {stats.get('camera', '?')}    source {config.camera.source}    "
+        f"dropped frames {stats.get('dropped_frames', '?')}",
+        f"model      {model.get('name', '?')} v{model.get('version', '?')} ({model.get('variant', '?')}) on "
+        f"{status.get('device', stats.get('device', '?'))}    threshold {status.get('threshold', '?')}",
+    ]
+    if stats:
+        latency = stats.get("latency_ms", {})
+        lines.append(
+            f"rate       {stats.get('fps', 0):.1f} fps    NG {100 * stats.get('ng_rate', 0):.1f} %    "
+            f"latency p50 {latency.get('p50', '?')} ms p99 {latency.get('p99', '?')} ms    "
+            f"frames {stats.get('frames', 0)}"
+        )
+        lines.append(
+            f"mqtt       {stats.get('spooled', 0)} verdicts waiting    uptime {stats.get('uptime_s', 0):.0f} s"
+        )
+    else:
+        lines.append("rate       no retained stats yet")
+    drift = status.get("drift")
+    lines.append(f"drift      {'ALARM ' + json.dumps(drift) if drift else 'none'}")
+    reason = status.get("reason") or ""
+    problem = state not in ("online",) or reason
+    lines.append(f"last error {reason if problem and reason else 'none'}")
+    if status.get("device_note"):
+        lines.append(f"note       {status['device_note']}")
+    lines.append(f"local      {local.get('bundle')}    versions {', '.join(local.get('versions', [])) or '-'}")
+    if "systemd" in local:
+        lines.append(f"systemd    {local['systemd']}")
+    return "\n".join(lines)
