@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,16 @@ from edge_ad.errors import EdgeAdError
 __all__ = ["main"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _JournalFormatter(logging.Formatter):
+    """sd-daemon priority prefix (``<3>`` error ... ``<7>`` debug); journald adds the time itself."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = {logging.DEBUG: 7, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}.get(record.levelno, 6)
+        return f"<{priority}>{super().format(record)}"
+
+
 EXPORT_ONLY = {"torch", "anomalib", "nncf", "skimage", "matplotlib", "lightning", "timm"}
 GATE_FAILED = 3
 
@@ -313,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``edge-ad`` console script."""
     args = _build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level or "INFO", format=LOG_FORMAT, stream=sys.stderr)
+    if "JOURNAL_STREAM" in os.environ:  # systemd connected stderr to the journal
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(_JournalFormatter("%(levelname)s %(name)s: %(message)s"))
     try:
         return args.func(args)
     except EdgeAdError as exc:
