@@ -58,3 +58,18 @@ def test_cached_teacher_is_reused_without_distilling(tmp_path, monkeypatch):
 
     monkeypatch.setattr("edge_ad.export.teacher.distill_teacher", fail)
     assert cached_teacher("small") == existing
+
+
+@pytest.mark.parametrize("size", ["small", "medium"])
+def test_distilled_teacher_loads_into_anomalib_efficientad(tmp_path, size):
+    from anomalib.models.image.efficient_ad.torch_model import EfficientAdModel
+
+    from edge_ad.export.teacher import distill_teacher
+
+    made = distill_teacher(tmp_path / f"{size}.pth", model_size=size, steps=1, image_size=64, batch_size=2)
+    state, channels = load_teacher(made.path, size)
+    assert channels == made.out_channels == 152  # lite0 blocks.2 (40) + blocks.4 (112)
+    model = EfficientAdModel(teacher_out_channels=channels, model_size=size)
+    model.teacher.load_state_dict(state)
+    out = model.teacher(torch.zeros(1, 3, 128, 128))
+    assert out.shape[:2] == (1, 152)
