@@ -77,6 +77,7 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
         test_good=args.test_good,
         test_defect=args.test_defect,
         seed=args.seed,
+        strength=args.defect_strength,
     )
     for root in make_dataset(args.out, args.categories, spec):
         print(root)
@@ -279,6 +280,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", type=int, default=60, help="good training images per category")
     p.add_argument("--test-good", type=int, default=15)
     p.add_argument("--test-defect", type=int, default=10, help="images per defect kind")
+    p.add_argument("--defect-strength", type=float, default=1.0, help="defect opacity 0-1 (lower: harder data)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_make_dataset)
 

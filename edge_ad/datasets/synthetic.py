@@ -33,6 +33,7 @@ class DatasetSpec:
     test_good: int = 15
     test_defect: int = 10
     seed: int = 0
+    strength: float = 1.0  # defect opacity: 1 = as painted, lower = subtler (harder) defects
 
 
 Painter = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -138,7 +139,10 @@ def make_dataset(out: str | Path, categories: list[str] | None = None, spec: Dat
         for kind, paint in DEFECTS.items():
             for i in range(spec.test_defect):
                 image = _good(texture, spec.size, rng)
+                clean = image.copy()
                 mask = paint(image, rng)
+                if spec.strength != 1.0:
+                    image[:] = clean + spec.strength * (image - clean)
                 _write(root / "test" / kind / f"{i:03d}.png", image)
                 _write(root / "ground_truth" / kind / f"{i:03d}_mask.png", mask)
         written.append(root)
