@@ -297,6 +297,7 @@ def _efficientad(recipe: ExportRecipe) -> nn.Module:
     module = _efficientad_class()(
         teacher_out_channels=channels,
         model_size=m.efficientad_size,
+        lr=m.learning_rate,
         pre_processor=_pre_processor(recipe, normalize=False),
         visualizer=False,
     )
@@ -487,6 +488,7 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
         params.update(
             epochs=recipe.model.epochs,
             size=recipe.model.efficientad_size,
+            learning_rate=recipe.model.learning_rate,
             teacher_channels=int(module.model.teacher_out_channels),
             penalty_images=len(module.penalty),
         )

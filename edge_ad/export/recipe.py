@@ -51,6 +51,7 @@ class ModelOptions(EdgeAdModel):
             "EfficientAD: teacher file from 'edge-ad distill-teacher'; default the cached one (distilled on first use)."
         ),
     )
+    learning_rate: float = Field(1e-4, gt=0, le=0.1, description="EfficientAD: Adam learning rate (anomalib's 1e-4).")
     penalty_dir: Path | None = Field(
         None, description="EfficientAD: folder of varied photos for the penalty loss; default scikit-image's photos."
     )
