@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge_ad.capture.sources import open_source
 from edge_ad.config import CameraConfig
-from edge_ad.datasets.layout import list_images
+from edge_ad.datasets.layout import list_images, read_images
 from edge_ad.errors import CameraError, DatasetError
 
 __all__ = ["frames_from_camera", "frames_from_folder"]
@@ -23,13 +22,7 @@ def frames_from_folder(folder: Path, option: str = "--images") -> list[np.ndarra
     paths = list_images(folder)
     if not paths:
         raise DatasetError(f"{option}: {folder} has no images (.png/.jpg/.bmp/.tif)")
-    images = []
-    for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"{option}: {path} is not a readable image; remove or replace it")
-        images.append(image)
-    return images
+    return read_images(paths, option)
 
 
 def frames_from_camera(camera: CameraConfig, count: int, interval_s: float = 0.0, progress=None) -> list[np.ndarray]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from edge_ad.errors import DatasetError
 
-__all__ = ["IMAGE_SUFFIXES", "Category", "find_category", "list_images"]
+__all__ = ["IMAGE_SUFFIXES", "Category", "find_category", "list_images", "read_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -15,6 +18,21 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 def list_images(folder: Path) -> list[Path]:
     """Image files of a folder in name order (not recursive)."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_images(paths: list[Path], what: str = "") -> list[np.ndarray]:
+    """BGR images as OpenCV reads them (the runtime's frame format).
+
+    Raises:
+        DatasetError: A file is not a readable image (``what`` prefixes the message, e.g. an option).
+    """
+    images = []
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f"{what}{': ' if what else ''}{path} is not a readable image; remove or replace it")
+        images.append(image)
+    return images
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import cv2
 import numpy as np
 import openvino as ov
 from tqdm import tqdm
@@ -24,7 +23,7 @@ import edge_ad
 from edge_ad.bundle import Bundle, GoldenImage, InputSpec, Manifest, Threshold, Variant, file_entry, install_bundle
 from edge_ad.calibrate.metrics import auroc, classification_stats, pr_auc, spearman
 from edge_ad.calibrate.threshold import choose_threshold
-from edge_ad.datasets.layout import Category, find_category, list_images
+from edge_ad.datasets.layout import Category, find_category, list_images, read_images
 from edge_ad.errors import DatasetError
 from edge_ad.export.models import Trained, train
 from edge_ad.export.quantize import quantize
@@ -87,17 +86,6 @@ class ExportResult:
     test_paths: list[Path]
     gate: Gate | None
     seconds: dict[str, float]
-
-
-def read_images(paths: list[Path]) -> list[np.ndarray]:
-    """BGR images as OpenCV reads them (the runtime's frame format)."""
-    images = []
-    for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DatasetError(f"{p}: not a readable image; remove or replace it")
-        images.append(img)
-    return images
 
 
 def split_test(category: Category) -> tuple[Split, Split]:
