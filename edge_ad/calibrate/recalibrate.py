@@ -169,14 +169,18 @@ def _exclusive(root: Path) -> Iterator[None]:
         yield
 
 
-def _stage(current: Bundle, root: Path) -> Path:
+@contextlib.contextmanager
+def _staged(current: Bundle, root: Path) -> Iterator[Path]:
     """A private copy of the active bundle's runtime files next to the models (same filesystem)."""
     staging = Path(tempfile.mkdtemp(prefix=".recalibrate-", dir=root))
-    for name in current.manifest.files:
-        target = staging / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(current.path / name, target)
-    return staging
+    try:
+        for name in current.manifest.files:
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(current.path / name, target)
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def recalibrate(
@@ -215,86 +219,110 @@ def recalibrate(
     version_dir = resolve_version_dir(config.model.path)
     current = load_bundle(version_dir)
     model_dir = version_dir.parent
+    root = model_dir.parent
     variant_name, variant = current.variant(config.model.variant)
     fit, held = _split(good, rc.holdback_every)
     started = datetime.now(timezone.utc)
-    with _exclusive(model_dir.parent):
-        staging = _stage(current, model_dir.parent)
-        try:
-            refit = _refit_memory(current, fit, staging, progress) if refit_memory else None
-            record = refit.record if refit else {}
-            candidate = Bundle(path=staging, manifest=current.manifest)
-            device = config.model.device
-            models, thresholds, thr_scores, defect_scores = {}, {}, {}, {}
-            for name, v in current.manifest.variants.items():  # every runnable precision gets its own threshold
-                if v.status != "ok":
-                    continue
-                models[name] = AnomalyModel(candidate, name, device)
-                thr_scores[name] = (
-                    refit.scores[name] if refit else _score(models[name], fit, f"threshold {name}", progress)
-                )
-                defect_scores[name] = _score(models[name], defects, f"defects {name}", progress) if defects else None
-                thresholds[name] = _threshold(v.threshold, thr_scores[name], defect_scores[name], rc.sigma_k)
-            new_model, threshold = models[variant_name], thresholds[variant_name]
-            old_model = AnomalyModel(current, variant_name, device)
-            held_new = _score(new_model, held, "held-back", progress)
-            held_old = _score(old_model, held, "held-back (active)", progress)
-            defect_new = defect_scores[variant_name]
-            defect_old = _score(old_model, defects, "defects (active)", progress) if defects else None
-            outcome = Outcome(
-                passed=True,
-                variant=variant_name,
-                method=threshold.method,
-                refit_memory=refit_memory,
-                old_threshold=variant.threshold.value,
-                new_threshold=threshold.value,
-                false_reject=float(np.mean(held_new >= threshold.value)),
-                old_false_reject=float(np.mean(held_old >= variant.threshold.value)),
-                target_false_reject=rc.target_false_reject,
-                frames={"good": len(good), "fit": len(fit), "held_back": len(held)},
-                parent=current.manifest.version,
-            )
-            if defects:
-                outcome.frames["defects"] = len(defects)
-                outcome.recall = float(np.mean(defect_new >= threshold.value))
-                outcome.old_recall = float(np.mean(defect_old >= variant.threshold.value))
-            _accept(outcome)
-            histogram_dir = report_dir or config.service.state_dir / "recalibration"
-            histogram_dir.mkdir(parents=True, exist_ok=True)
-            outcome.histogram = histogram_dir / f"recalibration-{started:%Y%m%dT%H%M%S}.png"
-            score_histogram(
-                outcome.histogram,
-                {"good (threshold)": thr_scores[variant_name], "good (held back)": held_new, "defects": defect_new},
-                {"old": variant.threshold.value, "new": threshold.value},
-            )
-            if not outcome.passed or dry_run:
-                return outcome
-            record.update(
-                {
-                    "at": started.isoformat(timespec="seconds"),
-                    "source": source,
-                    "refit_memory": refit_memory,
-                    "frames": outcome.frames,
-                    "false_reject": outcome.false_reject,
-                    "old_false_reject": outcome.old_false_reject,
-                    "recall": outcome.recall,
-                    "old_recall": outcome.old_recall,
-                    "target_false_reject": rc.target_false_reject,
-                }
-            )
-            manifest = _new_manifest(current, staging, models, thresholds, record)
-            outcome.installed = install_bundle(staging, model_dir.parent, manifest)
-            prune_versions(model_dir, rc.keep_versions)
+    with _exclusive(root), _disk_full_is_clear(root), _staged(current, root) as staging:
+        refit = _refit_memory(current, fit, staging, progress) if refit_memory else None
+        fitted = _fit(Bundle(path=staging, manifest=current.manifest), fit, defects, refit, config, progress)
+        new_model, threshold = fitted.models[variant_name], fitted.thresholds[variant_name]
+        old_model = AnomalyModel(current, variant_name, config.model.device)
+        held_new = _score(new_model, held, "held-back", progress)
+        held_old = _score(old_model, held, "held-back (active)", progress)
+        outcome = Outcome(
+            passed=True,
+            variant=variant_name,
+            method=threshold.method,
+            refit_memory=refit_memory,
+            old_threshold=variant.threshold.value,
+            new_threshold=threshold.value,
+            false_reject=float(np.mean(held_new >= threshold.value)),
+            old_false_reject=float(np.mean(held_old >= variant.threshold.value)),
+            target_false_reject=rc.target_false_reject,
+            frames={"good": len(good), "fit": len(fit), "held_back": len(held)},
+            parent=current.manifest.version,
+        )
+        defect_new = fitted.defect_scores[variant_name]
+        if defects:
+            defect_old = _score(old_model, defects, "defects (active)", progress)
+            outcome.frames["defects"] = len(defects)
+            outcome.recall = float(np.mean(defect_new >= threshold.value))
+            outcome.old_recall = float(np.mean(defect_old >= variant.threshold.value))
+        _accept(outcome)
+        histogram_dir = report_dir or config.service.state_dir / "recalibration"
+        outcome.histogram = score_histogram(
+            histogram_dir / f"recalibration-{started:%Y%m%dT%H%M%S}.png",
+            {"good (fit)": fitted.fit_scores[variant_name], "good (held back)": held_new, "defects": defect_new},
+            {"old": variant.threshold.value, "new": threshold.value},
+        )
+        if not outcome.passed or dry_run:
             return outcome
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise BundleError(
-                    f"recalibrate: disk full while writing under {model_dir.parent} ({exc.strerror}); "
-                    "nothing was changed - free space and run it again"
-                ) from None
-            raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        record = {**(refit.record if refit else {}), **_record(outcome, started, source)}
+        manifest = _new_manifest(current, staging, fitted.models, fitted.thresholds, record)
+        outcome.installed = install_bundle(staging, root, manifest)
+        prune_versions(model_dir, rc.keep_versions)
+        return outcome
+
+
+@dataclass
+class _Fitted:
+    """Per runnable variant: the candidate model, its scores of the fit and defect frames, its threshold."""
+
+    models: dict[str, AnomalyModel] = field(default_factory=dict)
+    fit_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    defect_scores: dict[str, np.ndarray | None] = field(default_factory=dict)
+    thresholds: dict[str, Threshold] = field(default_factory=dict)
+
+
+def _fit(
+    candidate: Bundle,
+    fit: list[np.ndarray],
+    defects: list[np.ndarray] | None,
+    refit: _Refit | None,
+    config: EdgeAdConfig,
+    progress: Progress,
+) -> _Fitted:
+    """Score the frames with every runnable precision of the candidate and fit each its own threshold."""
+    out = _Fitted()
+    for name, variant in candidate.manifest.variants.items():
+        if variant.status != "ok":
+            continue
+        model = out.models[name] = AnomalyModel(candidate, name, config.model.device)
+        out.fit_scores[name] = refit.scores[name] if refit else _score(model, fit, f"threshold {name}", progress)
+        out.defect_scores[name] = _score(model, defects, f"defects {name}", progress) if defects else None
+        out.thresholds[name] = _threshold(
+            variant.threshold, out.fit_scores[name], out.defect_scores[name], config.recalibration.sigma_k
+        )
+    return out
+
+
+def _record(outcome: Outcome, started: datetime, source: str) -> dict:
+    """What the manifest remembers about this recalibration."""
+    return {
+        "at": started.isoformat(timespec="seconds"),
+        "source": source,
+        "refit_memory": outcome.refit_memory,
+        "frames": outcome.frames,
+        "false_reject": outcome.false_reject,
+        "old_false_reject": outcome.old_false_reject,
+        "recall": outcome.recall,
+        "old_recall": outcome.old_recall,
+        "target_false_reject": outcome.target_false_reject,
+    }
+
+
+@contextlib.contextmanager
+def _disk_full_is_clear(root: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BundleError(
+                f"recalibrate: disk full while writing under {root} ({exc.strerror}); "
+                "nothing was changed - free space and run it again"
+            ) from None
+        raise
 
 
 def _accept(outcome: Outcome) -> None:
