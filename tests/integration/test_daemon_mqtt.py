@@ -398,3 +398,68 @@ def test_drift_alarm_on_status(mosquitto, tmp_path):
     assert status["drift"]["limit"] == 0.2 and status["drift"]["median_ok_score"] > 0.2
     assert all(v["verdict"] == "OK" for v in rec.on("verdict")), "a drift alarm is not a verdict"
     assert "drift: median OK score" in stderr
+
+
+def test_broker_outage_mid_stream_loses_nothing(tiny_models, tmp_path):
+    """mosquitto stops mid-stream and comes back: every verdict arrives, in sequence order."""
+    from tests.support.broker import start_mosquitto
+    from tests.support.net import free_port
+
+    port, broker_dir = free_port(), tmp_path / "broker"
+    broker_dir.mkdir()
+    frames = _looping_frames(tmp_path)
+    config = station_config(
+        tmp_path, str(frames), tiny_models / "tiny", port, station="outage",
+        camera={"fps": 20, "loop": True}, service={"state_dir": str(tmp_path / "state"), "max_frames": 120},
+    )  # fmt: skip
+    with start_mosquitto(broker_dir, port, persist=True) as broker:
+        rec = Recorder(broker, topic="edge_ad/outage/verdict", session="outage-recorder").__enter__()
+        proc = start_daemon(config)
+        assert rec.wait_for(lambda r: len(r.on("verdict")) >= 20, timeout=30)
+    before = len(rec.on("verdict"))
+    time.sleep(2)  # the daemon keeps scoring into its spool
+    try:
+        with start_mosquitto(broker_dir, port, persist=True):
+            _, stderr = proc.communicate(timeout=60)  # max_frames reached, spool flushed, clean exit
+            assert proc.returncode == 0, stderr
+            rec.wait_for(lambda r: len({v["seq"] for v in r.on("verdict")}) >= 120, timeout=20)
+    finally:
+        rec.__exit__()
+    seqs = [v["seq"] for v in rec.on("verdict")]
+    first_seen = list(dict.fromkeys(seqs))  # de-duplicated by sequence number, arrival order kept
+    assert first_seen == list(range(1, 121)), f"lost or reordered: {sorted(set(range(1, 121)) - set(seqs))}"
+    assert before < 120 and "broker" in stderr
+
+
+def test_sigkill_with_broker_down_keeps_spooled_verdicts_and_their_numbers(tiny_models, tmp_path):
+    """kill -9 while the broker is down; the restarted daemon delivers the spool first and continues the sequence."""
+    from tests.support.broker import start_mosquitto
+    from tests.support.net import free_port
+
+    port = free_port()
+    frames = _looping_frames(tmp_path)
+    sections = {"camera": {"fps": 20, "loop": True}, "mqtt": {"connect_timeout_s": 1}, "station": "killed"}
+    proc = start_daemon(station_config(tmp_path, str(frames), tiny_models / "tiny", port, **sections))
+    time.sleep(4)  # ~60 verdicts into the spool
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    from edge_ad.publish.spool import Spool
+
+    spool = Spool(tmp_path / "state" / "spool.sqlite")
+    killed, last = len(spool), spool.last_seq()
+    spool.close()
+    assert killed >= 20 and last == killed, (killed, last)
+
+    broker_dir = tmp_path / "broker"
+    broker_dir.mkdir()
+    again = station_config(
+        tmp_path, str(frames), tiny_models / "tiny", port, **sections, service={"state_dir": str(tmp_path / "state"),
+        "max_frames": 10},
+    )  # fmt: skip
+    with start_mosquitto(broker_dir, port=port) as broker, Recorder(broker, topic="edge_ad/killed/verdict") as rec:
+        up = edge_ad("run", "--config", str(again))
+        assert up.returncode == 0, up.stderr
+        rec.wait_for(lambda r: len(r.on("verdict")) >= 20)
+    first_seen = list(dict.fromkeys(v["seq"] for v in rec.on("verdict")))
+    # 1..killed from the spool with their original numbers, then killed+1..killed+10: no gap, reuse or reorder
+    assert first_seen == list(range(1, killed + 11)), first_seen

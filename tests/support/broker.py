@@ -31,10 +31,11 @@ class Broker:
 
 
 @contextmanager
-def start_mosquitto(workdir: Path, port: int | None = None, extra: str = "") -> Iterator[Broker]:
+def start_mosquitto(workdir: Path, port: int | None = None, extra: str = "", persist: bool = False) -> Iterator[Broker]:
     """Start mosquitto on a (free) loopback port with a temp config; stop our own pid afterwards.
 
     ``extra`` lines are appended to the listener's configuration (TLS, password file...).
+    ``persist`` keeps sessions and queued QoS 1 messages in ``workdir`` across a restart.
     """
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
@@ -44,7 +45,8 @@ def start_mosquitto(workdir: Path, port: int | None = None, extra: str = "") -> 
     auth = "" if "allow_anonymous" in extra else "allow_anonymous true\n"
     if os.geteuid() == 0:  # as root mosquitto drops to its own user, who cannot read pytest's 0700 temp dirs
         auth += "user root\n"
-    conf.write_text(f"per_listener_settings false\nlistener {port} 127.0.0.1\n{auth}persistence false\n{extra}")
+    persistence = f"persistence true\npersistence_location {workdir}/\n" if persist else "persistence false\n"
+    conf.write_text(f"per_listener_settings false\nlistener {port} 127.0.0.1\n{auth}{persistence}{extra}")
     log = (workdir / "mosquitto.log").open("w")
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -66,12 +68,18 @@ class Recorder:
     broker: Broker
     topic: str = "edge_ad/#"
     setup: object = None  # callable(client) for TLS/credentials
+    session: str | None = None  # a persistent session (the broker queues QoS 1 messages while away)
     messages: list[tuple[str, dict, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"recorder-{time.monotonic_ns()}")
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.session or f"recorder-{time.monotonic_ns()}",
+            clean_session=self.session is None,
+        )
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=1)
         self.client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
