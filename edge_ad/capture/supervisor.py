@@ -61,6 +61,7 @@ class CaptureSupervisor:
         self._source: FrameSource | None = None
         self._lossless = True
         self._watchdog = threading.Thread(target=self._watch, name="camera-watchdog", daemon=True)
+        self._reader: threading.Thread | None = None
 
     @property
     def name(self) -> str:
@@ -84,7 +85,8 @@ class CaptureSupervisor:
             self._lossless = not isinstance(source, OpenCVSource) or source.is_file
             self._heartbeat = time.monotonic()
             self._failure = None
-        threading.Thread(target=self._read, args=(source, generation), name="camera-reader", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, args=(source, generation), name="camera-reader", daemon=True)
+        self._reader.start()
         self._set_state("online", "")
 
     def _set_state(self, state: str, reason: str) -> None:
@@ -101,6 +103,16 @@ class CaptureSupervisor:
         return generation == self._generation and not self._stop.is_set()
 
     def _read(self, source: FrameSource, generation: int) -> None:
+        """Reader thread: owns ``source`` and closes it on the way out (never while inside ``read()``)."""
+        try:
+            self._read_until_stale(source, generation)
+        finally:
+            try:
+                source.close()
+            except Exception as exc:  # a broken driver must not kill the thread noisily
+                logger.debug("camera %s: close failed: %s", self.name, exc)
+
+    def _read_until_stale(self, source: FrameSource, generation: int) -> None:
         while self._current(generation):
             try:
                 frame = source.read()
@@ -157,12 +169,14 @@ class CaptureSupervisor:
             self._attach(source)
 
     def _abandon(self) -> None:
-        """Forget the current reader (it may be stuck in read()) and release the source in the background."""
+        """Forget the current reader; it may be stuck in ``read()`` and releases its source when that returns.
+
+        Releasing an OpenCV capture while another thread is inside ``read()`` crashes FFmpeg-backed
+        streams, so the reader thread alone closes what it reads.
+        """
         with self._lock:
             self._generation += 1
-            source, self._source = self._source, None
-        if source is not None:
-            threading.Thread(target=source.close, name="camera-close", daemon=True).start()
+            self._source = None
 
     def get(self, timeout: float) -> Frame | None:
         """The next frame, or None when none arrived within ``timeout``.
@@ -179,6 +193,8 @@ class CaptureSupervisor:
         return item
 
     def close(self) -> None:
-        """Stop the watchdog and release the source."""
+        """Stop the watchdog and the reader; the reader releases the source (bounded wait)."""
         self._stop.set()
         self._abandon()
+        if self._reader is not None:
+            self._reader.join(timeout=self.config.open_timeout_s + 1.0)

@@ -463,3 +463,33 @@ def test_sigkill_with_broker_down_keeps_spooled_verdicts_and_their_numbers(tiny_
     first_seen = list(dict.fromkeys(v["seq"] for v in rec.on("verdict")))
     # 1..killed from the spool with their original numbers, then killed+1..killed+10: no gap, reuse or reorder
     assert first_seen == list(range(1, killed + 11)), first_seen
+
+
+def test_network_camera_that_stops_sending_goes_offline_and_recovers(tiny_models, mosquitto, tmp_path):
+    """An HTTP camera that keeps the connection but sends nothing: camera_offline within 5 s, back when it resumes."""
+    from tests.support.mjpeg import serve_mjpeg
+
+    with serve_mjpeg([good_image(s) for s in range(3)], fps=20) as camera:
+        config = station_config(
+            tmp_path, camera.url, tiny_models / "tiny", mosquitto.port, station="netcam",
+            camera={"open_timeout_s": 2, "stall_timeout_s": 2, "reconnect_max_s": 1},
+        )  # fmt: skip
+        with Recorder(mosquitto, topic="edge_ad/netcam/#") as rec:
+            proc = start_daemon(config)
+            try:
+                assert rec.wait_for(lambda r: len(r.on("verdict")) >= 5, timeout=30)
+                camera.hang()
+                hung = time.monotonic()
+                assert rec.wait_for(lambda r: any(s["state"] == "camera_offline" for s in r.on("status")), timeout=10)
+                assert time.monotonic() - hung <= 5, "camera_offline took longer than 5 s"
+                count = len(rec.on("verdict"))
+                camera.resume()
+                assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "online", timeout=20)
+                assert rec.wait_for(lambda r: len(r.on("verdict")) >= count + 5, timeout=20), (
+                    "no verdicts after recovery"
+                )
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
