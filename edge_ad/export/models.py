@@ -268,6 +268,7 @@ def _efficientad_class():
         teacher_state: dict
         penalty: list[Path]
         seed = 0
+        image_size: int | None = None  # the model input (the datamodule's raw images may differ)
 
         def prepare_pretrained_model(self) -> None:
             self.model.teacher.load_state_dict(self.teacher_state)
@@ -275,7 +276,7 @@ def _efficientad_class():
         def prepare_imagenette_data(self, image_size) -> None:
             from torchvision.transforms.v2 import CenterCrop, Compose, RandomGrayscale, Resize, ToTensor
 
-            h, w = int(image_size[0]), int(image_size[1])
+            h, w = (self.image_size, self.image_size) if self.image_size else (int(image_size[0]), int(image_size[1]))
             self.data_transforms_imagenet = Compose(
                 [Resize((h * 2, w * 2)), RandomGrayscale(p=0.3), CenterCrop((h, w)), ToTensor()]
             )
@@ -302,6 +303,7 @@ def _efficientad(recipe: ExportRecipe) -> nn.Module:
         visualizer=False,
     )
     module.teacher_state, module.penalty, module.seed = state, penalty_images(m.penalty_dir), recipe.seed
+    module.image_size = m.image_size
     kernel = m.image_size // 32
     module.model.ae.encoder.enconv6 = nn.Conv2d(64, 64, kernel_size=kernel, stride=1, padding=0)
     return module
