@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import cv2
 
@@ -38,6 +39,11 @@ def self_test(model: AnomalyModel, tolerance: float) -> int:
         if image is None:
             raise ModelLoadError(f"{path}: golden image unreadable; re-copy the bundle")
         score = model.infer(Frame(image=image, ts=0.0, index=1, origin=golden.file)).score
+        if not math.isfinite(score):
+            raise ModelLoadError(
+                f"self-test failed on {model.device}: {golden.file} scored {score} (not a number); "
+                "the model is broken - re-export the bundle"
+            )
         if abs(score - expected) > tolerance * abs(expected) + 1e-4:
             raise ModelLoadError(
                 f"self-test failed on {model.device}: {golden.file} scored {score:.6g}, the bundle recorded "

@@ -76,3 +76,56 @@ def test_config_check_ok(tmp_path, frames, tiny_models):
     config = station_config(tmp_path, str(frames), tiny_models / "tiny", 1883)
     proc = edge_ad("config", "check", str(config))
     assert proc.returncode == 0 and "OK (station test-station)" in proc.stdout
+
+
+def _copy(tiny_models, tmp_path):
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_models, copy, symlinks=True)
+    return copy / "tiny", copy / "tiny" / "1"
+
+
+def test_truncated_bin_and_altered_xml_are_refused(tmp_path, frames, tiny_models):
+    model_dir, version = _copy(tiny_models, tmp_path)
+    data = (version / "model.bin").read_bytes()
+    (version / "model.bin").write_bytes(data[: len(data) // 2])
+    config = station_config(tmp_path, str(frames), model_dir, 1883)
+    assert_one_line_error(edge_ad("run", "--config", str(config)), "model.bin: size", "re-copy")
+    (version / "model.bin").write_bytes(data)
+    xml = (version / "model.xml").read_text()
+    altered = xml.replace('version="11"', 'version="12"', 1)  # same size, different content
+    assert altered != xml
+    (version / "model.xml").write_text(altered)
+    assert_one_line_error(edge_ad("run", "--config", str(config)), "model.xml: sha256 does not match manifest")
+
+
+def test_model_with_another_input_shape_is_refused(tmp_path, frames, tiny_models):
+    import json
+
+    model_dir, version = _copy(tiny_models, tmp_path)
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["input"]["height"] = manifest["input"]["width"] = 64  # the IR still takes 32 x 32
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    config = station_config(tmp_path, str(frames), model_dir, 1883)
+    assert_one_line_error(edge_ad("run", "--config", str(config)), "does not match manifest [1, 64, 64, 3]")
+
+
+def test_model_that_outputs_nan_is_refused(tmp_path, frames, tiny_models):
+    import json
+
+    import numpy as np
+    import openvino as ov
+
+    from edge_ad.bundle import file_entry
+    from edge_ad.inference.patchcore_graph import compose_patchcore
+
+    model_dir, version = _copy(tiny_models, tmp_path)
+    bank = np.load(version / "memory_bank.npy")
+    bank[:] = np.nan
+    poisoned = compose_patchcore(ov.Core().read_model(version / "features.xml"), bank, 3)
+    ov.save_model(poisoned, version / "model.xml", compress_to_fp16=False)
+    manifest = json.loads((version / "manifest.json").read_text())
+    for name in ("model.xml", "model.bin"):  # a consistent bundle: only the numbers are wrong
+        manifest["files"][name] = file_entry(version / name).model_dump()
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    config = station_config(tmp_path, str(frames), model_dir, 1883, mqtt={"connect_timeout_s": 1})
+    assert_one_line_error(edge_ad("run", "--config", str(config)), "scored nan (not a number)", "re-export")
