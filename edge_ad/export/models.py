@@ -273,6 +273,18 @@ def _efficientad_class():
         def prepare_pretrained_model(self) -> None:
             self.model.teacher.load_state_dict(self.teacher_state)
 
+        def _as_model_input(self, dataloader):
+            """The statistics loops of anomalib read the dataloader raw; give them the pre-processed images."""
+            for batch in dataloader:
+                batch.image = self.pre_processor.transform(batch.image)
+                yield batch
+
+        def teacher_channel_mean_std(self, dataloader):
+            return super().teacher_channel_mean_std(self._as_model_input(dataloader))
+
+        def map_norm_quantiles(self, dataloader):
+            return super().map_norm_quantiles(self._as_model_input(dataloader))
+
         def prepare_imagenette_data(self, image_size) -> None:
             from torchvision.transforms.v2 import CenterCrop, Compose, RandomGrayscale, Resize, ToTensor
 
