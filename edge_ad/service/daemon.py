@@ -128,8 +128,7 @@ class Daemon:
         model = self.reloader.take()
         if model is None:
             return
-        for scored in self.pipeline.drain():  # frames in flight are judged by the model that scored them
-            self._handle(scored)
+        self._handle_all(self.pipeline.drain())  # frames in flight are judged by the model that scored them
         old = self.model.bundle.manifest
         self.model = model
         self.pipeline = InferPipeline(model, self.config.model.infer_requests)
@@ -180,7 +179,7 @@ class Daemon:
         for scored in done:
             self._handle(scored)
         if done:
-            self.notifier.ready(self._status_line())  # after the self-test and the first scored frame
+            self.notifier.ready(self._status_line)  # after the self-test and the first scored frame
 
     def _status_line(self) -> str:
         """One line for ``systemctl status``."""
@@ -255,7 +254,7 @@ class Daemon:
                     continue
                 self.notifier.progress()  # a frame arrived: camera and loop are alive
                 if self.triggers is not None:
-                    self.notifier.ready(self._status_line())  # triggered: serving once frames flow
+                    self.notifier.ready(self._status_line)  # triggered: serving once frames flow
                 if self.recalibration is not None:
                     self.recalibration.offer(frame)
                 extra = self._select(frame)

@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = ["SystemdNotifier"]
 
@@ -52,11 +52,15 @@ class SystemdNotifier:
             logger.debug("sd_notify to %r failed: %s", self.address, exc)
             return False
 
-    def ready(self, status: str) -> None:
-        """The station is serving (after the self-test and the first scored frame)."""
-        if not self.ready_sent:
-            self.ready_sent = self.notify("READY=1", f"STATUS={status}")
-            self._last_ping = time.monotonic()
+    def ready(self, status: Callable[[], str]) -> None:
+        """The station is serving (after the self-test and the first scored frame).
+
+        Called for every scored frame, so ``status`` is only evaluated when READY is actually sent.
+        """
+        if self.ready_sent or self.sock is None:
+            return
+        self.ready_sent = self.notify("READY=1", f"STATUS={status()}")
+        self._last_ping = time.monotonic()
 
     def status(self, text: str) -> None:
         """One line shown by ``systemctl status``."""
