@@ -61,7 +61,7 @@ class CaptureSupervisor:
         self._source: FrameSource | None = None
         self._lossless = True
         self._watchdog = threading.Thread(target=self._watch, name="camera-watchdog", daemon=True)
-        self._reader: threading.Thread | None = None
+        self._readers: list[threading.Thread] = []  # current and abandoned readers still inside read()
 
     @property
     def name(self) -> str:
@@ -85,8 +85,9 @@ class CaptureSupervisor:
             self._lossless = not isinstance(source, OpenCVSource) or source.is_file
             self._heartbeat = time.monotonic()
             self._failure = None
-        self._reader = threading.Thread(target=self._read, args=(source, generation), name="camera-reader", daemon=True)
-        self._reader.start()
+        reader = threading.Thread(target=self._read, args=(source, generation), name="camera-reader", daemon=True)
+        reader.start()
+        self._readers = [r for r in self._readers if r.is_alive()] + [reader]
         self._set_state("online", "")
 
     def _set_state(self, state: str, reason: str) -> None:
@@ -193,8 +194,13 @@ class CaptureSupervisor:
         return item
 
     def close(self) -> None:
-        """Stop the watchdog and the reader; the reader releases the source (bounded wait)."""
+        """Stop the watchdog and the readers; each reader releases its own source (bounded wait)."""
         self._stop.set()
         self._abandon()
-        if self._reader is not None:
-            self._reader.join(timeout=self.config.open_timeout_s + 1.0)
+        # Threads still inside OpenCV/FFmpeg when the interpreter exits abort the process, so wait
+        # for a reconnect in progress (open timeout) and for readers stuck in read() (read timeout).
+        deadline = time.monotonic() + 2 * self.config.open_timeout_s + 1.0
+        if self._watchdog.is_alive():
+            self._watchdog.join(timeout=max(0.0, deadline - time.monotonic()))
+        for reader in self._readers:
+            reader.join(timeout=max(0.0, deadline - time.monotonic()))
