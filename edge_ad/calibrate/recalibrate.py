@@ -71,11 +71,7 @@ def _split(good: list[np.ndarray], every: int) -> tuple[list, list]:
 
 
 def _score(model: AnomalyModel, images: list[np.ndarray], stage: str, progress: Progress) -> np.ndarray:
-    out = []
-    for i, image in enumerate(images):
-        out.append(model.infer(Frame(image=image, ts=0.0, index=i + 1)).score)
-        progress(stage, i + 1)
-    return np.array(out)
+    return model.score_images(images, progress=lambda done: progress(stage, done))
 
 
 def _features(bundle: Bundle, images: list[np.ndarray], progress: Progress) -> list[np.ndarray]:
@@ -121,6 +117,8 @@ def _refit_memory(bundle: Bundle, images: list[np.ndarray], staging: Path, progr
     bank = bank_of(features)
     np.save(staging / "memory_bank.npy", bank)
     folds = [list(range(k, len(images), FOLDS)) for k in range(FOLDS)]
+    # one bank per fold, built from the other folds; shared by every variant (same FP32 features)
+    fold_banks = [bank_of([features[i] for j, fold in enumerate(folds) if j != k for i in fold]) for k in range(FOLDS)]
     core, spec = ov.Core(), m.input
     scores: dict[str, np.ndarray] = {}
     for name, variant in m.variants.items():
@@ -130,9 +128,8 @@ def _refit_memory(bundle: Bundle, images: list[np.ndarray], staging: Path, progr
         extractor = core.read_model(staging / features_xml)
         ov.save_model(compose_patchcore(extractor, bank, neighbors), staging / variant.xml, compress_to_fp16=False)
         cross = np.zeros(len(images))
-        for k, scored in enumerate(folds):
-            rest = [features[i] for j, fold in enumerate(folds) if j != k for i in fold]
-            compiled = core.compile_model(compose_patchcore(extractor, bank_of(rest), neighbors))
+        for scored, fold_bank in zip(folds, fold_banks, strict=True):
+            compiled = core.compile_model(compose_patchcore(extractor, fold_bank, neighbors))
             for i in scored:
                 out = compiled(to_batch(images[i], spec.height, spec.width, spec.roi))
                 cross[i] = float(out[SCORE_OUTPUT].reshape(-1)[0])

@@ -56,21 +56,13 @@ def _cmd_recalibrate(args: argparse.Namespace) -> int:
     from edge_ad.config import load_config
 
     config = load_config(args.config)
-    n = args.from_camera or 0
-    bar = _Bar({"capture": n, "features": n, "threshold": n, "held-back": n, "defects": 0})
+    bar = _Bar({"capture": args.from_camera or 0})
     good, source = _frames(args, config, bar)
     defects = frames_from_folder(args.defects, "--defects") if args.defects else None
     every = config.recalibration.holdback_every
     held = len(good) // every
     fit = len(good) - held
-    bar.totals.update(
-        {
-            "features": fit,
-            "threshold": fit,
-            "held-back": held,
-            "defects": len(defects or []),
-        }
-    )
+    bar.totals.update({"features": fit, "threshold": fit, "held-back": held, "defects": len(defects or [])})
     try:
         outcome = recalibrate(
             config, good, defects, refit_memory=args.refit_memory, dry_run=args.dry_run, progress=bar, source=source

@@ -119,9 +119,8 @@ def _versions() -> dict[str, str]:
 
 def _scores(bundle: Bundle, variant: str, split: Split) -> np.ndarray:
     model = AnomalyModel(bundle, variant=variant, device="CPU")
-    return np.array(
-        [model.score_images([img])[0] for img in tqdm(split.images, desc=f"{variant} {split.name}", leave=False)]
-    )
+    with tqdm(total=len(split.images), desc=f"{variant} {split.name}", leave=False) as bar:
+        return model.score_images(split.images, progress=lambda _: bar.update())
 
 
 def _metrics(split: Split, scores: np.ndarray, threshold: float) -> dict[str, float]:

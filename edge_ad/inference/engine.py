@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,9 +146,17 @@ class AnomalyModel:
         self.request.infer({0: self.batch(frame)})
         return self.read_result(self.request, started)
 
-    def score_images(self, images: list[np.ndarray]) -> np.ndarray:
-        """Raw scores of BGR images, in order (evaluation and calibration helper)."""
-        return np.array([self.infer(Frame(image=img, ts=0.0, index=i + 1)).score for i, img in enumerate(images)])
+    def score_images(self, images: list[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Raw scores of BGR images, in order (evaluation and calibration helper).
+
+        ``progress`` is called with the number of images scored so far, after each one.
+        """
+        scores = []
+        for i, image in enumerate(images):
+            scores.append(self.infer(Frame(image=image, ts=0.0, index=i + 1)).score)
+            if progress is not None:
+                progress(i + 1)
+        return np.array(scores)
 
 
 def _hints(streams: int) -> dict[str, Any]:

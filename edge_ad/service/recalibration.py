@@ -21,6 +21,7 @@ from edge_ad.calibrate.frames import frames_from_folder
 from edge_ad.calibrate.recalibrate import recalibrate
 from edge_ad.config import EdgeAdConfig
 from edge_ad.config.base import EdgeAdModel
+from edge_ad.config.loader import describe_errors
 from edge_ad.errors import EdgeAdError
 from edge_ad.types import Frame
 
@@ -68,7 +69,10 @@ class RecalibrationRunner:
             command = RecalibrateCommand.model_validate(raw)
         except (ValueError, ValidationError) as exc:
             self.rejected += 1
-            reason = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else _first_error(exc)
+            if isinstance(exc, ValidationError):
+                reason = describe_errors(exc, RecalibrateCommand)[0]
+            else:
+                reason = str(exc).splitlines()[0]
             logger.warning("recalibrate command rejected: %s", reason)
             self._reply(_echo_id(raw), "rejected", reason=reason)
             return
@@ -137,9 +141,3 @@ def _echo_id(raw: object) -> str | None:
     """The id of a rejected command when it is a plausible one (so the sender can match the reply)."""
     value = raw.get("id") if isinstance(raw, dict) else None
     return value if isinstance(value, str) and 0 < len(value) <= 64 else None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "payload"
-    return f"{where}: {err['msg']}"
