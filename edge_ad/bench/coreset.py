@@ -7,10 +7,11 @@ FP32 IR); the coreset time is measured inside PatchCore's ``fit``.
 from __future__ import annotations
 
 import json
-import platform
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+
+from edge_ad.bench.machine import machine
 
 __all__ = ["run_coreset_bench"]
 
@@ -48,25 +49,11 @@ def run_coreset_bench(categories: list[Path], image_size: int, ratio: float, see
             )
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine(),
         "image_size": image_size,
         "ratio": ratio,
         "rows": rows,
     }
-
-
-def _machine() -> dict:
-    import os
-
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def to_markdown(result: dict) -> str:

@@ -8,39 +8,23 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from edge_ad.bench.machine import machine
 from edge_ad.bundle import Bundle, load_bundle
-from edge_ad.datasets.layout import list_images
+from edge_ad.datasets.layout import list_images, read_images
 from edge_ad.errors import DatasetError
 from edge_ad.inference.engine import AnomalyModel, InferPipeline
 from edge_ad.types import Frame
 
-__all__ = ["bench_runtime", "machine", "runtime_markdown"]
-
-
-def machine() -> dict[str, str | int]:
-    """What the numbers were measured on."""
-    import os
-    import platform
-
-    import openvino as ov
-
-    cpu = ov.Core().get_property("CPU", "FULL_DEVICE_NAME")
-    return {
-        "cpu": str(cpu),
-        "cores": os.cpu_count() or 0,
-        "python": platform.python_version(),
-        "openvino": ov.__version__,
-    }
+__all__ = ["bench_runtime", "runtime_markdown"]
 
 
 def _frames(bundle: Bundle, images: Path | None, count: int) -> list[Frame]:
     paths = list_images(images) if images is not None else [bundle.path / g.file for g in bundle.manifest.golden]
     if not paths:
         raise DatasetError(f"--images: {images} has no images" if images else f"{bundle.path}: no golden images")
-    decoded = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
+    decoded = read_images(paths, "--images" if images is not None else "golden image")
     return [Frame(image=decoded[i % len(decoded)], ts=0.0, index=i + 1) for i in range(count)]
 
 
