@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, model_validator
 
 from edge_ad.config.base import EdgeAdModel
@@ -12,15 +14,23 @@ from edge_ad.config.mqtt import MqttConfig
 from edge_ad.config.recalibration import RecalibrationConfig
 from edge_ad.config.service import ServiceConfig
 
-__all__ = ["EdgeAdConfig"]
+__all__ = ["STATION_MAX_LENGTH", "STATION_PATTERN", "EdgeAdConfig", "valid_station"]
+
+STATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # an MQTT topic level, a file name and a systemd instance
+STATION_MAX_LENGTH = 64
+
+
+def valid_station(name: str) -> bool:
+    """Whether ``name`` is usable as a station name (the rule the schema enforces)."""
+    return len(name) <= STATION_MAX_LENGTH and re.fullmatch(STATION_PATTERN, name) is not None
 
 
 class EdgeAdConfig(EdgeAdModel):
     """One inspection station: a camera, a model bundle and a broker."""
 
     station: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        max_length=64,
+        pattern=STATION_PATTERN,
+        max_length=STATION_MAX_LENGTH,
         description="Station name, used in MQTT topics (edge_ad/<station>/...) and logs.",
     )
     camera: CameraConfig

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from edge_ad.config.schema import valid_station
 from edge_ad.errors import EdgeAdError
 
 __all__ = ["InstallPlan", "install_service", "uninstall_service"]
@@ -86,7 +87,7 @@ def install_service(
         bundle: A model directory (``models/<name>``) to copy under ``/var/lib/edge-ad/models``.
         enable: Enable (and, on a real root, start) the station.
     """
-    if not _valid_station(station):
+    if not valid_station(station):
         raise EdgeAdError(f"install-service: '{station}' is not a valid station name (letters, digits, _ . -)")
     plan = InstallPlan(station, root)
     real = root == Path("/")
@@ -147,12 +148,6 @@ def uninstall_service(station: str, root: Path = Path("/"), purge: bool = False)
     if real:
         _run([["systemctl", "daemon-reload"]], check=False)
     return plan
-
-
-def _valid_station(name: str) -> bool:
-    import re
-
-    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name))
 
 
 def _run(commands: list[list[str]], check: bool = True) -> None:
