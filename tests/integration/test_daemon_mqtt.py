@@ -16,7 +16,7 @@ from edge_ad.datasets.layout import list_images
 from edge_ad.publish import load_schema
 from tests.support.broker import Recorder
 from tests.support.station import edge_ad, station_config
-from tests.support.tiny_bundle import defect_image, good_image
+from tests.support.tiny_bundle import defect_image, good_image, write_frames
 
 pytestmark = pytest.mark.integration
 
@@ -161,15 +161,10 @@ def test_broker_down_at_start_is_not_fatal(tiny_models, tmp_path):
 
 def test_verdicts_spooled_while_broker_down_arrive_after_restart(tiny_models, tmp_path):
     """Broker down for a whole run: verdicts wait on disk; the next run delivers them, in order, first."""
-    import cv2
-
     from tests.support.broker import start_mosquitto
     from tests.support.net import free_port
 
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i in range(6):
-        cv2.imwrite(str(folder / f"{i}.png"), good_image(200 + i))
+    folder = write_frames(tmp_path / "frames", [good_image(200 + i) for i in range(6)])
     port = free_port()
     config = station_config(tmp_path, str(folder), tiny_models / "tiny", port, mqtt={"connect_timeout_s": 1})
     down = edge_ad("run", "--config", str(config))
@@ -188,12 +183,7 @@ def test_verdicts_spooled_while_broker_down_arrive_after_restart(tiny_models, tm
 
 
 def test_folder_camera_that_vanishes_goes_offline_and_recovers(tiny_models, mosquitto, tmp_path):
-    import cv2
-
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(folder / f"{i}.png"), good_image(300 + i))
+    folder = write_frames(tmp_path / "frames", [good_image(300 + i) for i in range(3)])
     config = station_config(
         tmp_path, str(folder), tiny_models / "tiny", mosquitto.port,
         camera={"fps": 20, "loop": True, "stall_timeout_s": 2, "reconnect_max_s": 2},
@@ -325,13 +315,7 @@ def test_new_active_bundle_is_swapped_in_without_restart(tiny_models, mosquitto,
 
 
 def _looping_frames(tmp_path: Path) -> Path:
-    import cv2
-
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(folder / f"{i}.png"), good_image(600 + i))
-    return folder
+    return write_frames(tmp_path / "frames", [good_image(600 + i) for i in range(3)])
 
 
 def test_tls_client_certificate_and_password(tiny_models, tmp_path):

@@ -20,7 +20,7 @@ from edge_ad.bundle.store import active_version, list_versions, resolve_version_
 from edge_ad.inference import AnomalyModel
 from edge_ad.inference.selftest import self_test
 from tests.support.station import edge_ad, station_config
-from tests.support.tiny_bundle import defect_image, good_image, make_tiny_bundle
+from tests.support.tiny_bundle import defect_image, good_image, make_tiny_bundle, write_frames
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -28,13 +28,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def brighter(image: np.ndarray, delta: int) -> np.ndarray:
     return np.clip(image.astype(np.int16) + delta, 0, 255).astype(np.uint8)
-
-
-def write(folder: Path, images: list[np.ndarray]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(images):
-        cv2.imwrite(str(folder / f"{i:04d}.png"), image)
-    return folder
 
 
 @pytest.fixture
@@ -50,7 +43,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def test_threshold_refit_installs_a_new_active_version_with_lineage(station, tmp_path):
     model_dir = tmp_path / "models" / "tiny"
-    images = write(tmp_path / "fresh", [brighter(good_image(s), 10) for s in range(200, 240)])
+    images = write_frames(tmp_path / "fresh", [brighter(good_image(s), 10) for s in range(200, 240)])
     proc = run("recalibrate", "--config", str(station), "--images", str(images))
     assert proc.returncode == 0, proc.stderr
     assert "PASS" in proc.stdout and "threshold" in proc.stdout and "false rejects" in proc.stdout
@@ -69,12 +62,12 @@ def test_threshold_refit_installs_a_new_active_version_with_lineage(station, tmp
 def test_dry_run_and_failed_acceptance_change_nothing(station, tmp_path):
     model_dir = tmp_path / "models" / "tiny"
     before = sorted(p.name for p in model_dir.iterdir())
-    images = write(tmp_path / "fresh", [good_image(s) for s in range(300, 340)])
+    images = write_frames(tmp_path / "fresh", [good_image(s) for s in range(300, 340)])
     proc = run("recalibrate", "--config", str(station), "--images", str(images), "--dry-run")
     assert proc.returncode == 0 and "PASS (dry run)" in proc.stdout, proc.stderr
     # "good" frames that are really defects: the fitted threshold cannot keep recall on real defects
-    mixed = write(tmp_path / "mixed", [defect_image(s) if s % 2 else good_image(s) for s in range(400, 440)])
-    defects = write(tmp_path / "defects", [defect_image(s) for s in range(500, 520)])
+    mixed = write_frames(tmp_path / "mixed", [defect_image(s) if s % 2 else good_image(s) for s in range(400, 440)])
+    defects = write_frames(tmp_path / "defects", [defect_image(s) for s in range(500, 520)])
     proc = run("recalibrate", "--config", str(station), "--images", str(mixed), "--defects", str(defects))
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "FAIL" in proc.stdout and "nothing was changed" in proc.stdout
@@ -82,7 +75,7 @@ def test_dry_run_and_failed_acceptance_change_nothing(station, tmp_path):
 
 
 def test_too_few_frames_is_a_clear_error(station, tmp_path):
-    images = write(tmp_path / "few", [good_image(s) for s in range(5)])
+    images = write_frames(tmp_path / "few", [good_image(s) for s in range(5)])
     proc = run("recalibrate", "--config", str(station), "--images", str(images))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("edge-ad: error: recalibrate: 5 good frames, need at least")
@@ -99,7 +92,7 @@ def test_camera_that_is_gone_is_a_clear_error(tmp_path):
 
 def test_frames_from_the_station_camera(tmp_path):
     make_tiny_bundle(tmp_path / "models")
-    folder = write(tmp_path / "camera", [brighter(good_image(s), 5) for s in range(600, 640)])
+    folder = write_frames(tmp_path / "camera", [brighter(good_image(s), 5) for s in range(600, 640)])
     config = station_config(tmp_path, str(folder), tmp_path / "models" / "tiny", 1883)
     proc = run("recalibrate", "--config", str(config), "--from-camera", "32", "--interval", "0", "--dry-run")
     assert proc.returncode == 0, proc.stderr
@@ -107,7 +100,7 @@ def test_frames_from_the_station_camera(tmp_path):
 
 
 def test_refit_memory_needs_no_torch(station, tmp_path):
-    images = write(tmp_path / "fresh", [brighter(good_image(s), 25) for s in range(700, 740)])
+    images = write_frames(tmp_path / "fresh", [brighter(good_image(s), 25) for s in range(700, 740)])
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['anomalib'] = None\n"
         "from edge_ad.cli import main\n"
@@ -128,7 +121,8 @@ def test_refit_memory_needs_no_torch(station, tmp_path):
 def test_models_list_activate_rollback_and_pruning(station, tmp_path):
     model_dir = tmp_path / "models" / "tiny"
     for i in range(6):
-        images = write(tmp_path / f"fresh{i}", [brighter(good_image(s), i) for s in range(800 + 50 * i, 840 + 50 * i)])
+        fresh = [brighter(good_image(s), i) for s in range(800 + 50 * i, 840 + 50 * i)]
+        images = write_frames(tmp_path / f"fresh{i}", fresh)
         assert run("recalibrate", "--config", str(station), "--images", str(images)).returncode == 0
     assert [p.name for p in list_versions(model_dir)] == ["3", "4", "5", "6", "7"]  # keep_versions: 5
     listing = run("models", "list", "--config", str(station))
@@ -144,7 +138,7 @@ def test_models_list_activate_rollback_and_pruning(station, tmp_path):
 def test_power_cut_during_recalibration_never_breaks_the_active_bundle(station, tmp_path):
     """SIGKILL a memory-bank refit at random moments; the active bundle must always load and verify."""
     model_dir = tmp_path / "models" / "tiny"
-    images = write(tmp_path / "fresh", [brighter(good_image(s), 15) for s in range(900, 940)])
+    images = write_frames(tmp_path / "fresh", [brighter(good_image(s), 15) for s in range(900, 940)])
     rng = random.Random(7)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "edge_ad.cli", "--log-level", "WARNING", "recalibrate", "--config", str(station)]
@@ -186,9 +180,9 @@ def test_shifted_look_needs_a_memory_bank_refit(exported, dataset, tmp_path):
     config = station_config(tmp_path, str(tmp_path), tmp_path / "models" / exported.bundle.parent.name, 1883)
     category = find_category(dataset)
     good_paths = list_images(category.train_good) + list_images(category.test_good)  # 56 frames
-    good = write(tmp_path / "good", [shifted(cv2.imread(str(p))) for p in good_paths])
+    good = write_frames(tmp_path / "good", [shifted(cv2.imread(str(p))) for p in good_paths])
     defect_paths = [p for kind in category.defect_kinds for p in list_images(category.root / "test" / kind)]
-    defects = write(tmp_path / "defects", [shifted(cv2.imread(str(p))) for p in defect_paths])
+    defects = write_frames(tmp_path / "defects", [shifted(cv2.imread(str(p))) for p in defect_paths])
     args = ("recalibrate", "--config", str(config), "--images", str(good), "--defects", str(defects))
 
     threshold_only = run(*args)
@@ -212,7 +206,7 @@ def test_mqtt_recalibrate_command_on_an_authenticating_broker(tmp_path):
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "station", "s3cret"], check=True)
     passwd.chmod(0o644)
     make_tiny_bundle(tmp_path / "models")
-    frames = write(tmp_path / "frames", [brighter(good_image(s), 8) for s in range(1000, 1012)])
+    frames = write_frames(tmp_path / "frames", [brighter(good_image(s), 8) for s in range(1000, 1012)])
     (tmp_path / "secret.txt").write_text("s3cret\n")
     broker_dir = tmp_path / "broker"
     broker_dir.mkdir()

@@ -11,7 +11,7 @@ import yaml
 
 from tests.support.broker import Recorder
 from tests.support.station import edge_ad, station_config
-from tests.support.tiny_bundle import good_image
+from tests.support.tiny_bundle import good_image, write_frames
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -70,12 +70,7 @@ def test_install_rejects_a_bad_station_name(tmp_path):
 
 
 def test_status_shows_one_readable_screen(tiny_models, mosquitto, tmp_path):
-    import cv2
-
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(5):
-        cv2.imwrite(str(frames / f"{i}.png"), good_image(700 + i))
+    frames = write_frames(tmp_path / "frames", [good_image(700 + i) for i in range(5)])
     config = station_config(tmp_path, str(frames), tiny_models / "tiny", mosquitto.port, station="status-line")
     with Recorder(mosquitto, topic="edge_ad/status-line/#") as rec:
         assert edge_ad("run", "--config", str(config)).returncode == 0

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.broker import Recorder
 from tests.support.station import station_config
-from tests.support.tiny_bundle import good_image
+from tests.support.tiny_bundle import good_image, write_frames
 
 pytestmark = pytest.mark.integration
 FRAMES = int(os.environ.get("EDGE_AD_SOAK_FRAMES", "100000"))
@@ -23,12 +23,7 @@ def _rss_kb(pid: int) -> int:
 
 
 def test_soak_memory_files_and_sequence(tiny_models, mosquitto, tmp_path):
-    import cv2
-
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(frames / f"{i}.png"), good_image(900 + i))
+    frames = write_frames(tmp_path / "frames", [good_image(900 + i) for i in range(3)])
     config = station_config(
         tmp_path, str(frames), tiny_models / "tiny", mosquitto.port, station="soak",
         camera={"loop": True}, service={"state_dir": str(tmp_path / "state"), "max_frames": FRAMES,

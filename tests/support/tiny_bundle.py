@@ -18,7 +18,7 @@ from edge_ad.bundle import GoldenImage, InputSpec, Manifest, ModelSpec, Threshol
 from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
 from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, embed_preprocessing, to_batch
 
-__all__ = ["SIZE", "defect_image", "good_image", "make_tiny_bundle", "tiny_features"]
+__all__ = ["SIZE", "defect_image", "good_image", "make_tiny_bundle", "tiny_features", "write_frames"]
 
 SIZE = 32
 
@@ -36,6 +36,14 @@ def defect_image(seed: int, size: int = SIZE) -> np.ndarray:
     y, x = rng.integers(0, size - 10, 2)
     cv2.rectangle(image, (int(x), int(y)), (int(x) + 8, int(y) + 8), (255, 255, 255), -1)
     return image
+
+
+def write_frames(folder: Path, images: list[np.ndarray]) -> Path:
+    """A camera folder: the images as ``0000.png``, ``0001.png``... (replayed in this order)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), image)
+    return folder
 
 
 def tiny_features(size: int = SIZE) -> ov.Model:
