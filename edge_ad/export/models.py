@@ -268,7 +268,7 @@ def _efficientad_class():
         teacher_state: dict
         penalty: list[Path]
         seed = 0
-        image_size: int | None = None  # the model input (the datamodule's raw images may differ)
+        image_size: int  # the model input; the datamodule's raw images may differ, so anomalib's hint is ignored
 
         def prepare_pretrained_model(self) -> None:
             self.model.teacher.load_state_dict(self.teacher_state)
@@ -288,7 +288,7 @@ def _efficientad_class():
         def prepare_imagenette_data(self, image_size) -> None:
             from torchvision.transforms.v2 import CenterCrop, Compose, RandomGrayscale, Resize, ToTensor
 
-            h, w = (self.image_size, self.image_size) if self.image_size else (int(image_size[0]), int(image_size[1]))
+            h = w = self.image_size
             self.data_transforms_imagenet = Compose(
                 [Resize((h * 2, w * 2)), RandomGrayscale(p=0.3), CenterCrop((h, w)), ToTensor()]
             )
