@@ -111,9 +111,7 @@ def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
         lines.append("rate       no retained stats yet")
     drift = status.get("drift")
     lines.append(f"drift      {'ALARM ' + json.dumps(drift) if drift else 'none'}")
-    reason = status.get("reason") or ""
-    problem = state not in ("online",) or reason
-    lines.append(f"last error {reason if problem and reason else 'none'}")
+    lines.append(f"last error {status.get('reason') or 'none'}")
     if status.get("device_note"):
         lines.append(f"note       {status['device_note']}")
     lines.append(f"local      {local.get('bundle')}    versions {', '.join(local.get('versions', [])) or '-'}")
