@@ -86,6 +86,17 @@ class FolderSource:
         """Nothing to release."""
 
 
+FILE_CHECK_S = 0.5  # how often a video file source checks that its path still names the opened file
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _device(source: int | str) -> int | str:
     if isinstance(source, str) and source.isdigit():
         return int(source)
@@ -118,10 +129,23 @@ class OpenCVSource:
         self.loop = config.loop
         self._pacer = Pacer(config.fps)
         self._count = 0
+        self._identity = _file_identity(source) if self.is_file else None
+        self._checked = time.monotonic()
+
+    def _check_file(self) -> None:
+        """A looping replay would keep reading a deleted file through its open handle: notice it."""
+        now = time.monotonic()
+        if now - self._checked < FILE_CHECK_S:
+            return
+        self._checked = now
+        if _file_identity(self.name) != self._identity:
+            raise CameraError(f"camera.source: video file {self.name} was removed or replaced; reopening it")
 
     def read(self) -> Frame | None:
         """Grab and decode the next frame."""
         self._pacer.wait()
+        if self.is_file:
+            self._check_file()
         ok, image = self.cap.read()
         if not ok and self.is_file and self.loop:
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)

@@ -61,6 +61,16 @@ class Daemon:
             bundle, config.model.variant, config.model.device, state_dir / "ov_cache", config.model.infer_requests
         )
         self.pipeline = InferPipeline(self.model, config.model.infer_requests)
+        evidence = config.evidence
+        self.evidence = (
+            EvidenceStore(
+                evidence,
+                _writable_dir(evidence.dir or state_dir / "evidence", "evidence.dir"),
+                on_alarm=self._disk_alarm_changed,
+            )
+            if evidence.enabled
+            else None
+        )
         spool = Spool(state_dir / "spool.sqlite", config.mqtt.spool_max_messages)
         service = config.service
         self.triggers = TriggerInbox() if service.mode == "triggered" else None
@@ -79,12 +89,6 @@ class Daemon:
         self.drift = DriftMonitor(service.drift.window, service.drift.fraction) if service.drift else None
         self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)  # reports via _status_details
         self.camera.start()
-        evidence = config.evidence
-        self.evidence = (
-            EvidenceStore(evidence, _writable_dir(evidence.dir or state_dir / "evidence", "evidence.dir"))
-            if evidence.enabled
-            else None
-        )
         self.reloader = ModelReloader(config.model, state_dir / "ov_cache", bundle.path, self._reload_failed)
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
         self.scored = 0  # frames judged and published
@@ -94,6 +98,9 @@ class Daemon:
         manifest = self.model.bundle.manifest
         return {
             "drift": self.drift.status(self.model.threshold) if self.drift and self.drift.alarm else None,
+            "disk": {"alarm": True, "message": self.evidence.alarm}
+            if self.evidence is not None and self.evidence.alarm
+            else None,
             "model": {"name": manifest.name, "version": manifest.version, "variant": self.model.variant_name},
             "device": self.model.device,
             "device_note": self.model.fallback_note,
@@ -120,6 +127,10 @@ class Daemon:
         else:
             logger.info("drift cleared: median OK score %.4g", self.drift.median)
             self._publish_status()
+
+    def _disk_alarm_changed(self) -> None:
+        assert self.evidence is not None
+        self._publish_status(self.evidence.alarm or "")
 
     def _reload_failed(self, message: str) -> None:
         self._publish_status(message)
@@ -165,7 +176,7 @@ class Daemon:
                 "device": details["device"],
                 "model": details["model"],
                 "spooled": self.publisher.unacknowledged,
-                "evidence": {"errors": self.evidence.errors, "pruned": self.evidence.pruned} if self.evidence else None,
+                "evidence": self.evidence.counters() if self.evidence else None,
                 "triggers": {"accepted": self.triggers.accepted, "rejected": self.triggers.rejected}
                 if self.triggers
                 else None,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -27,50 +29,117 @@ def heatmap_overlay(image: np.ndarray, anomaly_map: np.ndarray, threshold: float
     return cv2.addWeighted(image, 0.55, colored, 0.45, 0)
 
 
+MB = 1024 * 1024
+CLEAR_MARGIN = 1 * MB  # the alarm clears only with this much free beyond the reserve (no flapping)
+
+
 class EvidenceStore:
     """Writes ``<time>_<seq>.jpg`` and ``<time>_<seq>_heatmap.jpg``; removes the oldest beyond the bounds.
 
-    Disk errors never stop inspection: they are logged once per kind and counted in ``errors``.
+    Disk trouble never stops inspection: failed writes are counted in ``errors``, frames not kept
+    for lack of space in ``skipped``, and :attr:`alarm` says why evidence is not kept as configured
+    (``on_alarm`` is called whenever it is raised or cleared). Before each write the oldest files are
+    removed until ``min_free_mb`` is free on the filesystem.
     """
 
-    def __init__(self, config: EvidenceConfig, folder: Path) -> None:
+    def __init__(self, config: EvidenceConfig, folder: Path, on_alarm: Callable[[], None] | None = None) -> None:
         self.config = config
         self.folder = folder
         self.errors = 0
         self.pruned = 0
-        self._last_error = ""
+        self.skipped = 0
+        self.alarm: str | None = None
+        self._on_alarm = on_alarm
         folder.mkdir(parents=True, exist_ok=True)
         self._files: deque[tuple[Path, int]] = deque((p, p.stat().st_size) for p in sorted(folder.glob("*.jpg")))
         self._bytes = sum(size for _, size in self._files)
 
     def save(self, frame: Frame, result: Result, seq: int, threshold: float) -> str | None:
-        """Store the evidence of one NG frame; returns the frame's JPEG path (None on failure)."""
+        """Store the evidence of one NG frame; returns the frame's JPEG path (None when not kept)."""
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(frame.ts))
         base = self.folder / f"{stamp}_{seq:09d}"
         params = [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality]
         images = [(base.with_suffix(".jpg"), frame.image)]
         if result.anomaly_map is not None:
             images.append((Path(f"{base}_heatmap.jpg"), heatmap_overlay(frame.image, result.anomaly_map, threshold)))
+        short, room = self._make_room()
+        if not room:
+            self.skipped += 1
+            self._raise(short)
+            return None
+        written: Path | None = None
         try:
             for path, image in images:
                 ok, data = cv2.imencode(".jpg", image, params)
                 if not ok:
                     raise OSError(f"JPEG encoding failed for {path.name}")
+                written = path
                 path.write_bytes(data.tobytes())
                 self._files.append((path, len(data)))
                 self._bytes += len(data)
+                written = None
         except OSError as exc:
+            if written is not None:
+                written.unlink(missing_ok=True)  # no half-written JPEG left behind
             self.errors += 1
-            if str(exc) != self._last_error:
-                logger.error("evidence: cannot write to %s (%s); verdicts continue", self.folder, exc)
-                self._last_error = str(exc)
+            why = exc.strerror or exc
+            message = f"evidence: cannot write to {self.folder} ({why}); oldest evidence removed, verdicts continue"
             self._prune(force=True)
+            self._raise(message)
             return None
         self._prune()
+        if short is not None or self.alarm is None or self._comfortable():
+            self._raise(short)
         return str(images[0][0])
 
+    def counters(self) -> dict[str, int]:
+        """Failed writes, files removed, NG frames not kept for lack of space (for the stats message)."""
+        return {"errors": self.errors, "pruned": self.pruned, "skipped": self.skipped}
+
+    def _free_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.folder).free
+        except OSError:
+            return None
+
+    def _comfortable(self) -> bool:
+        free = self._free_bytes()
+        return free is None or free >= self.config.min_free_mb * MB + CLEAR_MARGIN
+
+    def _make_room(self) -> tuple[str | None, bool]:
+        """Remove the oldest files until the reserve is free: (why room was short or None, whether it now is)."""
+        reserve = self.config.min_free_mb * MB
+        free = self._free_bytes() if reserve else None
+        if free is None or free >= reserve:
+            return None, True
+        freed = 0
+        while self._files and free + freed < reserve:
+            path, size = self._files.popleft()
+            path.unlink(missing_ok=True)
+            self._bytes -= size
+            freed += size
+            self.pruned += 1
+        message = (
+            f"evidence: less than evidence.min_free_mb ({self.config.min_free_mb:g} MB) free on the filesystem "
+            f"of {self.folder}; oldest evidence removed"
+        )
+        enough = free + freed >= reserve
+        return (message if enough else message + ", new evidence not kept"), enough
+
+    def _raise(self, message: str | None) -> None:
+        """Set or clear (None) the alarm; log and notify on changes."""
+        if message == self.alarm:
+            return
+        if message is None:
+            logger.info("evidence: disk alarm cleared")
+        else:
+            logger.warning("%s", message)
+        self.alarm = message
+        if self._on_alarm is not None:
+            self._on_alarm()
+
     def _prune(self, force: bool = False) -> None:
-        max_bytes = self.config.max_mb * 1024 * 1024
+        max_bytes = self.config.max_mb * MB
         while self._files and (
             len(self._files) > self.config.max_files or self._bytes > max_bytes or (force and self._files)
         ):

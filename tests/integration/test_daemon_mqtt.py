@@ -207,6 +207,40 @@ def test_folder_camera_that_vanishes_goes_offline_and_recovers(tiny_models, mosq
     assert seqs == sorted(set(seqs)), "sequence must stay gap-free and ordered across the outage"
 
 
+def test_video_file_that_is_deleted_goes_offline_and_recovers(tiny_models, mosquitto, tmp_path):
+    import cv2
+
+    clip = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for i in range(5):
+        writer.write(good_image(500 + i, size=64))
+    writer.release()
+    config = station_config(
+        tmp_path, str(clip), tiny_models / "tiny", mosquitto.port,
+        camera={"fps": 20, "loop": True, "stall_timeout_s": 2, "reconnect_max_s": 2},
+    )  # fmt: skip
+    with Recorder(mosquitto) as rec:
+        proc = start_daemon(config)
+        try:
+            assert rec.wait_for(lambda r: len(r.on("verdict")) >= 3, timeout=30), proc.stderr
+            kept = clip.read_bytes()
+            clip.unlink()
+            deleted = time.monotonic()
+            assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "camera_offline", timeout=5)
+            assert time.monotonic() - deleted <= 5
+            assert "removed or replaced" in rec.on("status")[-1]["reason"]
+            count = len(rec.on("verdict"))
+            clip.write_bytes(kept)
+            assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "online", timeout=15)
+            assert rec.wait_for(lambda r: len(r.on("verdict")) > count + 3, timeout=15)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    seqs = [v["seq"] for v in rec.on("verdict")]
+    assert seqs == list(range(1, len(seqs) + 1)), "sequence must stay gap-free and ordered across the outage"
+
+
 def test_plc_trigger_handshake(tiny_models, mosquitto, tmp_path):
     """Triggered mode: each trigger id gets exactly one verdict carrying that id; junk is counted."""
     import json

@@ -38,19 +38,37 @@ def test_folder_loop(tmp_path):
     assert [source.read().origin for _ in range(5)] == ["000.png", "001.png", "000.png", "001.png", "000.png"]
 
 
-def test_video_file_is_read_and_loops(tmp_path):
-    path = tmp_path / "clip.avi"
+def write_clip(path: Path, frames: int = 4) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
     assert writer.isOpened(), "OpenCV cannot write MJPG here"
-    for i in range(4):
+    for i in range(frames):
         writer.write(np.full((24, 32, 3), 40 * i, np.uint8))
     writer.release()
+    return path
+
+
+def test_video_file_is_read_and_loops(tmp_path):
+    path = write_clip(tmp_path / "clip.avi")
     once = open_source(CameraConfig(source=str(path)))
     frames = [once.read() for _ in range(4)]
     assert all(f is not None and f.image.shape == (24, 32, 3) for f in frames)
     assert once.read() is None
     looped = open_source(CameraConfig(source=str(path), loop=True))
     assert all(looped.read() is not None for _ in range(9))
+
+
+@pytest.mark.parametrize("change", ["deleted", "replaced"])
+def test_looping_video_file_notices_its_file_is_gone(tmp_path, monkeypatch, change):
+    """The open handle would keep a deleted file readable forever; the source must notice."""
+    monkeypatch.setattr("edge_ad.capture.sources.FILE_CHECK_S", 0.0)
+    path = write_clip(tmp_path / "clip.avi")
+    source = open_source(CameraConfig(source=str(path), loop=True))
+    assert source.read() is not None
+    path.unlink()
+    if change == "replaced":
+        write_clip(tmp_path / "new.avi").rename(path)
+    with pytest.raises(CameraError, match=r"video file .*clip.avi was removed or replaced"):
+        source.read()
 
 
 @pytest.mark.parametrize(
