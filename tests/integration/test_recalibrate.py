@@ -228,18 +228,29 @@ def test_mqtt_recalibrate_command_on_an_authenticating_broker(tmp_path):
         try:
             with Recorder(broker, setup=login) as rec:
                 assert rec.wait_for(lambda r: any(s["state"] == "online" for s in r.on("status")), timeout=30)
+                anonymous = subprocess.run(
+                    ["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic,
+                     "-m", json.dumps({"id": "intruder", "frames": 24, "interval_s": 0})],
+                    capture_output=True, text=True, timeout=10,
+                )  # fmt: skip
+                assert anonymous.returncode != 0 and "not authori" in anonymous.stderr.lower(), anonymous.stderr
                 rec.client.publish(topic, b"\xff not json", qos=1)
+                rec.client.publish(topic, json.dumps({"id": "big", "frames": 24, "pad": "x" * 5000}), qos=1)
                 rec.client.publish(topic, json.dumps({"id": "r0", "frames": 24, "bogus": 1}), qos=1)
                 rec.client.publish(topic, json.dumps({"id": "r1", "frames": 24, "interval_s": 0}), qos=1)
                 assert rec.wait_for(lambda r: any(m.get("state") == "passed" for m in r.on("result")), timeout=60)
                 results = rec.on("result")
-                assert [m["state"] for m in results if m["id"] is None] == ["rejected"]
+                assert [m["state"] for m in results if m["id"] is None] == ["rejected", "rejected"]  # junk, oversized
+                assert not any(m["id"] == "intruder" for m in results)
                 assert any(m["id"] == "r0" and m["state"] == "rejected" and "bogus" in m["reason"] for m in results)
                 passed = next(m for m in results if m["state"] == "passed")
                 assert passed["id"] == "r1" and passed["version"] == "2"
                 assert rec.wait_for(
                     lambda r: any(s.get("model", {}).get("version") == "2" for s in r.on("status")), timeout=30
                 ), "the daemon did not pick up the recalibrated version"
+                assert rec.wait_for(
+                    lambda r: r.on("stats") and r.on("stats")[-1]["commands"] == {"accepted": 1, "rejected": 3}
+                ), rec.on("stats")[-1:]
         finally:
             proc.send_signal(signal.SIGTERM)
             _, stderr = proc.communicate(timeout=30)
