@@ -1,7 +1,9 @@
 """Coreset benchmark: edge_ad's fast k-center vs anomalib's greedy, same data, ratio and seed.
 
-Each run is a full export without INT8 (so the AUROC is measured by the runtime on the shipped
-FP32 IR); the coreset time is measured inside PatchCore's ``fit``.
+Each run is a full export without INT8; the coreset time is measured inside PatchCore's ``fit``.
+Accuracy is measured by the runtime on the shipped FP32 IRs, on every test image of the category
+(validation and test split together), and the two coresets are compared on the same images: the
+AUROC difference with a paired, stratified bootstrap 95 % interval.
 """
 
 from __future__ import annotations
@@ -11,19 +13,57 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge_ad.bench.machine import machine
+import numpy as np
 
-__all__ = ["run_coreset_bench"]
+from edge_ad.bench.machine import machine
+from edge_ad.calibrate.metrics import auroc
+
+__all__ = ["paired_auroc_difference", "run_coreset_bench", "to_markdown"]
+
+ALGORITHMS = ("fast", "greedy")
+
+
+def paired_auroc_difference(
+    labels: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """AUROC(a) − AUROC(b) on the same images, with a 95 % bootstrap interval.
+
+    Images are resampled with replacement within each class (the class sizes stay fixed), and both
+    score vectors are evaluated on the same resample, so the interval reflects the difference
+    between the models rather than the luck of the test set.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    good, bad = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    diffs = np.empty(resamples)
+    for i in range(resamples):
+        idx = np.concatenate([rng.choice(good, good.size), rng.choice(bad, bad.size)])
+        diffs[i] = auroc(labels[idx], a[idx]) - auroc(labels[idx], b[idx])
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {"diff": auroc(labels, a) - auroc(labels, b), "ci_low": float(low), "ci_high": float(high)}
+
+
+def _score_test_images(bundle: Path, data: Path) -> tuple[np.ndarray, np.ndarray]:
+    from edge_ad.bundle.store import load_bundle
+    from edge_ad.datasets.layout import find_category, read_images
+    from edge_ad.inference.engine import AnomalyModel
+
+    items = find_category(data).test_images()
+    model = AnomalyModel(load_bundle(bundle), "fp32")
+    scores = model.score_images(read_images([path for path, _, _ in items], "test"))
+    return np.array([label for _, label, _ in items]), scores
 
 
 def run_coreset_bench(categories: list[Path], image_size: int, ratio: float, seed: int = 0) -> dict:
-    """Export every category twice (fast and greedy coreset) and collect times and accuracy."""
+    """Export every category with both coresets; times, AUROC and the paired AUROC difference."""
     from edge_ad.export.pipeline import export_bundle
     from edge_ad.export.recipe import ExportRecipe, Int8Options, ModelOptions
 
-    rows = []
+    rows, comparisons = [], []
     for data in categories:
-        for algo in ("fast", "greedy"):
+        scores: dict[str, np.ndarray] = {}
+        labels = np.empty(0)
+        for algo in ALGORITHMS:
             with tempfile.TemporaryDirectory() as out:
                 recipe = ExportRecipe(
                     data=data,
@@ -33,33 +73,38 @@ def run_coreset_bench(categories: list[Path], image_size: int, ratio: float, see
                     int8=Int8Options(mode="none"),
                 )
                 result = export_bundle(recipe)
-            m = result.manifest
-            metrics = m.variants["fp32"].metrics
+                labels, scores[algo] = _score_test_images(result.bundle, data)
+            params = result.manifest.model.params
             rows.append(
                 {
                     "category": Path(data).name,
                     "coreset": algo,
-                    "patches": int(m.model.params["memory_bank_rows"] / ratio),
-                    "bank_rows": m.model.params["memory_bank_rows"],
-                    "coreset_s": m.model.params["coreset_seconds"],
+                    "patches": int(params["memory_bank_rows"] / ratio),
+                    "bank_rows": params["memory_bank_rows"],
+                    "coreset_s": params["coreset_seconds"],
                     "fit_s": round(result.seconds["fit"], 2),
-                    "auroc_test": metrics["image_auroc"],
-                    "auroc_validation": metrics["validation_auroc"],
+                    "test_images": int(labels.size),
+                    "defects": int(labels.sum()),
+                    "auroc": auroc(labels, scores[algo]),
                 }
             )
+        comparisons.append(
+            {"category": Path(data).name, **paired_auroc_difference(labels, scores["fast"], scores["greedy"])}
+        )
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "image_size": image_size,
         "ratio": ratio,
         "rows": rows,
+        "fast_minus_greedy": comparisons,
     }
 
 
 def to_markdown(result: dict) -> str:
-    """Table of a :func:`run_coreset_bench` result, with speed-ups."""
+    """Tables of a :func:`run_coreset_bench` result: speed-ups, then the paired AUROC differences."""
     lines = [
-        "| category | coreset | patches | bank rows | coreset s | speed-up | AUROC test | AUROC val |",
+        "| category | coreset | patches | bank rows | coreset s | speed-up | test images (defects) | AUROC |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     greedy = {r["category"]: r for r in result["rows"] if r["coreset"] == "greedy"}
@@ -68,6 +113,11 @@ def to_markdown(result: dict) -> str:
         speedup = f"{ref['coreset_s'] / r['coreset_s']:.1f}×" if ref and r["coreset_s"] else ""
         lines.append(
             f"| {r['category']} | {r['coreset']} | {r['patches']} | {r['bank_rows']} | {r['coreset_s']:.2f} | "
-            f"{speedup} | {r['auroc_test']:.4f} | {r['auroc_validation']:.4f} |"
+            f"{speedup} | {r['test_images']} ({r['defects']}) | {r['auroc']:.4f} |"
+        )
+    lines += ["", "| category | AUROC fast − greedy (points) | 95 % paired bootstrap interval |", "| --- | ---: | --- |"]
+    for c in result["fast_minus_greedy"]:
+        lines.append(
+            f"| {c['category']} | {100 * c['diff']:+.2f} | [{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] |"
         )
     return "\n".join(lines) + "\n\n```json\n" + json.dumps(result, indent=1) + "\n```\n"

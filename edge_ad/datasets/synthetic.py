@@ -126,10 +126,10 @@ def make_dataset(out: str | Path, categories: list[str] | None = None, spec: Dat
     spec = spec or DatasetSpec()
     categories = categories or ["brick", "gravel"]
     written = []
-    for c_index, name in enumerate(categories):
+    for name in categories:
         if name not in CATEGORIES:
             raise ValueError(f"unknown category {name!r}; choose from {', '.join(CATEGORIES)}")
-        rng = np.random.default_rng([spec.seed, c_index])
+        rng = np.random.default_rng([spec.seed, list(CATEGORIES).index(name)])  # same data whatever else is asked
         texture = _texture(name)
         root = Path(out) / name
         for i in range(spec.train):

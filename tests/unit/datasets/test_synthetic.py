@@ -41,6 +41,12 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     assert a != c
 
 
+def test_a_category_does_not_depend_on_the_others_asked_for(tmp_path):
+    alone = digest(make_dataset(tmp_path / "a", ["grass"], SPEC)[0])
+    among = digest(make_dataset(tmp_path / "b", ["brick", "gravel", "grass"], SPEC)[2])
+    assert alone == among
+
+
 def test_not_a_category_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="train/good: missing or has no images"):
         find_category(tmp_path)
