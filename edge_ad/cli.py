@@ -206,14 +206,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_runtime(args: argparse.Namespace) -> int:
-    from edge_ad.bench.runtime import bench_runtime, runtime_markdown
+    from edge_ad.bench.report import bench_markdown
+    from edge_ad.bench.suite import run_bench
 
     if args.bundle is None:
         raise EdgeAdError("bench: give --bundle DIR, or a benchmark: 'edge-ad bench coreset ...'")
-    result = bench_runtime(args.bundle, args.images, args.frames, tuple(args.requests), args.device)
+    if args.anomalib and args.data is None:
+        raise EdgeAdError("bench: --anomalib trains anomalib's model on --data DIR; give it")
+    result = run_bench(
+        args.bundle,
+        images=args.images,
+        frames=args.frames,
+        requests=tuple(args.requests),
+        device=args.device,
+        data=args.data,
+        e2e_frames=args.e2e,
+        e2e_fps=args.e2e_fps,
+        anomalib=args.anomalib,
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
-    print(runtime_markdown(result))
+    print(bench_markdown(result))
     return 0
 
 
@@ -307,6 +320,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=200, help="frames per measurement")
     p.add_argument("--requests", type=int, nargs="+", default=[2, 4], help="in-flight requests for throughput")
     p.add_argument("--device", default="CPU")
+    p.add_argument("--data", type=Path, help="category directory: AUROC per variant on its test images")
+    p.add_argument("--e2e", type=int, default=300, metavar="FRAMES",
+                   help="frames through the daemon and a private mosquitto (0 skips; needs mosquitto)")  # fmt: skip
+    p.add_argument("--e2e-fps", type=float, default=20.0, help="camera rate of the end-to-end run")
+    p.add_argument("--anomalib", action="store_true",
+                   help="also train anomalib's PatchCore on --data, time its inferencers (export extra)")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the result as JSON")
     p.set_defaults(func=_cmd_bench_runtime)
     bench_sub = p.add_subparsers(dest="bench_command")

@@ -115,7 +115,11 @@ def to_markdown(result: dict) -> str:
             f"| {r['category']} | {r['coreset']} | {r['patches']} | {r['bank_rows']} | {r['coreset_s']:.2f} | "
             f"{speedup} | {r['test_images']} ({r['defects']}) | {r['auroc']:.4f} |"
         )
-    lines += ["", "| category | AUROC fast − greedy (points) | 95 % paired bootstrap interval |", "| --- | ---: | --- |"]
+    lines += [
+        "",
+        "| category | AUROC fast − greedy (points) | 95 % paired bootstrap interval |",
+        "| --- | ---: | --- |",
+    ]
     for c in result["fast_minus_greedy"]:
         lines.append(
             f"| {c['category']} | {100 * c['diff']:+.2f} | [{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}] |"

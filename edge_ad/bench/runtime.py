@@ -12,19 +12,25 @@ import numpy as np
 
 from edge_ad.bench.machine import machine
 from edge_ad.bundle import Bundle, load_bundle
-from edge_ad.datasets.layout import list_images, read_images
+from edge_ad.calibrate.metrics import auroc
+from edge_ad.datasets.layout import find_category, list_images, read_images
 from edge_ad.errors import DatasetError
 from edge_ad.inference.engine import AnomalyModel, InferPipeline
 from edge_ad.types import Frame
 
-__all__ = ["bench_runtime", "runtime_markdown"]
+__all__ = ["accuracy", "bench_runtime", "image_paths", "runtime_markdown"]
 
 
-def _frames(bundle: Bundle, images: Path | None, count: int) -> list[Frame]:
+def image_paths(bundle: Bundle, images: Path | None) -> list[Path]:
+    """The benchmark's frames: the images of a folder, or the bundle's golden images."""
     paths = list_images(images) if images is not None else [bundle.path / g.file for g in bundle.manifest.golden]
     if not paths:
         raise DatasetError(f"--images: {images} has no images" if images else f"{bundle.path}: no golden images")
-    decoded = read_images(paths, "--images" if images is not None else "golden image")
+    return paths
+
+
+def _frames(bundle: Bundle, images: Path | None, count: int) -> list[Frame]:
+    decoded = read_images(image_paths(bundle, images), "--images" if images is not None else "golden image")
     return [Frame(image=decoded[i % len(decoded)], ts=0.0, index=i + 1) for i in range(count)]
 
 
@@ -58,6 +64,26 @@ def _pipelined(model: AnomalyModel, frames: list[Frame], jobs: int) -> float:
     seconds = time.perf_counter() - started
     assert done == len(frames)
     return len(frames) / seconds
+
+
+def accuracy(bundle: Bundle, data: Path, device: str = "CPU") -> dict:
+    """Image AUROC per variant on every test image of ``data``, and FP32/INT8 verdict agreement."""
+    items = find_category(data).test_images()
+    images = read_images([path for path, _, _ in items], "test")
+    labels = np.array([label for _, label, _ in items])
+    result: dict = {"data": str(data), "test_images": len(items), "defects": int(labels.sum()), "auroc": {}}
+    verdicts = {}
+    for name, variant in bundle.manifest.variants.items():
+        if variant.status != "ok":
+            continue
+        model = AnomalyModel(bundle, name, device)
+        scores = model.score_images(images)
+        result["auroc"][name] = auroc(labels, scores)
+        verdicts[name] = scores >= model.threshold
+    if len(verdicts) == 2:
+        result["verdict_agreement"] = float(np.mean(verdicts["fp32"] == verdicts["int8"]))
+        result["auroc_drop_int8"] = result["auroc"]["fp32"] - result["auroc"]["int8"]
+    return result
 
 
 def bench_runtime(

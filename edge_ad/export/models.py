@@ -216,7 +216,7 @@ def _ancestors(node: ov.Node) -> set[str]:
     return seen
 
 
-def _patchcore_class(fast: bool):
+def patchcore_class(fast: bool):
     from anomalib.models import Patchcore
 
     class TimedPatchcore(Patchcore):
@@ -321,7 +321,7 @@ def _efficientad(recipe: ExportRecipe) -> nn.Module:
     return module
 
 
-def _datamodule(category: Category, recipe: ExportRecipe):
+def datamodule(category: Category, recipe: ExportRecipe):
     from anomalib.data import Folder
 
     kinds = category.defect_kinds
@@ -401,7 +401,7 @@ def _module(recipe: ExportRecipe) -> nn.Module:
     if m.type == "efficientad":
         return _efficientad(recipe)
     if m.type == "patchcore":
-        module = _patchcore_class(fast=m.coreset == "fast")(
+        module = patchcore_class(fast=m.coreset == "fast")(
             backbone=m.backbone,
             layers=layers,
             pre_trained=False,
@@ -446,7 +446,7 @@ def _offline_stfpm_teacher() -> Iterator[None]:
         torch_model.TimmFeatureExtractor = original
 
 
-def _feature_extractor(module: nn.Module) -> nn.Module:
+def feature_extractor(module: nn.Module) -> nn.Module:
     inner = module.model
     if hasattr(inner, "teacher_model"):  # STFPM: only the teacher is pretrained
         return inner.teacher_model.feature_extractor
@@ -468,7 +468,7 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
     weights = recipe.model.weights or packaged_weights(recipe.model.backbone)
     module = _module(recipe)
     if kind != "efficientad":  # EfficientAD's teacher was distilled from these weights already
-        loaded = load_backbone_weights(_feature_extractor(module), weights)
+        loaded = load_backbone_weights(feature_extractor(module), weights)
         logger.info("backbone %s: %d tensors from %s", recipe.model.backbone, loaded, weights)
     epochs = kind in ("stfpm", "efficientad")  # the families trained for several epochs
     extra = {"max_epochs": recipe.model.epochs} if epochs else {}
@@ -482,7 +482,7 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
         **extra,
     )
     started = time.perf_counter()
-    engine.fit(model=module, datamodule=_datamodule(category, recipe))
+    engine.fit(model=module, datamodule=datamodule(category, recipe))
     fit_seconds = time.perf_counter() - started
     cls = {"patchcore": TrainedPatchcore, "efficientad": TrainedEfficientAd}.get(kind, Trained)
     params: dict = {"image_size": recipe.model.image_size, "seed": recipe.seed}

@@ -3,62 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.support.net import free_port, wait_for_port
+from edge_ad.bench.mosquitto import Broker, start_mosquitto
 
 __all__ = ["Broker", "Recorder", "start_mosquitto"]
-
-
-@dataclass(frozen=True)
-class Broker:
-    """Address of a running broker."""
-
-    host: str
-    port: int
-    process: subprocess.Popen
-
-
-@contextmanager
-def start_mosquitto(workdir: Path, port: int | None = None, extra: str = "", persist: bool = False) -> Iterator[Broker]:
-    """Start mosquitto on a (free) loopback port with a temp config; stop our own pid afterwards.
-
-    ``extra`` lines are appended to the listener's configuration (TLS, password file...).
-    ``persist`` keeps sessions and queued QoS 1 messages in ``workdir`` across a restart.
-    """
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(exe).exists():
-        raise RuntimeError("mosquitto is not installed: apt-get install mosquitto (done by scripts/setup.sh)")
-    port = port or free_port()
-    conf = workdir / "mosquitto.conf"
-    auth = "" if "allow_anonymous" in extra else "allow_anonymous true\n"
-    if os.geteuid() == 0:  # as root mosquitto drops to its own user, who cannot read pytest's 0700 temp dirs
-        auth += "user root\n"
-    persistence = f"persistence true\npersistence_location {workdir}/\n" if persist else "persistence false\n"
-    conf.write_text(f"per_listener_settings false\nlistener {port} 127.0.0.1\n{auth}{persistence}{extra}")
-    log = (workdir / "mosquitto.log").open("w")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port("127.0.0.1", port, timeout=10)
-        yield Broker("127.0.0.1", port, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @dataclass

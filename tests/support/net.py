@@ -5,27 +5,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
-import time
 from collections.abc import Iterator
 
+from edge_ad.bench.mosquitto import free_port, wait_for_port
+
 __all__ = ["NetworkBlocked", "block_network", "free_port", "wait_for_port"]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
-    """Poll until something listens on host:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
 
 
 class NetworkBlocked(OSError):

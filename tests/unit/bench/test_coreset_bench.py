@@ -11,7 +11,11 @@ def test_identical_scores_differ_by_exactly_zero():
     rng = np.random.default_rng(0)
     labels = np.r_[np.zeros(50), np.ones(50)]
     scores = rng.normal(size=100) + labels
-    assert paired_auroc_difference(labels, scores, scores, resamples=200) == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    assert paired_auroc_difference(labels, scores, scores, resamples=200) == {
+        "diff": 0.0,
+        "ci_low": 0.0,
+        "ci_high": 0.0,
+    }
 
 
 def test_a_better_model_gets_an_interval_above_zero_and_a_tiny_change_one_around_it():

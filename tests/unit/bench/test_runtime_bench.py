@@ -19,9 +19,11 @@ def test_bench_measures_latency_and_pipelined_throughput_per_variant(tiny_models
 
 
 def test_bench_cli_writes_json_and_needs_a_bundle(tiny_models, tmp_path, capsys):
-    assert main(["bench", "--bundle", str(tiny_models / "tiny"), "--frames", "12", "--requests", "2",
+    assert main(["bench", "--bundle", str(tiny_models / "tiny"), "--frames", "12", "--requests", "2", "--e2e", "0",
                  "--json", str(tmp_path / "b.json")]) == 0  # fmt: skip
     assert json.loads((tmp_path / "b.json").read_text())["rows"][0]["variant"] == "fp32"
     assert "| fp32 |" in capsys.readouterr().out
     assert main(["bench"]) == 2
     assert "give --bundle" in capsys.readouterr().err
+    assert main(["bench", "--bundle", str(tiny_models / "tiny"), "--anomalib"]) == 2
+    assert "--anomalib trains anomalib's model on --data DIR" in capsys.readouterr().err

@@ -1,0 +1,106 @@
+"""End-to-end benchmark: the real daemon, a replay camera and a private mosquitto.
+
+Latency is measured from the moment the camera thread has the decoded frame (the verdict's
+``ts``) to the moment a subscriber on the same machine receives the verdict; the daemon's peak
+RSS comes from the kernel's accounting of the finished process (``wait4``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_ad.bench.mosquitto import start_mosquitto
+from edge_ad.errors import EdgeAdError
+
+__all__ = ["bench_end_to_end"]
+
+STATION = "bench"
+
+
+class _Verdicts:
+    """Subscriber that stamps every verdict with its arrival time."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.arrivals: list[tuple[float, dict]] = []
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-ad-bench-subscriber-{os.getpid()}")
+        self.client.on_message = lambda c, u, msg: self.arrivals.append((time.time(), json.loads(msg.payload)))
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"edge_ad/{STATION}/verdict", qos=1)
+        self.client.on_subscribe = lambda *args: self._subscribed.set()
+        self.client.connect(host, port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise EdgeAdError(f"bench: cannot subscribe on the private broker {host}:{port}")
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _config(workdir: Path, bundle: Path, variant: str, frames_dir: Path, port: int, fps: float, count: int) -> Path:
+    config = {
+        "station": STATION,
+        "camera": {"source": str(frames_dir), "fps": fps, "loop": True},
+        "model": {"path": str(bundle.resolve()), "variant": variant},
+        "mqtt": {"host": "127.0.0.1", "port": port},
+        "service": {"state_dir": str(workdir / "state"), "max_frames": count, "log_level": "WARNING"},
+        "evidence": {"enabled": False},
+    }
+    path = workdir / "station.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def bench_end_to_end(bundle: Path, images: list[Path], variant: str, frames: int = 300, fps: float = 20.0) -> dict:
+    """Run ``edge-ad run`` on ``images`` (looped) for ``frames`` frames at ``fps``; latency and peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="edge-ad-e2e-") as tmp:
+        workdir = Path(tmp)
+        frames_dir = workdir / "frames"
+        frames_dir.mkdir()
+        for i, path in enumerate(images):
+            shutil.copy(path, frames_dir / f"{i:05d}{path.suffix}")
+        with start_mosquitto(workdir) as broker:
+            verdicts = _Verdicts(broker.host, broker.port)
+            config = _config(workdir, bundle, variant, frames_dir, broker.port, fps, frames)
+            log = workdir / "daemon.log"
+            with log.open("wb") as sink:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=sink,
+                )
+                _, status, usage = os.wait4(proc.pid, 0)  # the rusage of this process alone
+            returncode = os.waitstatus_to_exitcode(status)
+            stderr = log.read_text(errors="replace")
+            deadline = time.monotonic() + 10
+            while len(verdicts.arrivals) < frames and time.monotonic() < deadline:
+                time.sleep(0.05)
+            verdicts.close()
+    if returncode != 0:
+        raise EdgeAdError(f"bench: the daemon exited with {returncode}: {stderr.strip()[-500:]}")
+    got = verdicts.arrivals[10:]  # the first frames include compilation and connection set-up
+    e2e = np.array([(arrived - v["ts"]) * 1000 for arrived, v in got])
+    model = np.array([v["latency_ms"] for _, v in got])
+    return {
+        "variant": variant,
+        "frames": frames,
+        "received": len(verdicts.arrivals),
+        "fps": fps,
+        "e2e_p50_ms": float(np.percentile(e2e, 50)),
+        "e2e_p99_ms": float(np.percentile(e2e, 99)),
+        "model_p50_ms": float(np.percentile(model, 50)),
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # kilobytes on Linux
+    }

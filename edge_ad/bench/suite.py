@@ -1,0 +1,47 @@
+"""``edge-ad bench --bundle``: every measurement of a bundle in one run, on the same images."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+from edge_ad.bench.runtime import accuracy, bench_runtime, image_paths
+from edge_ad.bundle import load_bundle
+from edge_ad.datasets.layout import read_images
+
+__all__ = ["run_bench"]
+
+
+def run_bench(
+    bundle_path: Path,
+    images: Path | None = None,
+    frames: int = 200,
+    requests: tuple[int, ...] = (2, 4),
+    device: str = "CPU",
+    data: Path | None = None,
+    e2e_frames: int = 0,
+    e2e_fps: float = 20.0,
+    anomalib: bool = False,
+) -> dict:
+    """All measurements of one bundle on the same images.
+
+    Always runtime latency and throughput; with ``data`` AUROC per variant; with ``e2e_frames`` the
+    daemon over MQTT; with ``anomalib`` anomalib's own PatchCore through its two inferencers.
+    """
+    result = bench_runtime(bundle_path, images, frames, requests, device)
+    bundle = load_bundle(bundle_path)
+    paths = image_paths(bundle, images)
+    if data is not None:
+        result["accuracy"] = accuracy(bundle, data, device)
+    if e2e_frames:
+        from edge_ad.bench.endtoend import bench_end_to_end
+
+        variant = "int8" if any(row["variant"] == "int8" for row in result["rows"]) else "fp32"
+        result["end_to_end"] = bench_end_to_end(bundle.path, paths, variant, e2e_frames, e2e_fps)
+    if anomalib and data is not None:
+        from edge_ad.bench.anomalib_ref import bench_anomalib
+
+        with contextlib.redirect_stdout(sys.stderr):  # Lightning prints; the table goes to stdout
+            result["anomalib"] = bench_anomalib(data, bundle.manifest, read_images(paths, "--images"), frames)
+    return result

@@ -1,0 +1,49 @@
+"""Smoke tests of ``edge-ad bench``: every part runs on a small bundle and its output is well-formed.
+
+No assertion on absolute time: speed is reported in BENCHMARKS.md, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge_ad.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_with_accuracy_and_end_to_end_over_mosquitto(exported, dataset, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--bundle", str(exported.bundle), "--frames", "20", "--requests", "2", "--data", str(dataset),
+            "--e2e", "40", "--e2e-fps", "40", "--json", str(out)]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert [row["variant"] for row in result["rows"]] == ["fp32", "int8"]
+    acc = result["accuracy"]
+    assert acc["test_images"] == 34 and acc["defects"] == 18
+    assert set(acc["auroc"]) == {"fp32", "int8"} and all(0.5 < v <= 1 for v in acc["auroc"].values())
+    assert 0 <= acc["verdict_agreement"] <= 1
+    e2e = result["end_to_end"]
+    assert e2e["received"] == 40 and e2e["variant"] == "int8"
+    assert 0 < e2e["model_p50_ms"] <= e2e["e2e_p50_ms"] <= e2e["e2e_p99_ms"]  # the verdict comes after the frame
+    assert 50 < e2e["peak_rss_mb"] < 4096
+    text = capsys.readouterr().out
+    for part in ("| int8 |", "Accuracy on 34 test images", "End to end (int8, 40 frames", "daemon peak RSS MB"):
+        assert part in text
+
+
+@pytest.mark.export
+def test_bench_against_anomalibs_own_inferencers(exported, dataset, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--bundle", str(exported.bundle), "--frames", "10", "--requests", "2", "--data", str(dataset),
+            "--e2e", "0", "--anomalib", "--json", str(out)]  # fmt: skip
+    assert main(args) == 0
+    ref = json.loads(out.read_text())["anomalib"]
+    assert ref["bank_rows"] == exported.manifest.model.params["memory_bank_rows"]  # the same coreset ratio
+    for row in ref["rows"].values():
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and 0.5 < row["auroc"] <= 1
+    assert ref["export"]["anomalib"]["coreset_s"] > 0 and ref["export"]["edge_ad"]["fit_s"] > 0
+    text = capsys.readouterr().out
+    assert "anomalib OpenVINOInferencer" in text and "anomalib TorchInferencer" in text and "speed-up" in text
