@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
@@ -182,32 +183,20 @@ def test_verdicts_spooled_while_broker_down_arrive_after_restart(tiny_models, tm
     assert first_seen == list(range(1, 13)), seqs  # 1-6 from the spool, then 7-12: no reuse, no gap
 
 
-def test_folder_camera_that_vanishes_goes_offline_and_recovers(tiny_models, mosquitto, tmp_path):
+def _folder_camera(tmp_path: Path) -> tuple[Path, Callable[[], Callable[[], None]]]:
+    """A replay folder, and how to unplug it (rename) returning how to plug it back."""
     folder = write_frames(tmp_path / "frames", [good_image(300 + i) for i in range(3)])
-    config = station_config(
-        tmp_path, str(folder), tiny_models / "tiny", mosquitto.port,
-        camera={"fps": 20, "loop": True, "stall_timeout_s": 2, "reconnect_max_s": 2},
-    )  # fmt: skip
-    with Recorder(mosquitto) as rec:
-        proc = start_daemon(config)
-        try:
-            assert rec.wait_for(lambda r: len(r.on("verdict")) >= 3, timeout=30), proc.stderr
-            hidden = tmp_path / "unplugged"
-            folder.rename(hidden)
-            assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "camera_offline", timeout=5)
-            count = len(rec.on("verdict"))
-            hidden.rename(folder)
-            assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "online", timeout=15)
-            assert rec.wait_for(lambda r: len(r.on("verdict")) > count + 3, timeout=15)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=20)
-    assert proc.returncode == 0, stderr
-    seqs = [v["seq"] for v in rec.on("verdict")]
-    assert seqs == sorted(set(seqs)), "sequence must stay gap-free and ordered across the outage"
+
+    def unplug() -> Callable[[], None]:
+        hidden = tmp_path / "unplugged"
+        folder.rename(hidden)
+        return lambda: hidden.rename(folder)
+
+    return folder, unplug
 
 
-def test_video_file_that_is_deleted_goes_offline_and_recovers(tiny_models, mosquitto, tmp_path):
+def _video_camera(tmp_path: Path) -> tuple[Path, Callable[[], Callable[[], None]]]:
+    """A looping video file, and how to delete it returning how to put it back."""
     import cv2
 
     clip = tmp_path / "line.avi"
@@ -215,22 +204,36 @@ def test_video_file_that_is_deleted_goes_offline_and_recovers(tiny_models, mosqu
     for i in range(5):
         writer.write(good_image(500 + i, size=64))
     writer.release()
+
+    def delete() -> Callable[[], None]:
+        kept = clip.read_bytes()
+        clip.unlink()
+        return lambda: clip.write_bytes(kept)
+
+    return clip, delete
+
+
+@pytest.mark.parametrize(
+    ("camera", "reason"),
+    [(_folder_camera, "camera.source"), (_video_camera, "removed or replaced")],
+    ids=["folder-vanishes", "video-file-deleted"],
+)
+def test_camera_that_goes_away_goes_offline_and_recovers(tiny_models, mosquitto, tmp_path, camera, reason):
+    source, take_away = camera(tmp_path)
     config = station_config(
-        tmp_path, str(clip), tiny_models / "tiny", mosquitto.port,
+        tmp_path, str(source), tiny_models / "tiny", mosquitto.port,
         camera={"fps": 20, "loop": True, "stall_timeout_s": 2, "reconnect_max_s": 2},
     )  # fmt: skip
     with Recorder(mosquitto) as rec:
         proc = start_daemon(config)
         try:
             assert rec.wait_for(lambda r: len(r.on("verdict")) >= 3, timeout=30), proc.stderr
-            kept = clip.read_bytes()
-            clip.unlink()
-            deleted = time.monotonic()
+            give_back = take_away()
+            gone = time.monotonic()
             assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "camera_offline", timeout=5)
-            assert time.monotonic() - deleted <= 5
-            assert "removed or replaced" in rec.on("status")[-1]["reason"]
+            assert time.monotonic() - gone <= 5 and reason in rec.on("status")[-1]["reason"]
             count = len(rec.on("verdict"))
-            clip.write_bytes(kept)
+            give_back()
             assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "online", timeout=15)
             assert rec.wait_for(lambda r: len(r.on("verdict")) > count + 3, timeout=15)
         finally:
