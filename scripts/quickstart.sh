@@ -55,7 +55,7 @@ camera:
   fps: 10
 model:
   path: ../models/brick # the active version of the bundle just exported
-  variant: int8
+  variant: auto        # times int8 and fp32 here and runs int8 only if it is faster
   device: CPU
 mqtt:
   host: 127.0.0.1

@@ -43,7 +43,8 @@ class Bundle:
     manifest: Manifest
 
     def variant(self, wanted: str) -> tuple[str, Variant]:
-        """The requested variant, or fp32 when an int8 one is absent or rejected."""
+        """The requested variant, or fp32 when an int8 one is absent or rejected ("auto": int8 if usable)."""
+        wanted = "int8" if wanted == "auto" else wanted
         variants = self.manifest.variants
         if wanted in variants and variants[wanted].status == "ok":  # type: ignore[index]
             return wanted, variants[wanted]  # type: ignore[index]

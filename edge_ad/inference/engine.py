@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import openvino as ov
 
@@ -25,7 +26,7 @@ from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.types import Frame, Result
 
-__all__ = ["AnomalyModel", "InferPipeline", "Scored", "available_devices", "pick_device"]
+__all__ = ["AnomalyModel", "InferPipeline", "Scored", "available_devices", "load_model", "pick_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,44 @@ class AnomalyModel:
             if progress is not None:
                 progress(i + 1)
         return np.array(scores)
+
+
+AUTO_INT8_GAIN = 0.95  # variant auto: int8 must take at most this fraction of fp32's time
+
+
+def _median_ms(model: AnomalyModel, frames: list[Frame], runs: int = 20) -> float:
+    for frame in frames[:5]:
+        model.infer(frame)
+    return float(np.median([model.infer(frames[i % len(frames)]).latency_ms for i in range(runs)]))
+
+
+def load_model(
+    bundle: Bundle, variant: str, device: str, cache_dir: Path | None = None, streams: int = 1
+) -> AnomalyModel:
+    """The bundle's model on ``device``; ``variant="auto"`` runs INT8 only where it is faster here.
+
+    INT8 pays on some CPUs and backbones and not on others (see BENCHMARKS.md), so "auto" times
+    both accepted variants on the bundle's golden images and keeps INT8 only if its median is at
+    most :data:`AUTO_INT8_GAIN` of FP32's.
+    """
+    if variant != "auto" or bundle.variant("int8")[0] != "int8":
+        return AnomalyModel(bundle, variant, device, cache_dir, streams)
+    images = [cv2.imread(str(bundle.path / g.file), cv2.IMREAD_COLOR) for g in bundle.manifest.golden]
+    frames = [Frame(image=image, ts=0.0, index=i) for i, image in enumerate(images) if image is not None]
+    int8 = AnomalyModel(bundle, "int8", device, cache_dir, streams)
+    fp32 = AnomalyModel(bundle, "fp32", device, cache_dir, streams)
+    if not frames:  # nothing to time with (the self-test will complain about unreadable golden images)
+        return int8
+    ms8, ms32 = _median_ms(int8, frames), _median_ms(fp32, frames)
+    chosen = int8 if ms8 <= AUTO_INT8_GAIN * ms32 else fp32
+    logger.info(
+        "variant auto: int8 %.2f ms, fp32 %.2f ms per frame on %s -> running %s",
+        ms8,
+        ms32,
+        chosen.device,
+        chosen.variant_name,
+    )
+    return chosen
 
 
 def _hints(streams: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from edge_ad.bundle import load_bundle
 from edge_ad.capture import CaptureSupervisor, EndOfSource
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import ConfigError, ModelLoadError
-from edge_ad.inference import AnomalyModel
+from edge_ad.inference import load_model
 from edge_ad.inference.engine import InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
@@ -57,7 +57,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         state_dir = _writable_dir(config.service.state_dir, "service.state_dir")
         bundle = load_bundle(config.model.path)
-        self.model = AnomalyModel(
+        self.model = load_model(
             bundle, config.model.variant, config.model.device, state_dir / "ov_cache", config.model.infer_requests
         )
         self.pipeline = InferPipeline(self.model, config.model.infer_requests)

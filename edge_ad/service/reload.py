@@ -11,7 +11,7 @@ from edge_ad.bundle import load_bundle
 from edge_ad.bundle.store import resolve_version_dir
 from edge_ad.config import ModelConfig
 from edge_ad.errors import EdgeAdError
-from edge_ad.inference import AnomalyModel
+from edge_ad.inference import AnomalyModel, load_model
 from edge_ad.inference.selftest import self_test
 
 __all__ = ["ModelReloader"]
@@ -88,7 +88,7 @@ class ModelReloader:
     def _load(self, target: Path) -> None:
         logger.info("loading model from %s", target)
         try:
-            model = AnomalyModel(
+            model = load_model(
                 load_bundle(target), self.config.variant, self.config.device, self.cache_dir, self.config.infer_requests
             )
             self_test(model, self.config.selftest_tolerance)

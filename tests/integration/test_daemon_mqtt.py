@@ -48,7 +48,7 @@ def test_every_verdict_arrives_in_order_and_is_right(exported, mosquitto, tmp_pa
         str(folder),
         exported.bundle.parent,
         mosquitto.port,
-        model={"infer_requests": requests},
+        model={"infer_requests": requests, "variant": "int8"},
         station=f"line-{requests}",  # its own retained status
     )
     with Recorder(mosquitto, topic=f"edge_ad/line-{requests}/#") as rec:
@@ -69,7 +69,7 @@ def test_every_verdict_arrives_in_order_and_is_right(exported, mosquitto, tmp_pa
     statuses = rec.on("status")
     for s in statuses:
         jsonschema.validate(s, load_schema("status"))
-    assert statuses[0]["state"] == "online" and statuses[0]["model"]["variant"] == "int8"
+    assert statuses[0]["state"] == "online" and statuses[0]["model"]["variant"] == "int8"  # pinned in the config
     assert statuses[-1] == statuses[-1] | {"state": "offline", "reason": "source exhausted"}
 
 

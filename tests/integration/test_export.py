@@ -144,3 +144,31 @@ def test_runtime_scores_agree_with_anomalib(any_export, anomalib_scores, variant
     if manifest.model.type == "patchcore":  # anomalib picks its threshold on all test images, we on validation
         ours_ng = ours >= manifest.variants[variant].threshold.value
         assert (ours_ng == their_labels).mean() >= 0.95
+
+
+@pytest.mark.parametrize(("int8_ms", "fp32_ms", "expected"), [(3.0, 4.0, "int8"), (3.9, 4.0, "fp32"), (5.0, 4.0, "fp32")])
+def test_variant_auto_runs_int8_only_where_it_is_faster(exported, monkeypatch, caplog, int8_ms, fp32_ms, expected):
+    """The timing itself is real; the medians are fixed here so the decision rule is what is tested."""
+    from edge_ad.inference import engine
+
+    timed = []
+
+    def median(model, frames, runs=20):
+        timed.append((model.variant_name, len(frames)))
+        return {"int8": int8_ms, "fp32": fp32_ms}[model.variant_name]
+
+    monkeypatch.setattr(engine, "_median_ms", median)
+    with caplog.at_level("INFO", logger="edge_ad.inference.engine"):
+        model = engine.load_model(load_bundle(exported.bundle), "auto", "CPU")
+    assert model.variant_name == expected
+    assert sorted(v for v, _ in timed) == ["fp32", "int8"] and all(n >= 1 for _, n in timed)  # timed on golden images
+    assert f"running {expected}" in caplog.text
+
+
+def test_variant_auto_times_for_real_and_pinned_variants_are_obeyed(exported):
+    from edge_ad.inference import engine
+
+    bundle = load_bundle(exported.bundle)
+    assert engine.load_model(bundle, "auto", "CPU").variant_name in {"int8", "fp32"}
+    assert engine.load_model(bundle, "fp32", "CPU").variant_name == "fp32"
+    assert engine.load_model(bundle, "int8", "CPU").variant_name == "int8"
