@@ -146,7 +146,9 @@ def test_runtime_scores_agree_with_anomalib(any_export, anomalib_scores, variant
         assert (ours_ng == their_labels).mean() >= 0.95
 
 
-@pytest.mark.parametrize(("int8_ms", "fp32_ms", "expected"), [(3.0, 4.0, "int8"), (3.9, 4.0, "fp32"), (5.0, 4.0, "fp32")])
+@pytest.mark.parametrize(
+    ("int8_ms", "fp32_ms", "expected"), [(3.0, 4.0, "int8"), (3.9, 4.0, "fp32"), (5.0, 4.0, "fp32")]
+)
 def test_variant_auto_runs_int8_only_where_it_is_faster(exported, monkeypatch, caplog, int8_ms, fp32_ms, expected):
     """The timing itself is real; the medians are fixed here so the decision rule is what is tested."""
     from edge_ad.inference import engine
