@@ -8,6 +8,7 @@ anomalib's ``TorchInferencer`` and ``OpenVINOInferencer``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -125,7 +126,8 @@ def bench_anomalib(data: Path, manifest: Manifest, images: list[np.ndarray], fra
         xml = engine.export(model=module, export_type=ExportType.OPENVINO, export_root=workdir, input_size=(size, size))
         os.environ.setdefault("TRUST_REMOTE_CODE", "1")  # our own checkpoint, written a moment ago
         torch_inf = TorchInferencer(path=pt, device="cpu")
-        ov_inf = OpenVINOInferencer(path=xml, device="CPU")
+        with contextlib.chdir(workdir):  # it writes an 'openvino_cache' folder into the working directory
+            ov_inf = OpenVINOInferencer(path=xml, device="CPU")
         first = ov_inf.input_blob.get_partial_shape()[0]
         batch = first.get_length() if first.is_static else 1  # anomalib's IR may come with a fixed batch
 

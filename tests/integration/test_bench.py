@@ -35,7 +35,8 @@ def test_bench_with_accuracy_and_end_to_end_over_mosquitto(exported, dataset, tm
 
 
 @pytest.mark.export
-def test_bench_against_anomalibs_own_inferencers(exported, dataset, tmp_path, capsys):
+def test_bench_against_anomalibs_own_inferencers(exported, dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench.json"
     args = ["bench", "--bundle", str(exported.bundle), "--frames", "10", "--requests", "2", "--data", str(dataset),
             "--e2e", "0", "--anomalib", "--json", str(out)]  # fmt: skip
@@ -47,3 +48,4 @@ def test_bench_against_anomalibs_own_inferencers(exported, dataset, tmp_path, ca
     assert ref["export"]["anomalib"]["coreset_s"] > 0 and ref["export"]["edge_ad"]["fit_s"] > 0
     text = capsys.readouterr().out
     assert "anomalib OpenVINOInferencer" in text and "anomalib TorchInferencer" in text and "speed-up" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"], "the bench left files in the working dir"
