@@ -21,7 +21,7 @@ import numpy as np
 
 from edge_ad.bundle import Manifest
 from edge_ad.calibrate.metrics import auroc
-from edge_ad.datasets.layout import find_category
+from edge_ad.datasets.layout import find_category, read_images
 
 __all__ = ["bench_anomalib"]
 
@@ -69,7 +69,7 @@ def _fit_ours(data: Path, manifest: Manifest, workdir: Path) -> dict[str, float]
 
 
 def _train_reference(data: Path, manifest: Manifest, workdir: Path):
-    """Anomalib PatchCore with the bundle's settings; returns (engine, module, fit seconds)."""
+    """Anomalib PatchCore with the bundle's settings: (engine, module, fit seconds, coreset seconds)."""
     from anomalib.engine import Engine
     from anomalib.models import Patchcore
     from lightning.pytorch import seed_everything
@@ -116,7 +116,7 @@ def bench_anomalib(data: Path, manifest: Manifest, images: list[np.ndarray], fra
     torch.set_num_threads(os.cpu_count() or 1)
     rgb = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in images]
     items = find_category(data).test_images()
-    test_rgb = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path, _, _ in items]
+    test_rgb = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in read_images([p for p, _, _ in items], "test")]
     labels = np.array([label for _, label, _ in items])
     size = manifest.input.height
     with tempfile.TemporaryDirectory(prefix="edge-ad-anomalib-") as tmp:

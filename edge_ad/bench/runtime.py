@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_ad.bench.machine import machine
-from edge_ad.bundle import Bundle, load_bundle
+from edge_ad.bundle import Bundle
 from edge_ad.calibrate.metrics import auroc
 from edge_ad.datasets.layout import find_category, list_images, read_images
 from edge_ad.errors import DatasetError
@@ -87,7 +87,7 @@ def accuracy(bundle: Bundle, data: Path, device: str = "CPU") -> dict:
 
 
 def bench_runtime(
-    bundle_path: Path,
+    bundle: Bundle,
     images: Path | None = None,
     frames: int = 200,
     requests: tuple[int, ...] = (2, 4),
@@ -99,7 +99,6 @@ def bench_runtime(
     one request) and with one request at a time on the same N-stream model (the pipelining gain).
     Frames are decoded up front; the timings include the runtime's ROI crop and resize.
     """
-    bundle = load_bundle(bundle_path)
     data = _frames(bundle, images, frames)
     rows = []
     for name, variant in bundle.manifest.variants.items():

@@ -29,8 +29,8 @@ def run_bench(
     Always runtime latency and throughput; with ``data`` AUROC per variant; with ``e2e_frames`` the
     daemon over MQTT; with ``anomalib`` anomalib's own PatchCore through its two inferencers.
     """
-    result = bench_runtime(bundle_path, images, frames, requests, device)
-    bundle = load_bundle(bundle_path)
+    bundle = load_bundle(bundle_path)  # verifies every file's sha256: once for all the measurements
+    result = bench_runtime(bundle, images, frames, requests, device)
     paths = image_paths(bundle, images)
     if data is not None:
         result["accuracy"] = accuracy(bundle, data, device)

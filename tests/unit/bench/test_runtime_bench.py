@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 from edge_ad.bench.runtime import bench_runtime, runtime_markdown
+from edge_ad.bundle import load_bundle
 from edge_ad.cli import main
 
 
 def test_bench_measures_latency_and_pipelined_throughput_per_variant(tiny_models):
-    result = bench_runtime(tiny_models / "tiny", frames=30, requests=(2,))
+    result = bench_runtime(load_bundle(tiny_models / "tiny"), frames=30, requests=(2,))
     assert result["frames"] == 30 and result["machine"]["cores"] >= 1
     (row,) = result["rows"]  # the tiny bundle ships FP32 only
     assert row["variant"] == "fp32" and 0 < row["p50_ms"] <= row["p99_ms"] and row["fps"] > 0
