@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from edge_ad.commands.cases import add_parsers as add_cases_parsers
 from edge_ad.commands.recalibration import add_parsers as add_recalibration_parsers
 from edge_ad.commands.service import add_parsers as add_service_parsers
 from edge_ad.errors import EdgeAdError
@@ -242,6 +243,25 @@ def _cmd_bench_coreset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_cases(args: argparse.Namespace) -> int:
+    from edge_ad.bench.cases import case_precision
+    from edge_ad.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    rows = [case_precision(bundle, data, args.k) for data in args.data]
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    print(f"| data | defect cases | precision@{args.k} | per kind | chance | insert ms | query ms |")
+    print("|---|---:|---:|---|---:|---:|---:|")
+    for r in rows:
+        kinds = ", ".join(f"{kind} {p:.3f}" for kind, p in r["per_kind"].items())
+        print(
+            f"| {r['data']} | {r['cases']} | {r['precision']:.3f} | {kinds} | {r['chance']:.3f} "
+            f"| {r['insert_ms']:.2f} | {r['query_ms']:.2f} |"
+        )
+    return 0
+
+
 def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="train on good images and write an OpenVINO bundle (export extra)")
     p.add_argument("--recipe", type=Path, help="calibration recipe YAML; the options below override it")
@@ -302,6 +322,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     add_recalibration_parsers(sub)
     add_service_parsers(sub)
+    add_cases_parsers(sub)
 
     p = sub.add_parser("distill-teacher", help="distil EfficientAD's PDN teacher offline (export extra)")
     p.add_argument("--size", choices=["small", "medium"], default="small")
@@ -336,6 +357,12 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--output", type=Path, help="also write the Markdown table here")
     b.set_defaults(func=_cmd_bench_coreset)
+    b = bench_sub.add_parser("cases", help="similar-case search: precision@k of defect kinds (cases extra)")
+    b.add_argument("--bundle", type=Path, required=True, help="PatchCore bundle (version dir or model dir)")
+    b.add_argument("--data", nargs="+", type=Path, required=True, help="category directories of that part")
+    b.add_argument("-k", type=int, default=5)
+    b.add_argument("--json", type=Path, help="also write the result as JSON")
+    b.set_defaults(func=_cmd_bench_cases)
 
     p = sub.add_parser("report", help="rebuild a bundle's evaluation report (export extra)")
     p.add_argument("bundle", type=Path)

@@ -35,11 +35,14 @@ class Result:
         score: Raw image anomaly score in the bundle's ``score_space``.
         anomaly_map: Patch-grid anomaly map (h, w) in the same space, or None.
         latency_ms: Time spent in preprocessing and inference.
+        embedding: What the most anomalous region looks like (a feature vector), when the model
+            provides one (PatchCore bundles); used for similar-case search.
     """
 
     score: float
     anomaly_map: np.ndarray | None
     latency_ms: float
+    embedding: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

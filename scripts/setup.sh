@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients, openssl, systemd) and
-# the virtual environment .venv with edge_ad, its export extra and the test tools.
+# the virtual environment .venv with edge_ad, its export and cases extras and the test tools.
 # Idempotent: a second run only checks. Set EDGE_AD_EXTRAS=test for a runtime-only (torch-free) install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${EDGE_AD_EXTRAS:-export,test}"
+EXTRAS="${EDGE_AD_EXTRAS:-export,cases,test}"
 
 apt_install() {
   echo "==> apt-get install $*"

@@ -30,7 +30,7 @@ from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import BundleError, DatasetError, EdgeAdError
 from edge_ad.inference.engine import AnomalyModel
-from edge_ad.inference.patchcore_graph import SCORE_OUTPUT, compose_patchcore
+from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, SCORE_OUTPUT, compose_patchcore
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.types import Frame
 
@@ -348,8 +348,12 @@ def _new_manifest(
         frame = Frame(image=image, ts=0.0, index=1, origin=g.file)
         scores = {**g.scores, **{name: model.infer(frame).score for name, model in models.items()}}
         golden.append(g.model_copy(update={"scores": scores}))
+    outputs = dict(current.manifest.outputs)
+    if any(model.embeds for model in models.values()):  # a memory-bank refit writes the current graph
+        outputs["embedding"] = EMBEDDING_OUTPUT
     return current.manifest.model_copy(
         update={
+            "outputs": outputs,
             "variants": variants,
             "golden": golden,
             "files": {name: file_entry(staging / name) for name in current.manifest.files},

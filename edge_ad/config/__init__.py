@@ -1,6 +1,7 @@
 """Station configuration: pydantic schema and YAML loader."""
 
 from edge_ad.config.camera import CameraConfig
+from edge_ad.config.cases import CasesConfig
 from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.loader import load_config
 from edge_ad.config.model import ModelConfig
@@ -11,6 +12,7 @@ from edge_ad.config.service import ServiceConfig
 
 __all__ = [
     "CameraConfig",
+    "CasesConfig",
     "EdgeAdConfig",
     "EvidenceConfig",
     "ModelConfig",

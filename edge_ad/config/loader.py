@@ -121,5 +121,8 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
             "evidence": config.evidence.model_copy(
                 update={"dir": resolve(config.evidence.dir.expanduser()) if config.evidence.dir else None}
             ),
+            "cases": config.cases.model_copy(
+                update={"path": resolve(config.cases.path.expanduser()) if config.cases.path else None}
+            ),
         }
     )

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.camera import CameraConfig
+from edge_ad.config.cases import CasesConfig
 from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
@@ -39,6 +40,7 @@ class EdgeAdConfig(EdgeAdModel):
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)
+    cases: CasesConfig = Field(default_factory=CasesConfig)
 
     @model_validator(mode="after")
     def _commands_need_authentication(self) -> EdgeAdConfig:

@@ -29,13 +29,14 @@ from edge_ad.export.models import Trained, train
 from edge_ad.export.quantize import quantize
 from edge_ad.export.recipe import ExportRecipe
 from edge_ad.inference.engine import AnomalyModel
-from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT
+from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT
 
 __all__ = ["ExportResult", "Gate", "Split", "export_bundle", "split_test"]
 
 logger = logging.getLogger(__name__)
 
 FILES = {"fp32": ("model.xml", "model.bin"), "int8": ("model_int8.xml", "model_int8.bin")}
+OUTPUTS = {"score": SCORE_OUTPUT, "map": MAP_OUTPUT, "embedding": EMBEDDING_OUTPUT}  # manifest key -> IR output name
 
 
 @dataclass
@@ -201,6 +202,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
             len(test.paths),
         )
         variants = ["fp32"] + (["int8"] if int8 is not None else [])
+        fp32_outputs = {name for out in fp32.outputs for name in out.get_names()}
         placeholder = Threshold(value=0.0, method="manual")
         manifest = Manifest(
             name=name,
@@ -213,7 +215,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
                 normalization={"mean": list(trained.normalization[0]), "std": list(trained.normalization[1])},
                 roi=recipe.roi,
             ),
-            outputs={"score": SCORE_OUTPUT, "map": MAP_OUTPUT},
+            outputs={key: name for key, name in OUTPUTS.items() if name in fp32_outputs},
             variants={
                 v: Variant(xml=FILES[v][0], bin=FILES[v][1], precision=v.upper(), threshold=placeholder)
                 for v in variants

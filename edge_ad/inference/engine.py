@@ -22,7 +22,7 @@ import openvino as ov
 
 from edge_ad.bundle import Bundle
 from edge_ad.errors import ModelLoadError
-from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT
+from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.types import Frame, Result
 
@@ -103,6 +103,8 @@ class AnomalyModel:
         self.request = self.compiled.create_infer_request()
         self._score_out = self.compiled.output(SCORE_OUTPUT)
         self._map_out = self.compiled.output(MAP_OUTPUT)
+        names = {name for out in self.compiled.outputs for name in out.get_names()}
+        self._embedding_out = self.compiled.output(EMBEDDING_OUTPUT) if EMBEDDING_OUTPUT in names else None
         logger.info(
             "model %s v%s (%s) loaded on %s in %.0f ms",
             bundle.manifest.name,
@@ -127,6 +129,11 @@ class AnomalyModel:
             raise ModelLoadError(f"{xml}: IR lacks output(s) {sorted(missing)}; re-run 'edge-ad export'")
 
     @property
+    def embeds(self) -> bool:
+        """Whether results carry an embedding (PatchCore bundles exported or refitted since it exists)."""
+        return self._embedding_out is not None
+
+    @property
     def threshold(self) -> float:
         """Decision threshold of the loaded variant (raw score space)."""
         return self.variant.threshold.value
@@ -136,10 +143,14 @@ class AnomalyModel:
         return to_batch(frame.image, self.height, self.width, self.roi)
 
     def read_result(self, request: ov.InferRequest, started: float) -> Result:
-        """Score and a copy of the anomaly map from a finished request."""
+        """Score and copies of the anomaly map (and embedding) from a finished request."""
         score = float(request.get_tensor(self._score_out).data.reshape(-1)[0])
         anomaly_map = np.array(request.get_tensor(self._map_out).data[0], copy=True)
-        return Result(score=score, anomaly_map=anomaly_map, latency_ms=(time.perf_counter() - started) * 1000)
+        embedding = None
+        if self._embedding_out is not None:
+            embedding = np.array(request.get_tensor(self._embedding_out).data.reshape(-1), dtype=np.float32)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return Result(score=score, anomaly_map=anomaly_map, latency_ms=latency_ms, embedding=embedding)
 
     def infer(self, frame: Frame) -> Result:
         """Score one frame (synchronous)."""

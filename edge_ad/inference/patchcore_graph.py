@@ -4,7 +4,9 @@ Appended to a feature-extractor IR (output ``[1, D, h, w]``), it yields:
 
 * ``pred_score`` ``[1]``: PatchCore's re-weighted image score (raw, not normalised), computed as
   in anomalib's ``PatchcoreModel.compute_anomaly_score``;
-* ``anomaly_map`` ``[1, h, w]``: distance of every patch to its nearest bank row.
+* ``anomaly_map`` ``[1, h, w]``: distance of every patch to its nearest bank row;
+* ``embedding`` ``[1, D]``: the feature vector of the most anomalous patch, what the defect looks
+  like to the backbone (similar-case search, :mod:`edge_ad.cases`).
 
 Built without torch so the device can write a new scoring model after a memory-bank refit.
 """
@@ -15,10 +17,11 @@ import numpy as np
 import openvino as ov
 import openvino.opset15 as ops
 
-__all__ = ["MAP_OUTPUT", "SCORE_OUTPUT", "compose_patchcore"]
+__all__ = ["EMBEDDING_OUTPUT", "MAP_OUTPUT", "SCORE_OUTPUT", "compose_patchcore"]
 
 SCORE_OUTPUT = "pred_score"
 MAP_OUTPUT = "anomaly_map"
+EMBEDDING_OUTPUT = "embedding"
 
 
 def _i64(values: list[int]) -> ov.Node:
@@ -42,7 +45,7 @@ def compose_patchcore(features: ov.Model, memory_bank: np.ndarray, num_neighbors
         num_neighbors: Support-set size for the score re-weighting (1 disables it).
 
     Returns:
-        A new model with outputs ``pred_score`` and ``anomaly_map``.
+        A new model with outputs ``pred_score``, ``anomaly_map`` and ``embedding``.
     """
     bank_np = np.ascontiguousarray(memory_bank, dtype=np.float32)
     rows, dim = bank_np.shape
@@ -62,10 +65,10 @@ def compose_patchcore(features: ov.Model, memory_bank: np.ndarray, num_neighbors
 
     worst = ops.topk(patch_scores, np.int64(1), axis=0, mode="max", sort="value")
     score = worst.output(0)  # [1]
+    worst_idx = worst.output(1)
+    worst_feat = ops.gather(emb, worst_idx, np.int64(0))  # [1, D]
     if num_neighbors > 1:
         k = min(num_neighbors, rows)
-        worst_idx = worst.output(1)
-        worst_feat = ops.gather(emb, worst_idx, np.int64(0))  # [1, D]
         nn_sample = ops.gather(bank, ops.gather(patch_nn, worst_idx, np.int64(0)), np.int64(0))  # [1, D]
         support = ops.topk(_sq_dist(nn_sample, bank, bank_sq), np.int64(k), axis=1, mode="min", sort="value")
         support_feats = ops.gather(bank, ops.reshape(support.output(1), _i64([k]), False), np.int64(0))
@@ -78,4 +81,6 @@ def compose_patchcore(features: ov.Model, memory_bank: np.ndarray, num_neighbors
     score_node.output(0).get_tensor().set_names({SCORE_OUTPUT})
     map_node = ops.result(anomaly_map)
     map_node.output(0).get_tensor().set_names({MAP_OUTPUT})
-    return ov.Model([score_node, map_node], features.get_parameters(), "patchcore")
+    embedding_node = ops.result(worst_feat)
+    embedding_node.output(0).get_tensor().set_names({EMBEDDING_OUTPUT})
+    return ov.Model([score_node, map_node, embedding_node], features.get_parameters(), "patchcore")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from edge_ad.bundle import load_bundle
 from edge_ad.capture import CaptureSupervisor, EndOfSource
+from edge_ad.cases.recorder import CaseRecorder
+from edge_ad.cases.store import embedding_space, require_qdrant
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import ConfigError, ModelLoadError
 from edge_ad.inference import load_model
@@ -71,6 +73,10 @@ class Daemon:
             if evidence.enabled
             else None
         )
+        self.cases: CaseRecorder | None = None
+        if config.cases.enabled:
+            require_qdrant()
+            cases_dir = _writable_dir(config.cases.path or state_dir / "cases", "cases.path")
         spool = Spool(state_dir / "spool.sqlite", config.mqtt.spool_max_messages)
         service = config.service
         self.triggers = TriggerInbox() if service.mode == "triggered" else None
@@ -93,6 +99,8 @@ class Daemon:
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
         self.scored = 0  # frames judged and published
         self.submitted = 0  # frames handed to the model (some may still be in flight)
+        if config.cases.enabled:  # last: its worker reports through the publisher and the camera state
+            self.cases = CaseRecorder(config.cases, cases_dir, config.station, on_alarm=self._publish_status)
 
     def _status_details(self) -> dict:
         manifest = self.model.bundle.manifest
@@ -101,11 +109,25 @@ class Daemon:
             "disk": {"alarm": True, "message": self.evidence.alarm}
             if self.evidence is not None and self.evidence.alarm
             else None,
+            "cases": self._cases_problem(),
             "model": {"name": manifest.name, "version": manifest.version, "variant": self.model.variant_name},
             "device": self.model.device,
             "device_note": self.model.fallback_note,
             "threshold": self.model.threshold,
         }
+
+    def _cases_problem(self) -> dict | None:
+        """Why cases are not being remembered (status detail), or None."""
+        if self.cases is None:
+            return None
+        if not self.model.embeds:
+            kind = self.model.bundle.manifest.model.type
+            return {
+                "alarm": True,
+                "message": f"model gives no embedding ({kind}): similar-case search needs a PatchCore bundle "
+                "exported or recalibrated by this version",
+            }
+        return {"alarm": True, "message": self.cases.alarm} if self.cases.alarm else None
 
     def _publish_status(self, reason: str = "") -> None:
         """Retained status: ``online`` or ``camera_offline`` (from the camera), with the current details."""
@@ -177,6 +199,7 @@ class Daemon:
                 "model": details["model"],
                 "spooled": self.publisher.unacknowledged,
                 "evidence": self.evidence.counters() if self.evidence else None,
+                "cases": self.cases.counters() if self.cases else None,
                 "triggers": {"accepted": self.triggers.accepted, "rejected": self.triggers.rejected}
                 if self.triggers
                 else None,
@@ -214,6 +237,14 @@ class Daemon:
             path = self.evidence.save(frame, result, verdict.seq, threshold)
             if path is not None:
                 extra["evidence"] = path
+        if self.cases is not None and result.embedding is not None and self.cases.wants(verdict.verdict):
+            space = embedding_space(manifest)
+            hint = self.cases.hint(result.embedding, space) if verdict.verdict == "NG" else None
+            if hint is not None:
+                extra["hint"] = hint
+            ident = self.cases.remember(verdict, result.embedding, space, extra.get("evidence"))
+            if ident is not None:
+                extra["case"] = ident
         if extra:
             verdict = replace(verdict, extra=extra)
         self.publisher.publish_verdict(verdict)
@@ -288,6 +319,8 @@ class Daemon:
             if self.recalibration is not None:
                 self.recalibration.join(timeout=30)
             self.reloader.close()
+            if self.cases is not None:
+                self.cases.close()
             self._publish_stats()
             self.publisher.stop(reason)
             self.camera.close()

@@ -15,7 +15,7 @@ import openvino as ov
 import openvino.opset15 as ops
 
 from edge_ad.bundle import GoldenImage, InputSpec, Manifest, ModelSpec, Threshold, Variant, file_entry, install_bundle
-from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
+from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
 from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, embed_preprocessing, to_batch
 
 __all__ = ["SIZE", "defect_image", "good_image", "make_tiny_bundle", "tiny_features", "write_frames"]
@@ -54,13 +54,21 @@ def tiny_features(size: int = SIZE) -> ov.Model:
     return embed_preprocessing(ov.Model([conv], [param], "tiny"), IMAGENET_MEAN, IMAGENET_STD)
 
 
-def make_tiny_bundle(models_root: Path, name: str = "tiny", threshold: float | None = None) -> Path:
-    """Install a tiny FP32 bundle under ``models_root/name`` and return the version directory."""
+def make_tiny_bundle(
+    models_root: Path, name: str = "tiny", threshold: float | None = None, embedding: bool = True
+) -> Path:
+    """Install a tiny FP32 bundle under ``models_root/name`` and return the version directory.
+
+    ``embedding=False`` leaves out the case-search embedding output (like EfficientAD/STFPM bundles).
+    """
     features = tiny_features()
     compiled = ov.Core().compile_model(features, "CPU")
     embeddings = [compiled(to_batch(good_image(s), SIZE, SIZE))[0] for s in range(4)]
     bank = np.concatenate([e[0].reshape(8, -1).T for e in embeddings]).astype(np.float32)
     model = compose_patchcore(features, bank, num_neighbors=3)
+    if not embedding:
+        model = ov.Model([r for r in model.get_results() if EMBEDDING_OUTPUT not in r.output(0).get_names()],
+                         model.get_parameters(), "no-embedding")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)
         ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
@@ -83,7 +91,9 @@ def make_tiny_bundle(models_root: Path, name: str = "tiny", threshold: float | N
             name=name,
             version="0",
             created="2026-01-01T00:00:00+00:00",
-            model=ModelSpec(type="patchcore", backbone="tiny-conv", layers=["conv"], weights="random"),
+            model=ModelSpec(
+                type="patchcore" if embedding else "stfpm", backbone="tiny-conv", layers=["conv"], weights="random"
+            ),
             input=InputSpec(
                 height=SIZE,
                 width=SIZE,

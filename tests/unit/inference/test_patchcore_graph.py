@@ -5,7 +5,7 @@ import openvino as ov
 import openvino.opset15 as ops
 import pytest
 
-from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
+from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
 
 
 def identity_features(dim: int, h: int, w: int) -> ov.Model:
@@ -41,6 +41,8 @@ def test_head_matches_reference(k):
     assert out[SCORE_OUTPUT].shape == (1,)
     assert out[SCORE_OUTPUT][0] == pytest.approx(score, rel=1e-4)
     np.testing.assert_allclose(out[MAP_OUTPUT][0], patch_scores.reshape(h, w), rtol=1e-4, atol=1e-5)
+    # the case-search embedding is the most anomalous patch's feature vector
+    np.testing.assert_allclose(out[EMBEDDING_OUTPUT], embedding[[patch_scores.argmax()]], rtol=1e-6)
 
 
 def test_patch_identical_to_bank_scores_zero():
