@@ -62,6 +62,8 @@ mqtt:
   port: $PORT
 service:
   state_dir: state
+cases:
+  enabled: true         # every NG frame remembered for 'edge-ad cases similar' (docs/cases.md)
 YAML
 $EDGE_AD run --config "$DEMO/station.yaml"
 sleep 1
@@ -77,4 +79,8 @@ print(f"\n{len(verdicts)} verdicts received by mosquitto_sub:")
 for kind, counts in sorted(tally.items()):
     print(f"  {kind:8s} OK {counts['OK']:3d}   NG {counts['NG']:3d}")
 PY
+echo
+echo "==> have we seen this defect before? (edge-ad cases similar, docs/cases.md)"
+query=$(ls "$DEMO"/replay/scratch_*.png | head -1)
+$EDGE_AD cases similar "$query" -k 3 --sheet "$DEMO/similar.png" --config "$DEMO/station.yaml"
 echo "bundle: models/brick/$(readlink models/brick/active)   config: $DEMO/station.yaml   messages: $DEMO/verdicts.txt"

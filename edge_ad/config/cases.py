@@ -25,7 +25,9 @@ class CasesConfig(EdgeAdModel):
     )
     api_key_env: str | None = Field(None, description="Environment variable holding the server's API key.")
     collection: str = Field(
-        "edge_ad_cases", pattern=r"^[A-Za-z0-9_-]+$", description="Qdrant collection (shared by every station)."
+        "edge_ad_cases",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Prefix of the Qdrant collections (one per embedding space, shared by every station).",
     )
     sample_ok: float = Field(0.0, ge=0, le=1, description="Fraction of OK frames remembered too (0: NG frames only).")
     max_cases: int = Field(

@@ -193,12 +193,18 @@ def load_model(
         return AnomalyModel(bundle, variant, device, cache_dir, streams)
     images = [cv2.imread(str(bundle.path / g.file), cv2.IMREAD_COLOR) for g in bundle.manifest.golden]
     frames = [Frame(image=image, ts=0.0, index=i) for i, image in enumerate(images) if image is not None]
-    int8 = AnomalyModel(bundle, "int8", device, cache_dir, streams)
-    fp32 = AnomalyModel(bundle, "fp32", device, cache_dir, streams)
     if not frames:  # nothing to time with (the self-test will complain about unreadable golden images)
-        return int8
-    ms8, ms32 = _median_ms(int8, frames), _median_ms(fp32, frames)
-    chosen = int8 if ms8 <= AUTO_INT8_GAIN * ms32 else fp32
+        return AnomalyModel(bundle, "int8", device, cache_dir, streams)
+    # one compiled model at a time: the daemon's peak memory is that of one model, not two
+    int8 = AnomalyModel(bundle, "int8", device, cache_dir, streams)
+    ms8 = _median_ms(int8, frames)
+    del int8
+    fp32 = AnomalyModel(bundle, "fp32", device, cache_dir, streams)
+    ms32 = _median_ms(fp32, frames)
+    chosen = fp32
+    if ms8 <= AUTO_INT8_GAIN * ms32:
+        del fp32, chosen
+        chosen = AnomalyModel(bundle, "int8", device, cache_dir, streams)  # from the compile cache when set
     logger.info(
         "variant auto: int8 %.2f ms, fp32 %.2f ms per frame on %s -> running %s",
         ms8,
