@@ -105,6 +105,8 @@ def _recipe_from_args(args: argparse.Namespace):
         ("model", "weights"): args.weights,
         ("model", "image_size"): args.image_size,
         ("model", "coreset_ratio"): args.coreset_ratio,
+        ("model", "coarse_fraction"): args.coarse_fraction,
+        ("model", "exact_patches"): args.exact_patches,
         ("model", "coreset"): args.coreset,
         ("model", "epochs"): args.epochs,
         ("model", "efficientad_size"): args.efficientad_size,
@@ -273,6 +275,9 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, help="backbone ImageNet weights .pth (default: packaged lite0)")
     p.add_argument("--image-size", type=int)
     p.add_argument("--coreset-ratio", type=float)
+    p.add_argument("--coarse-fraction", type=float,
+                   help="PatchCore fast path: two-stage search with this fraction of the bank (e.g. 0.1)")  # fmt: skip
+    p.add_argument("--exact-patches", type=int, help="PatchCore fast path: patches searched exactly (default 64)")
     p.add_argument("--coreset", choices=["fast", "greedy"], help="PatchCore coreset algorithm (default fast)")
     p.add_argument("--epochs", type=int, help="STFPM / EfficientAD training epochs")
     p.add_argument("--efficientad-size", choices=["small", "medium"], help="EfficientAD PDN size (default small)")

@@ -30,7 +30,7 @@ from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import BundleError, DatasetError, EdgeAdError
 from edge_ad.inference.engine import AnomalyModel
-from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, SCORE_OUTPUT, compose_patchcore
+from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, SCORE_OUTPUT, compose_patchcore, search_options
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.types import Frame
 
@@ -107,7 +107,7 @@ def _refit_memory(bundle: Bundle, images: list[np.ndarray], staging: Path, progr
             f"--refit-memory: {bundle.path} is a {m.model.type} bundle without a feature IR and memory bank; "
             "only PatchCore bundles can refit (recalibrate the threshold only, or re-export)"
         )
-    ratio, neighbors = float(m.model.params.get("coreset_ratio", 0.1)), int(m.model.params.get("num_neighbors", 9))
+    ratio = float(m.model.params.get("coreset_ratio", 0.1))
     features = _features(bundle, images, progress)
 
     def bank_of(chunks: list[np.ndarray]) -> np.ndarray:
@@ -126,10 +126,13 @@ def _refit_memory(bundle: Bundle, images: list[np.ndarray], staging: Path, progr
         if variant.status != "ok" or features_xml not in m.files:
             continue
         extractor = core.read_model(staging / features_xml)
-        ov.save_model(compose_patchcore(extractor, bank, neighbors), staging / variant.xml, compress_to_fp16=False)
+        head = search_options(m.model.params, bank.shape[0])
+        ov.save_model(compose_patchcore(extractor, bank, **head), staging / variant.xml, compress_to_fp16=False)
         cross = np.zeros(len(images))
         for scored, fold_bank in zip(folds, fold_banks, strict=True):
-            compiled = core.compile_model(compose_patchcore(extractor, fold_bank, neighbors))
+            compiled = core.compile_model(
+                compose_patchcore(extractor, fold_bank, **search_options(m.model.params, fold_bank.shape[0]))
+            )
             for i in scored:
                 out = compiled(to_batch(images[i], spec.height, spec.width, spec.roi))
                 cross[i] = float(out[SCORE_OUTPUT].reshape(-1)[0])

@@ -27,7 +27,7 @@ from edge_ad.calibrate.coreset import kcenter_greedy
 from edge_ad.datasets.layout import Category
 from edge_ad.export.recipe import ExportRecipe
 from edge_ad.export.weights import load_backbone_weights, packaged_weights
-from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
+from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore, search_options
 from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, embed_preprocessing, resize_frame
 
 __all__ = ["EMBEDDING", "Trained", "train"]
@@ -157,7 +157,8 @@ class TrainedPatchcore(Trained):
 
     def scoring_ir(self) -> ov.Model:
         """Feature IR + nearest-neighbour head against the memory bank."""
-        return compose_patchcore(self.features_ir(), self.memory_bank(), self.recipe.model.num_neighbors)
+        bank = self.memory_bank()
+        return compose_patchcore(self.features_ir(), bank, **search_options(self.params, bank.shape[0]))
 
     def head_ops(self, scoring: ov.Model) -> list[str]:
         """Every op downstream of the embedding (the kNN head)."""
@@ -492,6 +493,11 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
             coreset=recipe.model.coreset,
             coreset_ratio=recipe.model.coreset_ratio,
             num_neighbors=recipe.model.num_neighbors,
+            **(
+                {"coarse_fraction": recipe.model.coarse_fraction, "exact_patches": recipe.model.exact_patches}
+                if recipe.model.coarse_fraction
+                else {}
+            ),
             coreset_seconds=round(module.coreset_seconds, 3),
             memory_bank_rows=int(bank.shape[0]),
             feature_dim=int(bank.shape[1]),

@@ -8,6 +8,12 @@ Appended to a feature-extractor IR (output ``[1, D, h, w]``), it yields:
 * ``embedding`` ``[1, D]``: the feature vector of the most anomalous patch, what the defect looks
   like to the backbone (similar-case search, :mod:`edge_ad.cases`).
 
+With ``coarse_rows`` the search has two stages (the fast path, BENCHMARKS.md): every patch is
+compared with a k-center subset of the bank — one MatMul against ``[-2b, |b|²]`` and a ReduceMin,
+an upper bound of its true distance — and only the ``exact_patches`` patches that look worst are
+compared with the whole bank. The image score is exact whenever the worst patch is among them;
+the anomaly map holds the exact distance for those patches and the upper bound elsewhere.
+
 Built without torch so the device can write a new scoring model after a memory-bank refit.
 """
 
@@ -17,7 +23,7 @@ import numpy as np
 import openvino as ov
 import openvino.opset15 as ops
 
-__all__ = ["EMBEDDING_OUTPUT", "MAP_OUTPUT", "SCORE_OUTPUT", "compose_patchcore"]
+__all__ = ["EMBEDDING_OUTPUT", "MAP_OUTPUT", "SCORE_OUTPUT", "compose_patchcore", "search_options"]
 
 SCORE_OUTPUT = "pred_score"
 MAP_OUTPUT = "anomaly_map"
@@ -36,13 +42,53 @@ def _sq_dist(x: ov.Node, bank: ov.Node, bank_sq: ov.Node) -> ov.Node:
     return ops.maximum(d2, np.float32(0.0))
 
 
-def compose_patchcore(features: ov.Model, memory_bank: np.ndarray, num_neighbors: int = 9) -> ov.Model:
+def _min_sq_dist(x: ov.Node, bank_np: np.ndarray) -> ov.Node:
+    """Squared distance to the nearest bank row, per row of x [n, D]: one MatMul + ReduceMin.
+
+    ``|x - b|² = |x|² + (|b|² - 2 x·b)``: the bracket is one MatMul of ``[x, 1]`` with
+    ``[-2b, |b|²]``, so the ``[n, M]`` matrix is reduced as it comes, without elementwise passes.
+    """
+    n = int(x.get_output_partial_shape(0)[0].get_length())
+    augmented = np.concatenate([-2 * bank_np, (bank_np**2).sum(axis=1, keepdims=True)], axis=1).astype(np.float32)
+    x1 = ops.concat([x, ops.constant(np.ones((n, 1), np.float32))], 1)
+    partial = ops.reduce_min(ops.matmul(x1, ops.constant(augmented), False, True), _i64([1]), keep_dims=False)
+    x_sq = ops.reduce_sum(ops.multiply(x, x), _i64([1]), keep_dims=False)
+    return ops.maximum(ops.add(partial, x_sq), np.float32(0.0))
+
+
+def coarse_subset(memory_bank: np.ndarray, rows: int) -> np.ndarray:
+    """The k-center subset of the bank used by the coarse stage (deterministic)."""
+    from edge_ad.calibrate.coreset import kcenter_greedy
+
+    return memory_bank[kcenter_greedy(memory_bank, rows, seed=0)]
+
+
+def search_options(params: dict, bank_rows: int) -> dict:
+    """Keyword arguments of :func:`compose_patchcore` from a manifest's model params (num_neighbors, fast path)."""
+    options: dict = {"num_neighbors": int(params.get("num_neighbors", 9))}
+    fraction = params.get("coarse_fraction")
+    if fraction:
+        options["coarse_rows"] = max(1, round(float(fraction) * bank_rows))
+        options["exact_patches"] = int(params.get("exact_patches", 64))
+    return options
+
+
+def compose_patchcore(
+    features: ov.Model,
+    memory_bank: np.ndarray,
+    num_neighbors: int = 9,
+    coarse_rows: int | None = None,
+    exact_patches: int = 64,
+) -> ov.Model:
     """Append the nearest-neighbour scoring head to a feature extractor.
 
     Args:
         features: Model with one input and one output of shape ``[1, D, h, w]``.
         memory_bank: ``[M, D]`` float32 coreset of training patch embeddings.
         num_neighbors: Support-set size for the score re-weighting (1 disables it).
+        coarse_rows: Two-stage search with a coarse subset of this many bank rows; None (or not
+            fewer rows than the bank) searches the whole bank for every patch.
+        exact_patches: Two-stage search: patches compared with the whole bank.
 
     Returns:
         A new model with outputs ``pred_score``, ``anomaly_map`` and ``embedding``.
@@ -58,15 +104,23 @@ def compose_patchcore(features: ov.Model, memory_bank: np.ndarray, num_neighbors
     bank_sq = ops.constant((bank_np**2).sum(axis=1, dtype=np.float32)[None, :])
     emb = ops.reshape(ops.transpose(out, _i64([0, 2, 3, 1])), _i64([h * w, dim]), special_zero=False)
 
-    nearest = ops.topk(_sq_dist(emb, bank, bank_sq), np.int64(1), axis=1, mode="min", sort="value")
-    patch_scores = ops.sqrt(ops.reshape(nearest.output(0), _i64([h * w]), special_zero=False))
-    patch_nn = ops.reshape(nearest.output(1), _i64([h * w]), special_zero=False)
-    anomaly_map = ops.reshape(patch_scores, _i64([1, h, w]), special_zero=False)
+    if coarse_rows is not None and coarse_rows < rows and exact_patches < h * w:
+        upper = ops.sqrt(_min_sq_dist(emb, coarse_subset(bank_np, coarse_rows)))  # [n] >= true distance
+        candidates = ops.topk(upper, np.int64(exact_patches), axis=0, mode="max", sort="none").output(1)
+        searched = ops.gather(emb, candidates, np.int64(0))  # [k, D]
+    else:
+        candidates, searched = None, emb
+    count = exact_patches if candidates is not None else h * w
+    nearest = ops.topk(_sq_dist(searched, bank, bank_sq), np.int64(1), axis=1, mode="min", sort="value")
+    patch_scores = ops.sqrt(ops.reshape(nearest.output(0), _i64([count]), special_zero=False))
+    patch_nn = ops.reshape(nearest.output(1), _i64([count]), special_zero=False)
+    full = patch_scores if candidates is None else ops.scatter_update(upper, candidates, patch_scores, _i64([0]))
+    anomaly_map = ops.reshape(full, _i64([1, h, w]), special_zero=False)
 
     worst = ops.topk(patch_scores, np.int64(1), axis=0, mode="max", sort="value")
     score = worst.output(0)  # [1]
     worst_idx = worst.output(1)
-    worst_feat = ops.gather(emb, worst_idx, np.int64(0))  # [1, D]
+    worst_feat = ops.gather(searched, worst_idx, np.int64(0))  # [1, D]
     if num_neighbors > 1:
         k = min(num_neighbors, rows)
         nn_sample = ops.gather(bank, ops.gather(patch_nn, worst_idx, np.int64(0)), np.int64(0))  # [1, D]

@@ -5,7 +5,13 @@ import openvino as ov
 import openvino.opset15 as ops
 import pytest
 
-from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
+from edge_ad.inference.patchcore_graph import (
+    EMBEDDING_OUTPUT,
+    MAP_OUTPUT,
+    SCORE_OUTPUT,
+    compose_patchcore,
+    search_options,
+)
 
 
 def identity_features(dim: int, h: int, w: int) -> ov.Model:
@@ -75,3 +81,43 @@ def test_head_matches_anomalib_torch_model():
     expected = model.compute_anomaly_score(patch_scores.reshape(1, -1), locations.reshape(1, -1), embedding)
     out = ov.Core().compile_model(compose_patchcore(identity_features(dim, h, w), bank, 9), "CPU")(x)
     assert out[SCORE_OUTPUT][0] == pytest.approx(float(expected[0]), rel=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, 9])
+def test_two_stage_search_finds_the_worst_patch_exactly(k):
+    rng = np.random.default_rng(7)
+    dim, h, w = 8, 6, 6
+    bank = rng.random((300, dim)).astype(np.float32)
+    x = bank[rng.integers(0, 300, h * w)].T.reshape(1, dim, h, w) + rng.normal(0, 0.02, (1, dim, h, w))
+    x[0, :, 2, 3] += 0.8  # one clearly anomalous patch
+    x = x.astype(np.float32)
+    exact = ov.Core().compile_model(compose_patchcore(identity_features(dim, h, w), bank, k), "CPU")(x)
+    fast = ov.Core().compile_model(
+        compose_patchcore(identity_features(dim, h, w), bank, k, coarse_rows=30, exact_patches=4), "CPU"
+    )(x)
+    assert fast[SCORE_OUTPUT][0] == pytest.approx(exact[SCORE_OUTPUT][0], rel=1e-4)
+    np.testing.assert_allclose(fast[EMBEDDING_OUTPUT], exact[EMBEDDING_OUTPUT], rtol=1e-6)
+    exact_map, fast_map = exact[MAP_OUTPUT][0], fast[MAP_OUTPUT][0]
+    assert fast_map[2, 3] == pytest.approx(exact_map[2, 3], rel=1e-4)  # searched exactly
+    assert np.all(fast_map >= exact_map - 1e-4)  # elsewhere an upper bound (distance to a subset)
+    assert np.sum(np.isclose(fast_map, exact_map, rtol=1e-4)) >= 4
+
+
+def test_two_stage_never_scores_above_the_exact_search():
+    rng = np.random.default_rng(3)
+    dim, h, w = 6, 5, 5
+    bank = rng.random((200, dim)).astype(np.float32)
+    for seed in range(5):
+        x = np.random.default_rng(seed).random((1, dim, h, w)).astype(np.float32)
+        exact = ov.Core().compile_model(compose_patchcore(identity_features(dim, h, w), bank, 1), "CPU")(x)
+        fast = ov.Core().compile_model(
+            compose_patchcore(identity_features(dim, h, w), bank, 1, coarse_rows=20, exact_patches=3), "CPU"
+        )(x)
+        assert fast[SCORE_OUTPUT][0] <= exact[SCORE_OUTPUT][0] * (1 + 1e-5)
+
+
+def test_search_options_from_manifest_params():
+    assert search_options({"num_neighbors": 3}, 6144) == {"num_neighbors": 3}  # exact search
+    fast = search_options({"num_neighbors": 9, "coarse_fraction": 0.1, "exact_patches": 16}, 6144)
+    assert fast == {"num_neighbors": 9, "coarse_rows": 614, "exact_patches": 16}
+    assert search_options({"coarse_fraction": 0.1}, 5)["coarse_rows"] == 1  # a refit bank may be tiny
