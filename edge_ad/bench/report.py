@@ -45,15 +45,16 @@ def _anomalib(result: dict) -> list[str]:
     ref = result["anomalib"]
     ours = {row["variant"]: row for row in result["rows"]}
     auroc = result.get("accuracy", {}).get("auroc", {})
+    mine = "int8" if "int8" in ours else "fp32"  # the variant the device runs by default
+    best = ours[mine]
     lines = [
         "",
         f"Ours vs anomalib's deploy path (same data, backbone, layers, input size, coreset ratio; anomalib "
         f"bank {ref['bank_rows']} rows):",
         "",
-        "| path | p50 ms | p99 ms | image AUROC | ours int8 ÷ theirs (p50) | speed-up of ours int8 |",
+        f"| path | p50 ms | p99 ms | image AUROC | ours {mine} ÷ theirs (p50) | speed-up of ours {mine} |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    best = ours.get("int8") or ours.get("fp32")
     for name, row in ours.items():
         lines.append(
             f"| edge_ad {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {auroc.get(name, float('nan')):.4f} | | |"
