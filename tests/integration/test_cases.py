@@ -7,9 +7,7 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import jsonschema
@@ -22,19 +20,10 @@ from edge_ad.config.cases import CasesConfig
 from edge_ad.datasets.layout import list_images
 from edge_ad.publish import load_schema
 from tests.support.broker import Recorder
-from tests.support.station import edge_ad, station_config
+from tests.support.station import edge_ad, start_daemon, station_config
 from tests.support.tiny_bundle import defect_image, good_image, write_frames
 
 pytestmark = pytest.mark.integration
-
-
-def start_daemon(config: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def stop(proc: subprocess.Popen) -> str:

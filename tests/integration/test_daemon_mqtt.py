@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from edge_ad.datasets.layout import list_images
 from edge_ad.publish import load_schema
 from tests.support.broker import Recorder
-from tests.support.station import edge_ad, station_config
+from tests.support.station import edge_ad, start_daemon, station_config
 from tests.support.tiny_bundle import defect_image, good_image, write_frames
 
 pytestmark = pytest.mark.integration
@@ -71,15 +70,6 @@ def test_every_verdict_arrives_in_order_and_is_right(exported, mosquitto, tmp_pa
         jsonschema.validate(s, load_schema("status"))
     assert statuses[0]["state"] == "online" and statuses[0]["model"]["variant"] == "int8"  # pinned in the config
     assert statuses[-1] == statuses[-1] | {"state": "offline", "reason": "source exhausted"}
-
-
-def start_daemon(config: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.fixture
@@ -356,7 +346,6 @@ def _looping_frames(tmp_path: Path) -> Path:
 
 
 def test_tls_client_certificate_and_password(tiny_models, tmp_path):
-    import subprocess
 
     from tests.support.broker import start_mosquitto
     from tests.support.tls import make_pki

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["edge_ad", "station_config"]
+__all__ = ["edge_ad", "start_daemon", "station_config"]
 
 
 def station_config(tmp_path: Path, source: str | int, bundle: Path, port: int, **sections: dict | str) -> Path:
@@ -38,4 +38,14 @@ def edge_ad(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedP
         timeout=timeout,
         env=env,
         **kwargs,
+    )
+
+
+def start_daemon(config: Path) -> subprocess.Popen:
+    """``edge-ad run --config`` in the background (stop it with SIGTERM; read stderr with communicate)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
