@@ -15,6 +15,7 @@ __all__ = [
     "EdgeAdError",
     "ExportError",
     "ModelLoadError",
+    "first_line",
 ]
 
 
@@ -48,3 +49,9 @@ class DatasetError(EdgeAdError):
 
 class ExportError(EdgeAdError):
     """Training, conversion or quantization could not produce a bundle."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from edge_ad.bundle.manifest import Manifest
+from edge_ad.config import EdgeAdConfig
 from edge_ad.config.cases import CasesConfig
-from edge_ad.errors import ConfigError, EdgeAdError
+from edge_ad.errors import ConfigError, EdgeAdError, first_line
 
 __all__ = [
     "Case",
@@ -38,6 +39,7 @@ __all__ = [
     "CaseStoreError",
     "Match",
     "case_id",
+    "cases_dir",
     "embedding_space",
     "open_store",
     "queue_label",
@@ -95,6 +97,11 @@ def embedding_space(manifest: Manifest) -> str:
 def iso(ts: float) -> str:
     """Seconds since the epoch as ISO 8601 UTC."""
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def cases_dir(config: EdgeAdConfig) -> Path:
+    """The embedded store's directory of a station: ``cases.path``, default ``<service.state_dir>/cases``."""
+    return config.cases.path or config.service.state_dir / "cases"
 
 
 def _qdrant():
@@ -352,7 +359,7 @@ def open_store(config: CasesConfig, folder: Path, wait_s: float = 0.0, snapshot_
         except CaseStoreError:
             raise
         except Exception as exc:
-            raise CaseStoreError(f"cases.url: cannot reach Qdrant at {config.url} ({_first_line(exc)})") from None
+            raise CaseStoreError(f"cases.url: cannot reach Qdrant at {config.url} ({first_line(exc)})") from None
         return CaseStore(client, config.collection)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -365,7 +372,7 @@ def open_store(config: CasesConfig, folder: Path, wait_s: float = 0.0, snapshot_
             return CaseStore(client, config.collection, folder)
         except RuntimeError as exc:  # qdrant-client: "... already accessed by another instance ..."
             if "already accessed" not in str(exc):
-                raise CaseStoreError(f"cases.path: cannot open the store in {folder} ({_first_line(exc)})") from None
+                raise CaseStoreError(f"cases.path: cannot open the store in {folder} ({first_line(exc)})") from None
             if time.monotonic() < deadline:
                 time.sleep(0.2)
                 continue
@@ -374,8 +381,3 @@ def open_store(config: CasesConfig, folder: Path, wait_s: float = 0.0, snapshot_
         copy = Path(tempfile.mkdtemp(prefix="edge-ad-cases-"))
         _copy_local(folder / QDRANT_DIR, copy / QDRANT_DIR)
         return CaseStore(qdrant_client.QdrantClient(path=str(copy / QDRANT_DIR)), config.collection, folder, copy)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

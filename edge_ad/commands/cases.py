@@ -12,13 +12,9 @@ __all__ = ["add_parsers"]
 
 
 def _store(config, snapshot_if_busy: bool):
-    from edge_ad.cases.store import open_store
+    from edge_ad.cases.store import cases_dir, open_store
 
-    return open_store(config.cases, _folder(config), snapshot_if_busy=snapshot_if_busy)
-
-
-def _folder(config) -> Path:
-    return config.cases.path or config.service.state_dir / "cases"
+    return open_store(config.cases, cases_dir(config), snapshot_if_busy=snapshot_if_busy)
 
 
 def _row(rank: int | str, m) -> str:
@@ -81,7 +77,7 @@ def _as_dict(m) -> dict:
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
-    from edge_ad.cases.store import CaseStoreError, queue_label
+    from edge_ad.cases.store import CaseStoreError, cases_dir, queue_label
     from edge_ad.config import load_config
 
     config = load_config(args.config)
@@ -90,7 +86,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
         if store.get(args.id) is None:
             raise CaseStoreError(f"cases: no case with id {args.id}; 'edge-ad cases list' shows the ids")
         if store.read_only:  # the daemon holds the embedded store: it applies queued labels every second
-            queue_label(_folder(config), args.id, args.label)
+            queue_label(cases_dir(config), args.id, args.label)
             print(f"case {args.id}: label '{args.label}' queued; the running daemon applies it within seconds")
             return 0
         store.apply_pending_labels()

@@ -29,7 +29,7 @@ from edge_ad.export.models import Trained, train
 from edge_ad.export.quantize import quantize
 from edge_ad.export.recipe import ExportRecipe
 from edge_ad.inference.engine import AnomalyModel
-from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT
+from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, output_names
 
 __all__ = ["ExportResult", "Gate", "Split", "export_bundle", "split_test"]
 
@@ -202,7 +202,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
             len(test.paths),
         )
         variants = ["fp32"] + (["int8"] if int8 is not None else [])
-        fp32_outputs = {name for out in fp32.outputs for name in out.get_names()}
+        fp32_outputs = output_names(fp32)
         placeholder = Threshold(value=0.0, method="manual")
         manifest = Manifest(
             name=name,

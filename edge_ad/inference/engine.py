@@ -21,8 +21,8 @@ import numpy as np
 import openvino as ov
 
 from edge_ad.bundle import Bundle
-from edge_ad.errors import ModelLoadError
-from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT
+from edge_ad.errors import ModelLoadError, first_line
+from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, output_names
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.types import Frame, Result
 
@@ -92,19 +92,19 @@ class AnomalyModel:
             model = core.read_model(xml, bundle.path / self.variant.bin)
         except RuntimeError as exc:
             raise ModelLoadError(
-                f"{xml}: OpenVINO cannot read the IR ({_first_line(exc)}); re-run 'edge-ad export'"
+                f"{xml}: OpenVINO cannot read the IR ({first_line(exc)}); re-run 'edge-ad export'"
             ) from None
         self._check_io(model, xml)
         try:
             self.compiled = core.compile_model(model, self.device, _hints(streams))
         except RuntimeError as exc:
-            raise ModelLoadError(f"{xml}: cannot compile on {self.device} ({_first_line(exc)})") from None
+            raise ModelLoadError(f"{xml}: cannot compile on {self.device} ({first_line(exc)})") from None
         self.compile_ms = (time.perf_counter() - started) * 1000
         self.request = self.compiled.create_infer_request()
         self._score_out = self.compiled.output(SCORE_OUTPUT)
         self._map_out = self.compiled.output(MAP_OUTPUT)
-        names = {name for out in self.compiled.outputs for name in out.get_names()}
-        self._embedding_out = self.compiled.output(EMBEDDING_OUTPUT) if EMBEDDING_OUTPUT in names else None
+        has_embedding = EMBEDDING_OUTPUT in output_names(self.compiled)
+        self._embedding_out = self.compiled.output(EMBEDDING_OUTPUT) if has_embedding else None
         logger.info(
             "model %s v%s (%s) loaded on %s in %.0f ms",
             bundle.manifest.name,
@@ -123,8 +123,7 @@ class AnomalyModel:
             raise ModelLoadError(
                 f"{xml}: input shape {shape} does not match manifest {expected}; re-run 'edge-ad export'"
             )
-        names = {name for out in model.outputs for name in out.get_names()}
-        missing = {SCORE_OUTPUT, MAP_OUTPUT} - names
+        missing = {SCORE_OUTPUT, MAP_OUTPUT} - output_names(model)
         if missing:
             raise ModelLoadError(f"{xml}: IR lacks output(s) {sorted(missing)}; re-run 'edge-ad export'")
 
@@ -288,8 +287,3 @@ class InferPipeline:
     def in_flight(self) -> int:
         """Frames submitted and not yet returned."""
         return len(self._order)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -23,11 +23,16 @@ import numpy as np
 import openvino as ov
 import openvino.opset15 as ops
 
-__all__ = ["EMBEDDING_OUTPUT", "MAP_OUTPUT", "SCORE_OUTPUT", "compose_patchcore", "search_options"]
+__all__ = ["EMBEDDING_OUTPUT", "MAP_OUTPUT", "SCORE_OUTPUT", "compose_patchcore", "output_names", "search_options"]
 
 SCORE_OUTPUT = "pred_score"
 MAP_OUTPUT = "anomaly_map"
 EMBEDDING_OUTPUT = "embedding"
+
+
+def output_names(model: ov.Model | ov.CompiledModel) -> set[str]:
+    """Every tensor name of a model's outputs (which of the outputs above it has)."""
+    return {name for out in model.outputs for name in out.get_names()}
 
 
 def _i64(values: list[int]) -> ov.Node:

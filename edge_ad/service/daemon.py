@@ -12,7 +12,7 @@ from pathlib import Path
 from edge_ad.bundle import load_bundle
 from edge_ad.capture import CaptureSupervisor, EndOfSource
 from edge_ad.cases.recorder import CaseRecorder
-from edge_ad.cases.store import embedding_space, require_qdrant
+from edge_ad.cases.store import cases_dir, embedding_space, require_qdrant
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import ConfigError, ModelLoadError
 from edge_ad.inference import load_model
@@ -76,7 +76,7 @@ class Daemon:
         self.cases: CaseRecorder | None = None
         if config.cases.enabled:
             require_qdrant()
-            cases_dir = _writable_dir(config.cases.path or state_dir / "cases", "cases.path")
+            cases_folder = _writable_dir(cases_dir(config), "cases.path")
         spool = Spool(state_dir / "spool.sqlite", config.mqtt.spool_max_messages)
         service = config.service
         self.triggers = TriggerInbox() if service.mode == "triggered" else None
@@ -100,7 +100,7 @@ class Daemon:
         self.scored = 0  # frames judged and published
         self.submitted = 0  # frames handed to the model (some may still be in flight)
         if config.cases.enabled:  # last: its worker reports through the publisher and the camera state
-            self.cases = CaseRecorder(config.cases, cases_dir, config.station, on_alarm=self._publish_status)
+            self.cases = CaseRecorder(config.cases, cases_folder, config.station, on_alarm=self._publish_status)
 
     def _status_details(self) -> dict:
         manifest = self.model.bundle.manifest
