@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_ad.errors import ConfigError, EdgeAdError
+from edge_ad.errors import ConfigError
 
 __all__ = ["add_parsers"]
 
@@ -30,19 +30,16 @@ HEADER = f"{'#':>3} {'case':<17} {'sim':6} {'time':21} {'station':12} {'v':3} {'
 
 
 def _cmd_similar(args: argparse.Namespace) -> int:
-    import cv2
-
     from edge_ad.bundle import load_bundle
     from edge_ad.cases.sheet import contact_sheet
     from edge_ad.cases.store import embedding_space
     from edge_ad.config import load_config
+    from edge_ad.datasets.layout import read_images
     from edge_ad.inference.engine import AnomalyModel
     from edge_ad.types import Frame
 
     config = load_config(args.config)
-    image = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-    if image is None:
-        raise EdgeAdError(f"{args.image}: not a readable image")
+    image = read_images([args.image], "cases similar")[0]
     bundle = load_bundle(config.model.path)
     variant = "fp32" if config.model.variant == "auto" else config.model.variant
     model = AnomalyModel(bundle, variant, "CPU")

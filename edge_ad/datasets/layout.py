@@ -10,6 +10,8 @@ import numpy as np
 
 from edge_ad.errors import DatasetError
 
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # read_images names the bad file itself
+
 __all__ = ["IMAGE_SUFFIXES", "Category", "find_category", "list_images", "read_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

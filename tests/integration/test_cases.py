@@ -167,3 +167,13 @@ def test_a_model_without_embedding_says_so_on_status_and_keeps_judging(mosquitto
     assert "gives no embedding (stfpm)" in online["cases"]["message"]
     assert [v["verdict"] for v in rec.on("verdict")] == ["OK", "NG"]
     assert all("case" not in v for v in rec.on("verdict"))
+    frame = frames / "0000.png"
+    plain = edge_ad("cases", "similar", str(frame), "--config", str(config))
+    assert plain.returncode == 2 and "gives no embedding" in plain.stderr and "PatchCore" in plain.stderr
+    missing = edge_ad("cases", "similar", str(tmp_path / "nope.png"), "--config", str(config))
+    assert (
+        missing.returncode == 2
+        and "cases similar: " in missing.stderr
+        and "nope.png is not a readable image" in missing.stderr
+    )
+    assert len(missing.stderr.strip().splitlines()) == 1
