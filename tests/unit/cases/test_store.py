@@ -136,3 +136,12 @@ def test_config_rejects_path_and_url_together(tmp_path):
 def test_case_ids_sort_by_time():
     ids = [case_id(1_700_000_000 + t, seq, "st1") for seq, t in enumerate([0.0, 0.001, 0.5, 2.0])]
     assert ids == sorted(ids) and len(set(ids)) == 4
+
+
+def test_missing_qdrant_client_is_a_config_error_with_the_install_command(monkeypatch):
+    from edge_ad.cases.store import require_qdrant
+    from edge_ad.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "qdrant_client", None)  # import fails as on a runtime-only install
+    with pytest.raises(ConfigError, match=r"qdrant-client package is not installed; pip install 'edge_ad\[cases\]'"):
+        require_qdrant()
