@@ -3,7 +3,8 @@
 The reference is PatchCore trained the way an anomalib user would: the same backbone, weights,
 layers, input size and coreset ratio as the bundle, anomalib's greedy coreset and its default
 pre-processor, then ``Engine.export`` to a Torch checkpoint and to OpenVINO IR, run through
-anomalib's ``TorchInferencer`` and ``OpenVINOInferencer``.
+anomalib's ``TorchInferencer`` and ``OpenVINOInferencer``. Other layers can be given for the
+reference, e.g. to hold a bundle with fewer layers against the default PatchCore configuration.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def _fit_ours(data: Path, manifest: Manifest, workdir: Path) -> dict[str, float]
     return {"fit_s": round(trained.fit_seconds, 2), "coreset_s": trained.params["coreset_seconds"]}
 
 
-def _train_reference(data: Path, manifest: Manifest, workdir: Path):
-    """Anomalib PatchCore with the bundle's settings: (engine, module, fit seconds, coreset seconds)."""
+def _train_reference(data: Path, manifest: Manifest, workdir: Path, layers: list[str]):
+    """Anomalib PatchCore with the bundle's settings and ``layers``: (engine, module, fit s, coreset s)."""
     from anomalib.engine import Engine
     from anomalib.models import Patchcore
     from lightning.pytorch import seed_everything
@@ -83,7 +84,7 @@ def _train_reference(data: Path, manifest: Manifest, workdir: Path):
     seed_everything(int(spec.params.get("seed", 0)), workers=True)
     module = Patchcore(
         backbone=spec.backbone,
-        layers=spec.layers,
+        layers=layers,
         pre_trained=False,
         coreset_sampling_ratio=float(spec.params["coreset_ratio"]),
         num_neighbors=int(spec.params.get("num_neighbors", 9)),
@@ -108,8 +109,13 @@ def _train_reference(data: Path, manifest: Manifest, workdir: Path):
     return engine, module, fit_s, coreset["s"]
 
 
-def bench_anomalib(data: Path, manifest: Manifest, images: list[np.ndarray], frames: int) -> dict:
-    """Fit, export and run anomalib's reference; latency on ``images`` and AUROC on ``data``'s test set."""
+def bench_anomalib(
+    data: Path, manifest: Manifest, images: list[np.ndarray], frames: int, layers: list[str] | None = None
+) -> dict:
+    """Fit, export and run anomalib's reference; latency on ``images`` and AUROC on ``data``'s test set.
+
+    ``layers``: the reference's backbone layers (default: the bundle's).
+    """
     import torch
     from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
 
@@ -121,7 +127,8 @@ def bench_anomalib(data: Path, manifest: Manifest, images: list[np.ndarray], fra
     size = manifest.input.height
     with tempfile.TemporaryDirectory(prefix="edge-ad-anomalib-") as tmp:
         workdir = Path(tmp)
-        engine, module, fit_s, coreset_s = _train_reference(data, manifest, workdir)
+        layers = layers or manifest.model.layers
+        engine, module, fit_s, coreset_s = _train_reference(data, manifest, workdir, layers)
         pt = engine.export(model=module, export_type=ExportType.TORCH, export_root=workdir)
         xml = engine.export(model=module, export_type=ExportType.OPENVINO, export_root=workdir, input_size=(size, size))
         os.environ.setdefault("TRUST_REMOTE_CODE", "1")  # our own checkpoint, written a moment ago
@@ -154,5 +161,6 @@ def bench_anomalib(data: Path, manifest: Manifest, images: list[np.ndarray], fra
             "edge_ad": ours,
         },
         "bank_rows": int(module.model.memory_bank.shape[0]),
+        "layers": layers,
         "rows": rows,
     }

@@ -47,9 +47,12 @@ def _anomalib(result: dict) -> list[str]:
     auroc = result.get("accuracy", {}).get("auroc", {})
     mine = "int8" if "int8" in ours else "fp32"  # the variant the device runs by default
     best = ours[mine]
+    ours_layers = result.get("layers")
+    same = ref.get("layers") in (None, ours_layers)
+    layers = "layers" if same else f"layers {' + '.join(ref['layers'])} vs ours {' + '.join(ours_layers)}"
     lines = [
         "",
-        f"Ours vs anomalib's deploy path (same data, backbone, layers, input size, coreset ratio; anomalib "
+        f"Ours vs anomalib's deploy path (same data, backbone, input size, coreset ratio, {layers}; anomalib "
         f"bank {ref['bank_rows']} rows):",
         "",
         f"| path | p50 ms | p99 ms | image AUROC | ours {mine} ÷ theirs (p50) | speed-up of ours {mine} |",

@@ -116,6 +116,7 @@ def bench_runtime(
     return {
         "bundle": str(bundle.path),
         "model": f"{m.model.type} {m.model.backbone} {m.input.width}x{m.input.height}",
+        "layers": m.model.layers,
         "frames": frames,
         "device": device,
         "machine": machine(),

@@ -23,11 +23,13 @@ def run_bench(
     e2e_frames: int = 0,
     e2e_fps: float = 20.0,
     anomalib: bool = False,
+    anomalib_layers: list[str] | None = None,
 ) -> dict:
     """All measurements of one bundle on the same images.
 
     Always runtime latency and throughput; with ``data`` AUROC per variant; with ``e2e_frames`` the
-    daemon over MQTT; with ``anomalib`` anomalib's own PatchCore through its two inferencers.
+    daemon over MQTT; with ``anomalib`` anomalib's own PatchCore through its two inferencers
+    (trained with ``anomalib_layers``, default the bundle's layers).
     """
     bundle = load_bundle(bundle_path)  # verifies every file's sha256: once for all the measurements
     result = bench_runtime(bundle, images, frames, requests, device)
@@ -43,5 +45,7 @@ def run_bench(
         from edge_ad.bench.anomalib_ref import bench_anomalib
 
         with contextlib.redirect_stdout(sys.stderr):  # Lightning prints; the table goes to stdout
-            result["anomalib"] = bench_anomalib(data, bundle.manifest, read_images(paths, "--images"), frames)
+            result["anomalib"] = bench_anomalib(
+                data, bundle.manifest, read_images(paths, "--images"), frames, anomalib_layers
+            )
     return result

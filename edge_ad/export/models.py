@@ -25,6 +25,7 @@ from tqdm import tqdm
 from edge_ad.bundle import ModelSpec
 from edge_ad.calibrate.coreset import kcenter_greedy
 from edge_ad.datasets.layout import Category
+from edge_ad.errors import ExportError, first_line
 from edge_ad.export.recipe import ExportRecipe
 from edge_ad.export.weights import load_backbone_weights, packaged_weights
 from edge_ad.inference.patchcore_graph import MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore, search_options
@@ -454,6 +455,26 @@ def feature_extractor(module: nn.Module) -> nn.Module:
     return inner.feature_extractor.feature_extractor
 
 
+def check_layers(backbone: str, layers: list[str]) -> None:
+    """Fail early, in one line, on a backbone timm does not know or a layer it cannot tap.
+
+    anomalib only warns about such a layer and then fails deep inside training with a KeyError.
+    """
+    import timm
+
+    try:
+        model = timm.create_model(backbone, pretrained=False, features_only=True, exportable=True)
+    except RuntimeError as exc:
+        hint = "use a timm model name such as tf_efficientnet_lite0"
+        raise ExportError(f"model.backbone: {first_line(exc)}; {hint}") from None
+    available = [info["module"] for info in model.feature_info.info]
+    unknown = [layer for layer in layers if layer not in available]
+    if unknown:
+        raise ExportError(
+            f"model.layers: {', '.join(unknown)} not a feature layer of {backbone}; choose from {', '.join(available)}"
+        )
+
+
 def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
     """Fit the recipe's model on the category's good training images, offline.
 
@@ -466,6 +487,8 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
     seed_everything(recipe.seed, workers=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
     kind = recipe.model.type
+    if kind != "efficientad":
+        check_layers(recipe.model.backbone, recipe.model.resolved_layers())
     weights = recipe.model.weights or packaged_weights(recipe.model.backbone)
     module = _module(recipe)
     if kind != "efficientad":  # EfficientAD's teacher was distilled from these weights already

@@ -185,7 +185,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
         ov.save_model(fp32, staging / FILES["fp32"][0], compress_to_fp16=False)
         int8 = None
         if recipe.int8.mode != "none":
-            logger.info("[3/5] NNCF INT8 (%s, max AUROC drop %.4f)", recipe.int8.mode, recipe.int8.max_drop)
+            logger.info("[3/5] NNCF INT8 (%s, max AUROC drop %.4f)", recipe.int8.mode, recipe.int8_budget)
             started = time.perf_counter()
             calibration_dir = recipe.int8.calibration_dir or category.train_good
             if not calibration_dir.is_dir() or not list_images(calibration_dir):
@@ -244,7 +244,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
         if int8 is not None:
             gate = Gate(
                 recipe.int8.mode,
-                recipe.int8.max_drop,
+                recipe.int8_budget,
                 evaluated["fp32"].metrics["validation_auroc"],
                 evaluated["int8"].metrics["validation_auroc"],
             )

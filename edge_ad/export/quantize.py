@@ -86,7 +86,7 @@ def quantize(
         calib,
         val,
         validation_fn=validate,
-        max_drop=options.max_drop,
+        max_drop=trained.recipe.int8_budget,
         drop_type=nncf.DropType.ABSOLUTE,
         **common,
     )

@@ -136,6 +136,26 @@ def test_wrong_weights_file_is_refused(tmp_path, small_data):
     assert "does not match this backbone" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (
+            "{layers: [blocks.2, blocks.3]}",
+            "model.layers: blocks.3 not a feature layer of tf_efficientnet_lite0; "
+            "choose from blocks.0, blocks.1, blocks.2, blocks.4, blocks.6",
+        ),
+        ("{backbone: no_such_net}", "model.backbone: Unknown model (no_such_net)"),
+    ],
+)
+def test_a_layer_or_backbone_timm_cannot_tap_is_one_line_before_training(tmp_path, small_data, model, expected):
+    recipe = write_recipe(tmp_path / "r.yaml", small_data, tmp_path / "m", model=model)
+    proc = offline_cli("export", "--recipe", str(recipe), log=tmp_path / "log")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edge-ad: error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len(errors) == 1 and expected in errors[0]
+    assert not (tmp_path / "m").exists()
+
+
 def test_report_is_complete_and_rebuilds(exported, tmp_path):
     report = exported.bundle / "report"
     expected = {"roc.png", "pr.png", "confusion.json", "metrics.json", "scores.json", "report.html"}

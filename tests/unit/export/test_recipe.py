@@ -24,7 +24,21 @@ def test_paths_resolve_against_the_recipe_and_defaults_apply(tmp_path):
     recipe = load_recipe(path)
     assert recipe.data == tmp_path / "data/brick" and recipe.out == tmp_path / "models"
     assert recipe.model.resolved_layers() == ["blocks.1", "blocks.2", "blocks.4"]
-    assert recipe.threshold.k == 4 and recipe.int8.mode == "ptq" and recipe.int8.max_drop == 0.005
+    assert recipe.threshold.k == 4 and recipe.int8.mode == "ptq" and recipe.int8.max_drop is None
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        ("data: d\n", 0.003),
+        ("data: d\nmodel: {type: efficientad}\n", 0.01),
+        ("data: d\nmodel: {type: efficientad}\nint8: {max_drop: 0.002}\n", 0.002),
+    ],
+)
+def test_int8_budget_is_0_3_point_and_1_point_for_efficientad_unless_set(tmp_path, text, budget):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    assert load_recipe(path).int8_budget == budget
 
 
 @pytest.mark.parametrize(
