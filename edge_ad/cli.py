@@ -103,6 +103,7 @@ def _recipe_from_args(args: argparse.Namespace):
         ("model", "type"): args.model,
         ("model", "backbone"): args.backbone,
         ("model", "weights"): args.weights,
+        ("model", "layers"): args.layers,
         ("model", "image_size"): args.image_size,
         ("model", "coreset_ratio"): args.coreset_ratio,
         ("model", "coarse_fraction"): args.coarse_fraction,
@@ -125,6 +126,8 @@ def _recipe_from_args(args: argparse.Namespace):
             for key in keys[:-1]:
                 node = node.setdefault(key, {})
             node[keys[-1]] = value
+    if args.exact_search:
+        base.setdefault("model", {})["coarse_fraction"] = None
     try:
         recipe = ExportRecipe.model_validate(base)
     except ValidationError as exc:
@@ -276,8 +279,12 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, help="backbone ImageNet weights .pth (default: packaged lite0)")
     p.add_argument("--image-size", type=int)
     p.add_argument("--coreset-ratio", type=float)
+    p.add_argument("--layers", nargs="+", metavar="LAYER",
+                   help="backbone layers (default per model; PatchCore: blocks.2)")  # fmt: skip
     p.add_argument("--coarse-fraction", type=float,
-                   help="PatchCore fast path: two-stage search with this fraction of the bank (e.g. 0.1)")  # fmt: skip
+                   help="PatchCore fast path: first search this fraction of the bank (default 0.1)")  # fmt: skip
+    p.add_argument("--exact-search", action="store_true",
+                   help="PatchCore: search the whole bank for every patch (no fast path)")  # fmt: skip
     p.add_argument("--exact-patches", type=int, help="PatchCore fast path: patches searched exactly (default 64)")
     p.add_argument("--coreset", choices=["fast", "greedy"], help="PatchCore coreset algorithm (default fast)")
     p.add_argument("--epochs", type=int, help="STFPM / EfficientAD training epochs")

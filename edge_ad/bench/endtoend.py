@@ -102,6 +102,7 @@ def bench_end_to_end(bundle: Path, images: list[Path], variant: str, frames: int
         "e2e_p50_ms": float(np.percentile(e2e, 50)),
         "e2e_p99_ms": float(np.percentile(e2e, 99)),
         "model_p50_ms": float(np.percentile(model, 50)),
+        "model_p99_ms": float(np.percentile(model, 99)),
         "peak_rss_mb": peak_kb / 1024,
     }
 

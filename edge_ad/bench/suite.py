@@ -6,7 +6,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from edge_ad.bench.runtime import accuracy, bench_runtime, image_paths
+from edge_ad.bench.runtime import accuracy, bench_runtime, device_variant, image_paths
 from edge_ad.bundle import load_bundle
 from edge_ad.datasets.layout import read_images
 
@@ -39,7 +39,7 @@ def run_bench(
     if e2e_frames:
         from edge_ad.bench.endtoend import bench_end_to_end
 
-        variant = "int8" if any(row["variant"] == "int8" for row in result["rows"]) else "fp32"
+        variant = device_variant(result["rows"])  # what 'variant: auto' runs on this machine
         result["end_to_end"] = bench_end_to_end(bundle.path, paths, variant, e2e_frames, e2e_fps)
     if anomalib and data is not None:
         from edge_ad.bench.anomalib_ref import bench_anomalib

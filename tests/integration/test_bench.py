@@ -43,15 +43,16 @@ def test_bench_against_anomalibs_own_inferencers(exported, dataset, tmp_path, ca
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench.json"
     args = ["bench", "--bundle", str(exported.bundle), "--frames", "10", "--requests", "2", "--data", str(dataset),
-            "--e2e", "0", "--anomalib", "--anomalib-layers", "blocks.2", "--json", str(out)]  # fmt: skip
+            "--e2e", "0", "--anomalib", "--anomalib-layers", "blocks.2", "blocks.4", "--json", str(out)]  # fmt: skip
     assert main(args) == 0
     ref = json.loads(out.read_text())["anomalib"]
-    # the same coreset ratio over the same patch grid (blocks.2 sets it), fewer layers on anomalib's side
-    assert ref["bank_rows"] == exported.manifest.model.params["memory_bank_rows"] and ref["layers"] == ["blocks.2"]
+    # the same coreset ratio over the same patch grid (blocks.2 sets it), more layers on anomalib's side
+    assert ref["bank_rows"] == exported.manifest.model.params["memory_bank_rows"]
+    assert ref["layers"] == ["blocks.2", "blocks.4"]
     for row in ref["rows"].values():
         assert 0 < row["p50_ms"] <= row["p99_ms"] and 0.5 < row["auroc"] <= 1
     assert ref["export"]["anomalib"]["coreset_s"] > 0 and ref["export"]["edge_ad"]["fit_s"] > 0
     text = capsys.readouterr().out
     assert "anomalib OpenVINOInferencer" in text and "anomalib TorchInferencer" in text and "speed-up" in text
-    assert "layers blocks.2 vs ours blocks.2 + blocks.4" in text
+    assert "layers blocks.2 + blocks.4 vs ours blocks.2" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"], "the bench left files in the working dir"

@@ -59,4 +59,4 @@ def test_bad_recipes_name_the_key(tmp_path, text, message):
 
 
 def test_layers_default_per_model_type():
-    assert ExportRecipe(data=Path("d")).model.resolved_layers() == ["blocks.2", "blocks.4"]
+    assert ExportRecipe(data=Path("d")).model.resolved_layers() == ["blocks.2"]
