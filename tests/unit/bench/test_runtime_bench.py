@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from edge_ad.bench.runtime import bench_runtime, runtime_markdown
+import pytest
+
+from edge_ad.bench.runtime import bench_runtime, device_variant, runtime_markdown
 from edge_ad.bundle import load_bundle
 from edge_ad.cli import main
 
@@ -28,3 +30,18 @@ def test_bench_cli_writes_json_and_needs_a_bundle(tiny_models, tmp_path, capsys)
     assert "give --bundle" in capsys.readouterr().err
     assert main(["bench", "--bundle", str(tiny_models / "tiny"), "--anomalib"]) == 2
     assert "--anomalib trains anomalib's model on --data DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("p50", "expected"),
+    [
+        ({"fp32": 10.0, "int8": 9.4}, "int8"),  # at least 5 % faster: auto runs INT8
+        ({"fp32": 10.0, "int8": 9.8}, "fp32"),  # a gain within noise is no gain
+        ({"fp32": 6.0, "int8": 7.8}, "fp32"),
+        ({"fp32": 6.0}, "fp32"),  # INT8 refused by the gate
+        ({"int8": 6.0}, "int8"),
+    ],
+)
+def test_the_device_variant_is_the_one_auto_would_run(p50, expected):
+    rows = [{"variant": name, "p50_ms": ms} for name, ms in p50.items()]
+    assert device_variant(rows) == expected
