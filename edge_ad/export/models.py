@@ -484,11 +484,11 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
     from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
+    kind = recipe.model.type
+    if kind != "efficientad":  # before seeding: building timm's model draws from the RNG
+        check_layers(recipe.model.backbone, recipe.model.resolved_layers())
     seed_everything(recipe.seed, workers=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    kind = recipe.model.type
-    if kind != "efficientad":
-        check_layers(recipe.model.backbone, recipe.model.resolved_layers())
     weights = recipe.model.weights or packaged_weights(recipe.model.backbone)
     module = _module(recipe)
     if kind != "efficientad":  # EfficientAD's teacher was distilled from these weights already
