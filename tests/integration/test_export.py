@@ -106,9 +106,10 @@ def test_runtime_preprocessing_matches_training_with_roi_and_resize(tmp_path_fac
     data = make_dataset(
         tmp_path_factory.mktemp("d256"), ["brick"], DatasetSpec(size=256, train=30, test_good=8, test_defect=4)
     )[0]
+    # exact search: anomalib's torch model searches the whole bank for every patch
     recipe = ExportRecipe(
         data=data, out=tmp_path_factory.mktemp("m"), roi=(32, 16, 192, 224),
-        model=ModelOptions(image_size=96), int8=Int8Options(mode="none"),
+        model=ModelOptions(image_size=96, coarse_fraction=None), int8=Int8Options(mode="none"),
     )  # fmt: skip
     result = export_bundle(recipe)
     assert result.manifest.input.roi == (32, 16, 192, 224) and result.manifest.input.height == 96
