@@ -152,6 +152,11 @@ def _golden(staging: Path, val: Split, scores: dict[str, dict[str, np.ndarray]])
     return golden
 
 
+def quantized_ops(model: ov.Model) -> int:
+    """How many FakeQuantize ops NNCF left in ``model`` (0: it is the FP32 graph)."""
+    return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops())
+
+
 def export_bundle(recipe: ExportRecipe) -> ExportResult:
     """Train the recipe's model and install a new bundle version under ``recipe.out/<name>/``.
 
@@ -192,8 +197,18 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
                 raise DatasetError(f"int8.calibration_dir: {calibration_dir} has no images; point it at good images")
             calibration = read_images(list_images(calibration_dir)[: recipe.int8.calibration_images])
             int8 = quantize(fp32, trained, calibration, recipe.int8, validation=(val.images, val.labels))
-            ov.save_model(int8, staging / FILES["int8"][0], compress_to_fp16=False)
             seconds["quantize"] = time.perf_counter() - started
+            if not quantized_ops(int8):
+                # accuracy-aware mode reverts layers until the budget holds, possibly all of them:
+                # an "INT8" variant that is the FP32 graph would only mislead whoever reads the manifest
+                logger.warning(
+                    "INT8 (%s): no layer stays quantized within the budget %.4f; the bundle has FP32 only",
+                    recipe.int8.mode,
+                    recipe.int8_budget,
+                )
+                int8 = None
+            else:
+                ov.save_model(int8, staging / FILES["int8"][0], compress_to_fp16=False)
         trained.write_extras(staging, fp32, int8)
 
         logger.info(
@@ -241,6 +256,8 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
 
         gate = None
         summary: dict = {"split": {"validation": len(val.paths), "test": len(test.paths)}}
+        if int8 is None and recipe.int8.mode != "none":
+            summary["int8"] = {"mode": recipe.int8.mode, "max_drop": recipe.int8_budget, "gate": "nothing quantized"}
         if int8 is not None:
             gate = Gate(
                 recipe.int8.mode,

@@ -175,3 +175,19 @@ def test_report_is_complete_and_rebuilds(exported, tmp_path):
     proc = offline_cli("report", str(exported.bundle), log=tmp_path / "log")
     assert proc.returncode == 0, proc.stderr
     assert (report / "roc.png").is_file()
+
+
+def test_an_int8_model_with_nothing_quantized_is_not_shipped_as_int8(tmp_path, small_data, monkeypatch, capsys):
+    # accuracy-aware NNCF reverts layers to FP32 until the budget holds, possibly all of them
+    from edge_ad.cli import main
+    from edge_ad.export import pipeline
+
+    monkeypatch.setattr(pipeline, "quantize", lambda fp32, *args, **kwargs: fp32)
+    args = ["export", "--data", str(small_data), "--int8", "aware", "--out", str(tmp_path / "m"), "--name", "demo"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "INT8 (aware): no layer could stay quantized within the budget 0.0030 -> FP32 only" in out
+    manifest = load_bundle(tmp_path / "m" / "demo").manifest
+    assert list(manifest.variants) == ["fp32"] and manifest.default_variant == "fp32"
+    assert manifest.metrics["int8"] == {"mode": "aware", "max_drop": 0.003, "gate": "nothing quantized"}
+    assert not (tmp_path / "m" / "demo" / "1" / "model_int8.xml").exists()
