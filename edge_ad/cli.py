@@ -140,6 +140,8 @@ def _recipe_from_args(args: argparse.Namespace):
 
 
 def _print_summary(result) -> None:
+    from edge_ad.export.pipeline import NOTHING_QUANTIZED
+
     m = result.manifest
     total = sum(f.size for f in m.files.values())
     secs = result.seconds
@@ -160,7 +162,7 @@ def _print_summary(result) -> None:
         g = result.gate
         verdict = "PASS" if g.passed else "FAIL (INT8 rejected; the device runs FP32)"
         print(f"INT8 gate ({g.mode}): validation AUROC drop {g.drop:+.4f}, budget {g.max_drop:.4f} -> {verdict}")
-    elif m.metrics.get("int8", {}).get("gate") == "nothing quantized":
+    elif m.metrics.get("int8", {}).get("gate") == NOTHING_QUANTIZED:
         q = m.metrics["int8"]
         print(f"INT8 ({q['mode']}): no layer could stay quantized within the budget {q['max_drop']:.4f} -> FP32 only")
     print(f"report   {result.bundle / 'report' / 'report.html'}")

@@ -15,7 +15,7 @@ from edge_ad.bundle import Bundle
 from edge_ad.calibrate.metrics import auroc
 from edge_ad.datasets.layout import find_category, list_images, read_images
 from edge_ad.errors import DatasetError
-from edge_ad.inference.engine import AUTO_INT8_GAIN, AnomalyModel, InferPipeline
+from edge_ad.inference.engine import AnomalyModel, InferPipeline, int8_pays
 from edge_ad.types import Frame
 
 __all__ = ["accuracy", "bench_runtime", "image_paths", "runtime_markdown"]
@@ -127,7 +127,7 @@ def bench_runtime(
 def device_variant(rows: list[dict]) -> str:
     """The variant ``model.variant: auto`` would run, from the measured rows: INT8 only where it pays."""
     p50 = {row["variant"]: row["p50_ms"] for row in rows}
-    if "int8" in p50 and ("fp32" not in p50 or p50["int8"] <= AUTO_INT8_GAIN * p50["fp32"]):
+    if "int8" in p50 and ("fp32" not in p50 or int8_pays(p50["int8"], p50["fp32"])):
         return "int8"
     return "fp32"
 

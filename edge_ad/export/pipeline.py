@@ -152,6 +152,9 @@ def _golden(staging: Path, val: Split, scores: dict[str, dict[str, np.ndarray]])
     return golden
 
 
+NOTHING_QUANTIZED = "nothing quantized"  # manifest metrics.int8.gate when NNCF kept every layer FP32
+
+
 def quantized_ops(model: ov.Model) -> int:
     """How many FakeQuantize ops NNCF left in ``model`` (0: it is the FP32 graph)."""
     return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops())
@@ -257,7 +260,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
         gate = None
         summary: dict = {"split": {"validation": len(val.paths), "test": len(test.paths)}}
         if int8 is None and recipe.int8.mode != "none":
-            summary["int8"] = {"mode": recipe.int8.mode, "max_drop": recipe.int8_budget, "gate": "nothing quantized"}
+            summary["int8"] = {"mode": recipe.int8.mode, "max_drop": recipe.int8_budget, "gate": NOTHING_QUANTIZED}
         if int8 is not None:
             gate = Gate(
                 recipe.int8.mode,

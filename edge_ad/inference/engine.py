@@ -173,6 +173,11 @@ class AnomalyModel:
 AUTO_INT8_GAIN = 0.95  # variant auto: int8 must take at most this fraction of fp32's time
 
 
+def int8_pays(int8_ms: float, fp32_ms: float) -> bool:
+    """Whether ``variant: auto`` runs INT8: its median time is at most :data:`AUTO_INT8_GAIN` of FP32's."""
+    return int8_ms <= AUTO_INT8_GAIN * fp32_ms
+
+
 def _median_ms(model: AnomalyModel, frames: list[Frame], runs: int = 20) -> float:
     for frame in frames[:5]:
         model.infer(frame)
@@ -201,7 +206,7 @@ def load_model(
     fp32 = AnomalyModel(bundle, "fp32", device, cache_dir, streams)
     ms32 = _median_ms(fp32, frames)
     chosen = fp32
-    if ms8 <= AUTO_INT8_GAIN * ms32:
+    if int8_pays(ms8, ms32):
         del fp32, chosen
         chosen = AnomalyModel(bundle, "int8", device, cache_dir, streams)  # from the compile cache when set
     logger.info(
