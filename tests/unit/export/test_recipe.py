@@ -60,3 +60,18 @@ def test_bad_recipes_name_the_key(tmp_path, text, message):
 
 def test_layers_default_per_model_type():
     assert ExportRecipe(data=Path("d")).model.resolved_layers() == ["blocks.2"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "layers", "coarse_fraction"),
+    [
+        ([], ["blocks.2"], 0.1),  # the measured defaults
+        (["--layers", "blocks.2", "blocks.4", "--exact-search"], ["blocks.2", "blocks.4"], None),  # the former ones
+        (["--coarse-fraction", "0.2"], ["blocks.2"], 0.2),
+    ],
+)
+def test_export_flags_choose_layers_and_the_search(flags, layers, coarse_fraction):
+    from edge_ad.cli import _build_parser, _recipe_from_args
+
+    recipe = _recipe_from_args(_build_parser().parse_args(["export", "--data", "d", *flags]))
+    assert recipe.model.resolved_layers() == layers and recipe.model.coarse_fraction == coarse_fraction
