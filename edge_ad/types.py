@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
-__all__ = ["Frame", "Result", "Verdict"]
+__all__ = ["Frame", "Result", "Verdict", "is_ng"]
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,16 @@ class Verdict:
     verdict: Literal["OK", "NG"]
     score: float
     threshold: float
-    model_name: str
-    model_version: str
+    model: dict[str, str]  # name, version, variant, precision
     latency_ms: float
     frame_index: int
     origin: str = ""
     extra: dict = field(default_factory=dict)
+
+
+Score = TypeVar("Score", float, np.ndarray)
+
+
+def is_ng(score: Score, threshold: float) -> Score:
+    """The NG rule, for one score or an array of them: NG when the raw score reaches the threshold."""
+    return score >= threshold

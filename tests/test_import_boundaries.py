@@ -19,7 +19,7 @@ def test_runtime_path_is_torch_free(tiny_models):
         from edge_ad.types import Frame
         from tests.support.tiny_bundle import good_image, defect_image
 
-        model = AnomalyModel(load_bundle({str(tiny_models / "tiny")!r}), "int8", "CPU")
+        model = AnomalyModel(load_bundle({str(tiny_models / "tiny")!r}), "fp32", "CPU")
         frames = [Frame(image=img, ts=0.0, index=1) for img in (good_image(1), defect_image(1))]
         scores = [model.infer(f).score for f in frames]
         assert scores[1] > model.threshold > scores[0], scores

@@ -134,7 +134,8 @@ def bench_anomalib(
         os.environ.setdefault("TRUST_REMOTE_CODE", "1")  # our own checkpoint, written a moment ago
         torch_inf = TorchInferencer(path=pt, device="cpu")
         with contextlib.chdir(workdir):  # it writes an 'openvino_cache' folder into the working directory
-            ov_inf = OpenVINOInferencer(path=xml, device="CPU")
+            # pinned like ours: the plugin default would be bf16 on bf16 CPUs and compare unlike with like
+            ov_inf = OpenVINOInferencer(path=xml, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"})
         first = ov_inf.input_blob.get_partial_shape()[0]
         batch = first.get_length() if first.is_static else 1  # anomalib's IR may come with a fixed batch
 

@@ -10,9 +10,11 @@ from pathlib import Path
 __all__ = ["machine"]
 
 
-def machine() -> dict[str, str | int]:
-    """CPU model, core count, Python and OpenVINO versions."""
+def machine() -> dict[str, str | int | list[str]]:
+    """CPU model, the CPU flags that matter, core count, Python and OpenVINO versions."""
     import openvino as ov
+
+    from edge_ad.inference.device import cpu_flags
 
     cpu = ""
     with contextlib.suppress(OSError):
@@ -20,6 +22,7 @@ def machine() -> dict[str, str | int]:
         cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
     return {
         "cpu": cpu or str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME")) or platform.processor(),
+        "cpu_flags": cpu_flags(),
         "cores": os.cpu_count() or 0,
         "python": platform.python_version(),
         "openvino": ov.__version__,

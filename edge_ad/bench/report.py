@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_ad.bench.runtime import device_variant, runtime_markdown
+from edge_ad.bench.runtime import runtime_markdown
 
 __all__ = ["bench_markdown"]
 
@@ -17,12 +17,39 @@ def _accuracy(acc: dict) -> list[str]:
         "| variant | image AUROC |",
         "| --- | ---: |",
     ]
-    lines += [f"| {name} | {value:.4f} |" for name, value in acc["auroc"].items()]
-    if "verdict_agreement" in acc:
-        lines.append("")
+    lines[-2:] = ["| variant | image AUROC | AUROC drop vs fp32 | verdicts as fp32 | largest score drift |",
+                  "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for name, value in acc["auroc"].items():
+        vs = acc.get("vs_fp32", {}).get(name)
+        extra = (
+            f"{_cell(vs['auroc_drop'], 100, ' pt', signed=True)} | {_cell(vs['verdict_agreement'], 100, ' %')} | "
+            f"{_cell(vs['drift_max'], 100, ' %')}"
+            if vs
+            else "— | — | —"
+        )
+        lines.append(f"| {name} | {value:.4f} | {extra} |")
+    return lines
+
+
+def _cell(value: float | None, scale: float, unit: str, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{scale * value:+.2f}{unit}" if signed else f"{scale * value:.2f}{unit}"
+
+
+def _commissioning(c: dict) -> list[str]:
+    lines = [
+        "",
+        f"Commissioning on this machine (the bundle's acceptance set): `auto` runs **{c['chosen']}** — {c['reason']}.",
+        "",
+        "| variant | precision | accepted | verdicts as fp32 | AUROC drop | largest score drift | p50 ms |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in c["candidates"].items():
         lines.append(
-            f"INT8 AUROC drop {100 * acc['auroc_drop_int8']:+.2f} points; "
-            f"FP32/INT8 verdict agreement {100 * acc['verdict_agreement']:.1f} %."
+            f"| {name} | {r['precision']} | {'yes' if r['accepted'] else 'no'} | {_cell(r['agreement'], 100, ' %')} | "
+            f"{_cell(r['auroc_drop'], 100, ' pt', signed=True)} | {_cell(r['drift_max'], 100, ' %')} | "
+            f"{_cell(r['p50_ms'], 1, '')} |"
         )
     return lines
 
@@ -46,7 +73,7 @@ def _anomalib(result: dict) -> list[str]:
     ref = result["anomalib"]
     ours = {row["variant"]: row for row in result["rows"]}
     auroc = result.get("accuracy", {}).get("auroc", {})
-    mine = device_variant(result["rows"])  # the variant 'variant: auto' runs on this machine
+    mine = (result.get("commissioning") or {}).get("chosen") or "fp32"  # what 'variant: auto' runs here
     best = ours[mine]
     ours_layers = result.get("layers")
     same = ref.get("layers") in (None, ours_layers)
@@ -84,6 +111,8 @@ def _anomalib(result: dict) -> list[str]:
 def bench_markdown(result: dict) -> str:
     """Every part of a bench result that was measured, as Markdown."""
     lines = [runtime_markdown(result).rstrip("\n")]
+    if "commissioning" in result:
+        lines += _commissioning(result["commissioning"])
     if "accuracy" in result:
         lines += _accuracy(result["accuracy"])
     if "end_to_end" in result:

@@ -15,10 +15,24 @@ from edge_ad.bundle import Bundle
 from edge_ad.calibrate.metrics import auroc
 from edge_ad.datasets.layout import find_category, list_images, read_images
 from edge_ad.errors import DatasetError
-from edge_ad.inference.engine import AnomalyModel, InferPipeline, int8_pays
-from edge_ad.types import Frame
+from edge_ad.inference.device import capabilities
+from edge_ad.inference.engine import AnomalyModel, InferPipeline
+from edge_ad.inference.precision import RUN_VARIANTS, plugin_default_precision
+from edge_ad.types import Frame, is_ng
 
-__all__ = ["accuracy", "bench_runtime", "image_paths", "runtime_markdown"]
+__all__ = ["accuracy", "bench_runtime", "image_paths", "runnable_variants", "runtime_markdown"]
+
+
+def runnable_variants(bundle: Bundle, device: str) -> list[str]:
+    """Run variants this bundle has an accepted IR for and this device can run (bf16/f16: native only)."""
+    import openvino as ov
+
+    caps = capabilities(ov.Core(), device)
+    return [
+        v.name
+        for v in RUN_VARIANTS.values()
+        if v.ir in bundle.runnable() and (v.capability is None or v.capability in caps)
+    ]
 
 
 def image_paths(bundle: Bundle, images: Path | None) -> list[Path]:
@@ -67,22 +81,26 @@ def _pipelined(model: AnomalyModel, frames: list[Frame], jobs: int) -> float:
 
 
 def accuracy(bundle: Bundle, data: Path, device: str = "CPU") -> dict:
-    """Image AUROC per variant on every test image of ``data``, and FP32/INT8 verdict agreement."""
+    """Image AUROC per run variant on every test image of ``data``; verdict agreement and score drift vs FP32."""
     items = find_category(data).test_images()
     images = read_images([path for path, _, _ in items], "test")
     labels = np.array([label for _, label, _ in items])
     result: dict = {"data": str(data), "test_images": len(items), "defects": int(labels.sum()), "auroc": {}}
-    verdicts = {}
-    for name, variant in bundle.manifest.variants.items():
-        if variant.status != "ok":
-            continue
+    scores, verdicts = {}, {}
+    for name in runnable_variants(bundle, device):
         model = AnomalyModel(bundle, name, device)
-        scores = model.score_images(images)
-        result["auroc"][name] = auroc(labels, scores)
-        verdicts[name] = scores >= model.threshold
-    if len(verdicts) == 2:
-        result["verdict_agreement"] = float(np.mean(verdicts["fp32"] == verdicts["int8"]))
-        result["auroc_drop_int8"] = result["auroc"]["fp32"] - result["auroc"]["int8"]
+        scores[name] = model.score_images(images)
+        result["auroc"][name] = auroc(labels, scores[name])
+        verdicts[name] = is_ng(scores[name], model.threshold)
+    result["vs_fp32"] = {
+        name: {
+            "auroc_drop": result["auroc"]["fp32"] - result["auroc"][name],
+            "verdict_agreement": float(np.mean(verdicts[name] == verdicts["fp32"])),
+            "drift_max": float(np.max(np.abs(scores[name] - scores["fp32"]) / np.abs(scores["fp32"]))),
+        }
+        for name in scores
+        if name != "fp32"
+    }
     return result
 
 
@@ -93,19 +111,20 @@ def bench_runtime(
     requests: tuple[int, ...] = (2, 4),
     device: str = "CPU",
 ) -> dict:
-    """Latency (one request, latency hint) and throughput (N requests on N streams) per variant.
+    """Latency (one request, latency hint) and throughput (N requests on N streams) per run variant.
 
     Throughput is compared twice: with the best single-request setup (latency hint, every core on
     one request) and with one request at a time on the same N-stream model (the pipelining gain).
     Frames are decoded up front; the timings include the runtime's ROI crop and resize.
     """
+    import openvino as ov
+
     data = _frames(bundle, images, frames)
     rows = []
-    for name, variant in bundle.manifest.variants.items():
-        if variant.status != "ok":
-            continue
-        sync = _sync(AnomalyModel(bundle, name, device), data)
-        row = {"variant": name, **sync, "async": {}}
+    for name in runnable_variants(bundle, device):
+        model = AnomalyModel(bundle, name, device)
+        sync = _sync(model, data)
+        row = {"variant": name, "precision": model.precision, **sync, "async": {}}
         for n in requests:
             model = AnomalyModel(bundle, name, device, streams=n)
             single = _sync(model, data)["fps"]  # the same throughput-compiled model, one request at a time
@@ -119,35 +138,34 @@ def bench_runtime(
         "layers": m.model.layers,
         "frames": frames,
         "device": device,
+        "plugin_default_precision": plugin_default_precision(ov.Core(), device),
         "machine": machine(),
         "rows": rows,
     }
-
-
-def device_variant(rows: list[dict]) -> str:
-    """The variant ``model.variant: auto`` would run, from the measured rows: INT8 only where it pays."""
-    p50 = {row["variant"]: row["p50_ms"] for row in rows}
-    if "int8" in p50 and ("fp32" not in p50 or int8_pays(p50["int8"], p50["fp32"])):
-        return "int8"
-    return "fp32"
 
 
 def runtime_markdown(result: dict) -> str:
     """The result as a Markdown table."""
     requests = sorted({n for row in result["rows"] for n in row["async"]})
     columns = " | ".join(f"{n} req fps (× latency / × 1 req)" for n in requests)
-    head = f"| variant | p50 ms | p99 ms | sync fps | {columns} |"
+    head = f"| variant | precision | p50 ms | p99 ms | sync fps | {columns} |"
+    box = result["machine"]
     lines = [
-        f"{result['model']} — {result['frames']} frames on {result['device']} ({result['machine']['cpu']})",
+        f"{result['model']} — {result['frames']} frames on {result['device']} ({box['cpu']}; CPU flags "
+        f"{' '.join(box.get('cpu_flags', [])) or 'none of note'}; OpenVINO {box['openvino']}). "
+        f"Unasked, the plugin would run float layers in {result.get('plugin_default_precision', '?')}.",
         "",
         head,
-        "| --- " * (4 + len(requests)) + "|",
+        "| --- " * (5 + len(requests)) + "|",
     ]
     for row in result["rows"]:
         cells = [
             f"{a['fps']:.1f} ({a['vs_latency_mode']:.2f}× / {a['vs_single_request']:.2f}×)"
             for a in (row["async"][n] for n in requests)
         ]
-        sync = f"| {row['variant']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['fps']:.1f} | "
+        sync = (
+            f"| {row['variant']} | {row.get('precision', '?')} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
+            f"| {row['fps']:.1f} | "
+        )
         lines.append(sync + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -6,8 +6,9 @@ import contextlib
 import sys
 from pathlib import Path
 
-from edge_ad.bench.runtime import accuracy, bench_runtime, device_variant, image_paths
+from edge_ad.bench.runtime import accuracy, bench_runtime, image_paths
 from edge_ad.bundle import load_bundle
+from edge_ad.commissioning import commission
 from edge_ad.datasets.layout import read_images
 
 __all__ = ["run_bench"]
@@ -27,19 +28,23 @@ def run_bench(
 ) -> dict:
     """All measurements of one bundle on the same images.
 
-    Always runtime latency and throughput; with ``data`` AUROC per variant; with ``e2e_frames`` the
-    daemon over MQTT; with ``anomalib`` anomalib's own PatchCore through its two inferencers
-    (trained with ``anomalib_layers``, default the bundle's layers).
+    Always runtime latency and throughput per run variant, and the commissioning decision (which
+    variant ``auto`` runs on this machine, and why); with ``data`` AUROC per variant; with
+    ``e2e_frames`` the daemon over MQTT, running the commissioned variant; with ``anomalib``
+    anomalib's own PatchCore through its two inferencers (trained with ``anomalib_layers``, default
+    the bundle's layers).
     """
     bundle = load_bundle(bundle_path)  # verifies every file's sha256: once for all the measurements
     result = bench_runtime(bundle, images, frames, requests, device)
+    record = commission(bundle, device)  # not stored: the station's own state directory is not touched
+    result["commissioning"] = record.summary()
     paths = image_paths(bundle, images)
     if data is not None:
         result["accuracy"] = accuracy(bundle, data, device)
     if e2e_frames:
         from edge_ad.bench.endtoend import bench_end_to_end
 
-        variant = device_variant(result["rows"])  # what 'variant: auto' runs on this machine
+        variant = record.chosen or "fp32"  # what 'variant: auto' runs on this machine
         result["end_to_end"] = bench_end_to_end(bundle.path, paths, variant, e2e_frames, e2e_fps)
     if anomalib and data is not None:
         from edge_ad.bench.anomalib_ref import bench_anomalib

@@ -1,7 +1,10 @@
-"""Model bundles: manifest schema, verification and atomic installation."""
+"""Model bundles: manifest schema, verification, acceptance set and atomic installation."""
 
+from edge_ad.bundle.acceptance import AcceptanceSet, pick_acceptance, read_acceptance
 from edge_ad.bundle.manifest import (
+    ACCEPTANCE_FILE,
     MANIFEST_NAME,
+    AcceptanceSpec,
     FileEntry,
     GoldenImage,
     InputSpec,
@@ -13,7 +16,10 @@ from edge_ad.bundle.manifest import (
 from edge_ad.bundle.store import Bundle, activate, file_entry, install_bundle, list_versions, load_bundle
 
 __all__ = [
+    "ACCEPTANCE_FILE",
     "MANIFEST_NAME",
+    "AcceptanceSet",
+    "AcceptanceSpec",
     "Bundle",
     "FileEntry",
     "GoldenImage",
@@ -27,4 +33,6 @@ __all__ = [
     "install_bundle",
     "list_versions",
     "load_bundle",
+    "pick_acceptance",
+    "read_acceptance",
 ]

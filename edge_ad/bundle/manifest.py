@@ -10,9 +10,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["MANIFEST_NAME", "FileEntry", "GoldenImage", "InputSpec", "Manifest", "ModelSpec", "Threshold", "Variant"]
+__all__ = [
+    "ACCEPTANCE_FILE",
+    "MANIFEST_NAME",
+    "AcceptanceSpec",
+    "FileEntry",
+    "GoldenImage",
+    "InputSpec",
+    "Manifest",
+    "ModelSpec",
+    "Threshold",
+    "Variant",
+]
 
 MANIFEST_NAME = "manifest.json"
+ACCEPTANCE_FILE = "acceptance.npz"
 
 
 class _Strict(BaseModel):
@@ -87,6 +99,21 @@ class GoldenImage(_Strict):
     scores: dict[Literal["fp32", "int8"], float]
 
 
+class AcceptanceSpec(_Strict):
+    """The acceptance set: labelled images at model resolution with their FP32 scores.
+
+    Commissioning scores it with every candidate variant on the device; a variant runs only if its
+    verdicts agree with FP32 and its AUROC is within ``max_auroc_drop`` of FP32's on this set.
+    """
+
+    file: str = ACCEPTANCE_FILE
+    images: int = Field(ge=2)
+    good: int = Field(ge=1)
+    defects: int = Field(ge=1)
+    max_auroc_drop: float = Field(ge=0, le=1, description="The recipe's INT8 budget, applied to every variant.")
+    source: str = Field("validation", description="Which images the set was taken from.")
+
+
 class Manifest(_Strict):
     """``manifest.json`` of a bundle version directory."""
 
@@ -103,6 +130,7 @@ class Manifest(_Strict):
     files: dict[str, FileEntry]
     metrics: dict[str, Any] = Field(default_factory=dict)
     golden: list[GoldenImage] = Field(default_factory=list)
+    acceptance: AcceptanceSpec | None = Field(None, description="Absent in bundles exported before commissioning.")
     dataset: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     parent: str | None = Field(None, description="Version this one was recalibrated from.")

@@ -42,15 +42,17 @@ class Bundle:
     path: Path
     manifest: Manifest
 
-    def variant(self, wanted: str) -> tuple[str, Variant]:
-        """The requested variant, or fp32 when an int8 one is absent or rejected ("auto": int8 if usable)."""
-        wanted = "int8" if wanted == "auto" else wanted
-        variants = self.manifest.variants
-        if wanted in variants and variants[wanted].status == "ok":  # type: ignore[index]
-            return wanted, variants[wanted]  # type: ignore[index]
-        if "fp32" in variants:
-            return "fp32", variants["fp32"]
-        raise BundleError(f"{self.path}: no usable '{wanted}' or 'fp32' variant in manifest; {_REEXPORT}")
+    def variant(self, ir: str) -> Variant:
+        """The IR variant ``fp32`` or ``int8``; absent or rejected by the INT8 gate is an error."""
+        found = self.manifest.variants.get(ir)  # type: ignore[call-overload]
+        if found is None or found.status != "ok":
+            why = "rejected by the INT8 gate" if found is not None else "not in the bundle"
+            raise BundleError(f"{self.path}: variant '{ir}' {why}; run 'fp32' (model.variant) or re-export")
+        return found
+
+    def runnable(self) -> list[str]:
+        """IR variants that passed export (``fp32`` first)."""
+        return [name for name, v in self.manifest.variants.items() if v.status == "ok"]
 
 
 def file_entry(path: Path) -> FileEntry:
@@ -117,6 +119,8 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         for name in (variant.xml, variant.bin):
             if name not in manifest.files:
                 raise BundleError(f"{manifest_path}: {name} is used but not listed in 'files'; {_REEXPORT}")
+    if manifest.acceptance is not None and manifest.acceptance.file not in manifest.files:
+        raise BundleError(f"{manifest_path}: {manifest.acceptance.file} is used but not listed in 'files'; {_REEXPORT}")
     if verify:
         for name, expected in manifest.files.items():
             file_path = version_dir / name

@@ -14,7 +14,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,17 +22,19 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from edge_ad.bundle import Bundle, Manifest, Threshold, load_bundle
+from edge_ad.bundle import Bundle, Manifest, Threshold, load_bundle, read_acceptance
 from edge_ad.bundle.store import file_entry, install_bundle, prune_versions, resolve_version_dir
 from edge_ad.calibrate.coreset import kcenter_greedy
 from edge_ad.calibrate.histogram import score_histogram
 from edge_ad.calibrate.threshold import choose_threshold
+from edge_ad.commissioning import resolve_variant
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import BundleError, DatasetError, EdgeAdError
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, SCORE_OUTPUT, compose_patchcore, search_options
+from edge_ad.inference.precision import RUN_VARIANTS, compile_pinned
 from edge_ad.inference.preprocess import to_batch
-from edge_ad.types import Frame
+from edge_ad.types import Frame, is_ng
 
 __all__ = ["Outcome", "recalibrate"]
 
@@ -41,9 +43,19 @@ Progress = Callable[[str, int], None]  # (stage, frames done in this stage)
 FOLDS = 4  # cross-fitting folds for the threshold after a memory-bank refit
 
 
+@dataclass(frozen=True)
+class Check:
+    """One variant's acceptance numbers: new model and threshold against the active bundle's."""
+
+    false_reject: float  # on held-back good frames
+    old_false_reject: float
+    recall: float | None = None  # on the defect frames
+    old_recall: float | None = None
+
+
 @dataclass
 class Outcome:
-    """What a recalibration measured and decided."""
+    """What a recalibration measured and decided (top-level numbers: the variant the station runs)."""
 
     passed: bool
     variant: str
@@ -61,6 +73,7 @@ class Outcome:
     histogram: Path | None = None
     installed: Path | None = None
     parent: str = ""
+    checks: dict[str, Check] = field(default_factory=dict)  # every variant measured, the running one included
 
 
 def _split(good: list[np.ndarray], every: int) -> tuple[list, list]:
@@ -77,7 +90,9 @@ def _score(model: AnomalyModel, images: list[np.ndarray], stage: str, progress: 
 def _features(bundle: Bundle, images: list[np.ndarray], progress: Progress) -> list[np.ndarray]:
     """Patch embeddings ``[h * w, D]`` per image from the bundle's FP32 feature-extractor IR."""
     spec = bundle.manifest.input
-    compiled = ov.Core().compile_model(bundle.path / "features.xml", "CPU")
+    core = ov.Core()
+    features = bundle.path / "features.xml"
+    compiled = compile_pinned(core, core.read_model(features), "CPU", "f32", what=str(features))
     out = []
     for i, image in enumerate(images):
         emb = compiled(to_batch(image, spec.height, spec.width, spec.roi))[0]
@@ -130,8 +145,11 @@ def _refit_memory(bundle: Bundle, images: list[np.ndarray], staging: Path, progr
         ov.save_model(compose_patchcore(extractor, bank, **head), staging / variant.xml, compress_to_fp16=False)
         cross = np.zeros(len(images))
         for scored, fold_bank in zip(folds, fold_banks, strict=True):
-            compiled = core.compile_model(
-                compose_patchcore(extractor, fold_bank, **search_options(m.model.params, fold_bank.shape[0]))
+            compiled = compile_pinned(
+                core,
+                compose_patchcore(extractor, fold_bank, **search_options(m.model.params, fold_bank.shape[0])),
+                "CPU",
+                "f32",
             )
             for i in scored:
                 out = compiled(to_batch(images[i], spec.height, spec.width, spec.roi))
@@ -220,49 +238,106 @@ def recalibrate(
     current = load_bundle(version_dir)
     model_dir = version_dir.parent
     root = model_dir.parent
-    variant_name, variant = current.variant(config.model.variant)
+    state_dir = config.service.state_dir
+    resolution = resolve_variant(current, config.model, state_dir, cache_dir=state_dir / "ov_cache")
+    running = resolution.variant  # what the station runs now: its numbers are the outcome's headline
+    also = [n for n, c in (resolution.record.candidates.items() if resolution.record else []) if c.accepted]
     fit, held = _split(good, rc.holdback_every)
     started = datetime.now(timezone.utc)
     with _exclusive(root), _disk_full_is_clear(root), _staged(current, root) as staging:
         refit = _refit_memory(current, fit, staging, progress) if refit_memory else None
-        fitted = _fit(Bundle(path=staging, manifest=current.manifest), fit, defects, refit, config, progress)
-        new_model, threshold = fitted.models[variant_name], fitted.thresholds[variant_name]
-        old_model = AnomalyModel(current, variant_name, config.model.device)
-        held_new = _score(new_model, held, "held-back", progress)
-        held_old = _score(old_model, held, "held-back (active)", progress)
+        candidate = Bundle(path=staging, manifest=current.manifest)
+        fitted = _fit(candidate, fit, defects, refit, config, progress)
+        checks = {
+            name: _check(name, current, candidate, fitted, held, defects, config.model.device, progress)
+            for name in dict.fromkeys([running, *fitted.models, *also])
+            if RUN_VARIANTS[name].ir in fitted.models
+        }
+        ir = RUN_VARIANTS[running].ir
+        threshold, old_threshold = fitted.thresholds[ir], current.variant(ir).threshold.value
+        head = checks[running]
         outcome = Outcome(
             passed=True,
-            variant=variant_name,
+            variant=running,
             method=threshold.method,
             refit_memory=refit_memory,
-            old_threshold=variant.threshold.value,
+            old_threshold=old_threshold,
             new_threshold=threshold.value,
-            false_reject=float(np.mean(held_new >= threshold.value)),
-            old_false_reject=float(np.mean(held_old >= variant.threshold.value)),
+            false_reject=head.false_reject,
+            old_false_reject=head.old_false_reject,
             target_false_reject=rc.target_false_reject,
+            recall=head.recall,
+            old_recall=head.old_recall,
             frames={"good": len(good), "fit": len(fit), "held_back": len(held)},
             parent=current.manifest.version,
+            checks=checks,
         )
-        defect_new = fitted.defect_scores[variant_name]
         if defects:
-            defect_old = _score(old_model, defects, "defects (active)", progress)
             outcome.frames["defects"] = len(defects)
-            outcome.recall = float(np.mean(defect_new >= threshold.value))
-            outcome.old_recall = float(np.mean(defect_old >= variant.threshold.value))
         _accept(outcome)
-        histogram_dir = report_dir or config.service.state_dir / "recalibration"
+        histogram_dir = report_dir or state_dir / "recalibration"
         outcome.histogram = score_histogram(
             histogram_dir / f"recalibration-{started:%Y%m%dT%H%M%S}.png",
-            {"good (fit)": fitted.fit_scores[variant_name], "good (held back)": held_new, "defects": defect_new},
-            {"old": variant.threshold.value, "new": threshold.value},
+            {
+                "good (fit)": fitted.fit_scores[ir],
+                "good (held back)": fitted.models[ir].score_images(held),
+                "defects": fitted.defect_scores[ir],
+            },
+            {"old": old_threshold, "new": threshold.value},
         )
         if not outcome.passed or dry_run:
             return outcome
+        _rescore_acceptance(current, staging, fitted.models["fp32"])
         record = {**(refit.record if refit else {}), **_record(outcome, started, source)}
         manifest = _new_manifest(current, staging, fitted.models, fitted.thresholds, record)
         outcome.installed = install_bundle(staging, root, manifest)
         prune_versions(model_dir, rc.keep_versions)
         return outcome
+
+
+def _check(
+    name: str,
+    current: Bundle,
+    candidate: Bundle,
+    fitted: _Fitted,
+    held: list[np.ndarray],
+    defects: list[np.ndarray] | None,
+    device: str,
+    progress: Progress,
+) -> Check:
+    """False rejects and recall of variant ``name``: the candidate at its new threshold vs the active bundle."""
+    ir = RUN_VARIANTS[name].ir
+    new = fitted.models[name] if name in fitted.models else AnomalyModel(candidate, name, device)
+    old = AnomalyModel(current, name, device)
+    threshold, old_threshold = fitted.thresholds[ir].value, current.variant(ir).threshold.value
+    held_new = _score(new, held, f"held-back {name}", progress)
+    held_old = _score(old, held, f"held-back {name} (active)", progress)
+    check = Check(
+        false_reject=float(np.mean(is_ng(held_new, threshold))),
+        old_false_reject=float(np.mean(is_ng(held_old, old_threshold))),
+    )
+    if not defects:
+        return check
+    defect_new = (
+        fitted.defect_scores[name] if name in fitted.models else _score(new, defects, f"defects {name}", progress)
+    )
+    defect_old = _score(old, defects, f"defects {name} (active)", progress)
+    assert defect_new is not None
+    return Check(
+        check.false_reject,
+        check.old_false_reject,
+        recall=float(np.mean(is_ng(defect_new, threshold))),
+        old_recall=float(np.mean(is_ng(defect_old, old_threshold))),
+    )
+
+
+def _rescore_acceptance(current: Bundle, staging: Path, fp32: AnomalyModel) -> None:
+    """The acceptance set of the new version: the same images with the new FP32 model's scores."""
+    spec, ref = current.manifest.acceptance, read_acceptance(current)
+    if spec is None or ref is None:
+        return
+    scores = np.array([fp32.infer_batch(batch[None]).score for batch in ref.batches])
+    ref.rescored(scores).write(staging / spec.file)
 
 
 @dataclass
@@ -309,6 +384,8 @@ def _record(outcome: Outcome, started: datetime, source: str) -> dict:
         "recall": outcome.recall,
         "old_recall": outcome.old_recall,
         "target_false_reject": outcome.target_false_reject,
+        "variant": outcome.variant,
+        "checks": {name: asdict(check) for name, check in outcome.checks.items()},
     }
 
 
@@ -326,15 +403,17 @@ def _disk_full_is_clear(root: Path) -> Iterator[None]:
 
 
 def _accept(outcome: Outcome) -> None:
-    if outcome.false_reject > outcome.target_false_reject:
-        outcome.passed = False
-        outcome.reasons.append(
-            f"false rejects {outcome.false_reject:.1%} on held-back good frames "
-            f"> target {outcome.target_false_reject:.1%}"
-        )
-    if outcome.recall is not None and outcome.old_recall is not None and outcome.recall < outcome.old_recall:
-        outcome.passed = False
-        outcome.reasons.append(f"recall {outcome.recall:.1%} < active bundle's {outcome.old_recall:.1%}")
+    """PASS only if every variant measured (the running one and every one installed) holds both criteria."""
+    for name, c in outcome.checks.items():
+        if c.false_reject > outcome.target_false_reject:
+            outcome.passed = False
+            outcome.reasons.append(
+                f"{name}: false rejects {c.false_reject:.1%} on held-back good frames "
+                f"> target {outcome.target_false_reject:.1%}"
+            )
+        if c.recall is not None and c.old_recall is not None and c.recall < c.old_recall:
+            outcome.passed = False
+            outcome.reasons.append(f"{name}: recall {c.recall:.1%} < active bundle's {c.old_recall:.1%}")
 
 
 def _new_manifest(

@@ -33,6 +33,7 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     from edge_ad.bundle import load_bundle
     from edge_ad.cases.sheet import contact_sheet
     from edge_ad.cases.store import embedding_space
+    from edge_ad.commissioning import resolve_variant
     from edge_ad.config import load_config
     from edge_ad.datasets.layout import read_images
     from edge_ad.inference.engine import AnomalyModel
@@ -41,8 +42,9 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     image = read_images([args.image], "cases similar")[0]
     bundle = load_bundle(config.model.path)
-    variant = "fp32" if config.model.variant == "auto" else config.model.variant
-    model = AnomalyModel(bundle, variant, "CPU")
+    # the variant the station runs (commissioned); never measured here, so a busy station is not disturbed
+    variant = resolve_variant(bundle, config.model, config.service.state_dir, commission_missing=False).variant
+    model = AnomalyModel(bundle, variant, config.model.device)
     if not model.embeds:
         raise ConfigError(
             f"{bundle.path}: this {bundle.manifest.model.type} bundle gives no embedding; similar-case search needs "

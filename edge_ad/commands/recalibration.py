@@ -1,4 +1,4 @@
-"""Technician commands: ``edge-ad recalibrate`` and ``edge-ad models list|activate|rollback``."""
+"""Technician commands: ``edge-ad recalibrate`` and ``edge-ad models list|activate|rollback|commission``."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def _cmd_recalibrate(args: argparse.Namespace) -> int:
 
 def _summary(o, dry_run: bool) -> None:
     kind = "threshold + memory bank" if o.refit_memory else "threshold only"
-    print(f"recalibration  {kind}, {o.variant}, method {o.method}, frames {o.frames}")
+    print(f"recalibration  {kind}, station runs {o.variant}, method {o.method}, frames {o.frames}")
     print(f"threshold      {o.old_threshold:.6g} -> {o.new_threshold:.6g}")
     print(
         f"false rejects  {o.old_false_reject:.1%} -> {o.false_reject:.1%} on held-back good frames "
@@ -83,6 +83,9 @@ def _summary(o, dry_run: bool) -> None:
     )
     if o.recall is not None:
         print(f"recall         {o.old_recall:.1%} -> {o.recall:.1%} on defect frames (must not fall)")
+    for name, c in o.checks.items():
+        recall = "" if c.recall is None else f", recall {c.old_recall:.1%} -> {c.recall:.1%}"
+        print(f"  {name:12s} false rejects {c.old_false_reject:.1%} -> {c.false_reject:.1%}{recall}")
     print(f"histogram      {o.histogram}")
     if not o.passed:
         print(f"FAIL           {'; '.join(o.reasons)} - nothing was changed")
@@ -108,28 +111,88 @@ def _model_dir(args: argparse.Namespace) -> Path:
     return path
 
 
+def _station(args: argparse.Namespace):
+    """(model section, state directory) of ``--config``; ``--models`` alone knows no station (None, None)."""
+    if args.config is None:
+        return None, None
+    from edge_ad.config import load_config
+
+    config = load_config(args.config)
+    return config.model, config.service.state_dir
+
+
 def _cmd_models_list(args: argparse.Namespace) -> int:
     from edge_ad.bundle.store import active_version, list_versions, load_bundle
+    from edge_ad.commissioning import resolve_variant
 
     model_dir = _model_dir(args)
+    model_config, state_dir = _station(args)
     active = active_version(model_dir)
     rows = []
     for path in list_versions(model_dir):
         try:
-            m = load_bundle(path, verify=False).manifest
-            variant = m.variants[m.default_variant]
+            bundle = load_bundle(path, verify=False)
+            m = bundle.manifest
+            runs, precision = "-", ""
+            if model_config is not None:  # what this station runs for that version (never measured here)
+                resolution = resolve_variant(bundle, model_config, state_dir, commission_missing=False)
+                if resolution.record is not None:
+                    runs = resolution.variant
+                    precision = resolution.record.candidates[runs].precision
+            ir = runs if runs in m.variants else m.default_variant
             note = f"recalibrated from v{m.parent}" if m.parent else "exported"
-            rows.append((path.name, m.created, m.model.type, m.default_variant, variant.threshold.value, note))
+            if m.acceptance is None:
+                note += ", no acceptance set (fp32 only)"
+            rows.append((path.name, m.created, m.model.type, runs, precision, m.variants[ir].threshold.value, note))  # type: ignore[index]
         except EdgeAdError as exc:
-            rows.append((path.name, "", "", "", float("nan"), f"BROKEN: {exc}"))
+            rows.append((path.name, "", "", "", "", float("nan"), f"BROKEN: {exc}"))
     if args.json:
-        keys = ("version", "created", "type", "variant", "threshold", "note")
+        keys = ("version", "created", "type", "runs", "precision", "threshold", "note")
         print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows]))
         return 0
-    print(f"{model_dir}")
-    for version, created, kind, variant, threshold, note in rows:
+    print(f"{model_dir}   (runs: the variant commissioned on this device; '-': not commissioned here yet)")
+    for version, created, kind, runs, precision, threshold, note in rows:
         mark = "*" if version == active else " "
-        print(f"{mark} v{version:<4} {created:25s} {kind:10s} {variant:5s} threshold {threshold:<10.5g} {note}")
+        ran = f"{runs} {precision}".strip()
+        print(f"{mark} v{version:<4} {created:25s} {kind:10s} runs {ran:10s} threshold {threshold:<10.5g} {note}")
+    return 0
+
+
+def _cmd_models_commission(args: argparse.Namespace) -> int:
+    from edge_ad.bundle.store import active_version, load_bundle
+    from edge_ad.commissioning import resolve_variant
+    from edge_ad.commissioning.record import record_path
+
+    model_dir = _model_dir(args)
+    model_config, state_dir = _station(args)
+    version = args.version or active_version(model_dir)
+    bundle = load_bundle(model_dir / version if version else model_dir)
+    resolution = resolve_variant(bundle, model_config, state_dir, force=True, cache_dir=state_dir / "ov_cache")
+    record = resolution.record
+    assert record is not None
+    key = record.key
+    print(f"bundle     {key.bundle}  ({bundle.path})")
+    print(f"device     {key.device} ({key.device_name}), OpenVINO {key.openvino}")
+    print(f"cpu flags  {' '.join(key.cpu_flags) or 'none of note'}; unasked, OpenVINO would run "
+          f"{record.plugin_default_precision}")  # fmt: skip
+    if record.acceptance:
+        a = record.acceptance
+        print(f"acceptance {a['images']} images ({a['good']} good, {a['defects']} defects), FP32 AUROC "
+              f"{float(a['fp32_auroc']):.4f}, budget {float(a['max_auroc_drop']):.4f}")  # fmt: skip
+    print(f"{'variant':8s} {'precision':9s} {'accepted':8s} {'agree':>7s} {'AUROC drop':>10s} {'drift max':>9s} "
+          f"{'p50 ms':>7s}  why not")  # fmt: skip
+    for name, c in record.candidates.items():
+        agree = "-" if c.agreement is None else f"{c.agreement:.1%}"
+        drop = "-" if c.auroc_drop is None else f"{c.auroc_drop:+.4f}"
+        drift = "-" if c.drift_max is None else f"{c.drift_max:.2%}"
+        p50 = "-" if c.p50_ms is None else f"{c.p50_ms:.2f}"
+        print(f"{name:8s} {c.precision:9s} {'yes' if c.accepted else 'NO':8s} {agree:>7s} {drop:>10s} {drift:>9s} "
+              f"{p50:>7s}  {'; '.join(c.reasons)}")  # fmt: skip
+    print(f"auto runs  {record.chosen}: {record.reason}")
+    print(f"this station (model.variant {model_config.variant}) runs {resolution.variant}"
+          + (f" - {resolution.note}" if resolution.note else ""))  # fmt: skip
+    print(f"record     {record_path(state_dir, key.manifest_sha256)}; a running daemon uses it after "
+          "'systemctl reload edge-ad@<station>' (SIGHUP)")  # fmt: skip
     return 0
 
 
@@ -177,11 +240,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list, activate or roll back installed bundle versions")
     models_sub = p.add_subparsers(dest="models_command", required=True)
     for name, func, helptext in (
-        ("list", _cmd_models_list, "installed versions (* = active)"),
+        ("list", _cmd_models_list, "installed versions (* = active) and the variant this device runs"),
         ("activate", _cmd_models_activate, "make VERSION the active one"),
         ("rollback", _cmd_models_rollback, "go back to the active version's parent"),
+        ("commission", _cmd_models_commission, "measure every variant on this device again and record the choice"),
     ):
         c = models_sub.add_parser(name, help=helptext)
+        if name == "commission":  # needs the station: its device, its state directory
+            c.add_argument("--config", type=Path, required=True, help="station YAML")
+            c.add_argument("--version", help="bundle version (default: the active one)")
+            c.set_defaults(func=func, models=None)
+            continue
         where = c.add_mutually_exclusive_group(required=True)
         where.add_argument("--config", type=Path, help="station YAML (its model.path)")
         where.add_argument("--models", type=Path, help="model directory, e.g. models/brick")

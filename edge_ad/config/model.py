@@ -22,18 +22,32 @@ class ModelConfig(EdgeAdModel):
             "(models/<name>), in which case its 'active' link or newest version is used."
         ),
     )
-    variant: Literal["auto", "int8", "fp32"] = Field(
+    variant: Literal["auto", "fp32", "int8", "bf16", "f16"] = Field(
         "auto",
         description=(
-            "Which IR of the bundle to run. auto times both on this device at startup and runs int8 only "
-            "when it is at least 5 % faster (INT8 does not pay for every backbone and CPU); int8 falls back "
-            "to fp32 if the bundle has no accepted INT8 variant."
+            "Which variant runs: an IR of the bundle at an explicit precision. fp32 runs every layer in f32; "
+            "int8 runs the quantized IR with the rest in f32; bf16 (CPUs with native bf16/AMX) and f16 (GPUs) "
+            "run the FP32 IR at reduced precision. Every variant runs only if commissioning accepted it on "
+            "this device (docs/operations.md); a refused one runs fp32 with an alarm on status. auto runs "
+            "the fastest accepted variant, decided once per bundle version and device and kept across restarts."
         ),
     )
     device: str = Field(
         "CPU",
-        pattern=r"^(CPU|GPU(\.\d+)?|NPU|AUTO(:[A-Z0-9.,]+)?)$",
-        description="OpenVINO device: CPU, GPU, GPU.0, NPU or AUTO; an absent device falls back to CPU.",
+        pattern=r"^(CPU|GPU(\.\d+)?|NPU)$",
+        description=(
+            "OpenVINO device: CPU, GPU, GPU.0 or NPU; an absent device falls back to CPU. AUTO is not offered: "
+            "it lets OpenVINO pick and switch devices at run time, which changes scores."
+        ),
+    )
+    min_agreement: float = Field(
+        1.0,
+        ge=0.5,
+        le=1,
+        description=(
+            "Commissioning: share of acceptance-set verdicts a variant must share with FP32 to be allowed "
+            "(1.0: every one)."
+        ),
     )
     infer_requests: int = Field(
         1,

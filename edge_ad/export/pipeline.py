@@ -20,7 +20,20 @@ import openvino as ov
 from tqdm import tqdm
 
 import edge_ad
-from edge_ad.bundle import Bundle, GoldenImage, InputSpec, Manifest, Threshold, Variant, file_entry, install_bundle
+from edge_ad.bundle import (
+    ACCEPTANCE_FILE,
+    AcceptanceSet,
+    AcceptanceSpec,
+    Bundle,
+    GoldenImage,
+    InputSpec,
+    Manifest,
+    Threshold,
+    Variant,
+    file_entry,
+    install_bundle,
+    pick_acceptance,
+)
 from edge_ad.calibrate.metrics import auroc, classification_stats, pr_auc, spearman
 from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.datasets.layout import Category, find_category, list_images, read_images
@@ -30,6 +43,8 @@ from edge_ad.export.quantize import quantize
 from edge_ad.export.recipe import ExportRecipe
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, output_names
+from edge_ad.inference.preprocess import to_batch
+from edge_ad.types import is_ng
 
 __all__ = ["ExportResult", "Gate", "Split", "export_bundle", "split_test"]
 
@@ -152,6 +167,16 @@ def _golden(staging: Path, val: Split, scores: dict[str, dict[str, np.ndarray]])
     return golden
 
 
+def _acceptance(staging: Path, val: Split, fp32_scores: np.ndarray, spec: InputSpec, budget: float) -> AcceptanceSpec:
+    """Write the acceptance set: validation images at model resolution, their labels and FP32 scores."""
+    idx = pick_acceptance(val.labels, spec.height, spec.width)
+    batches = np.stack([to_batch(val.images[i], spec.height, spec.width, spec.roi)[0] for i in idx])
+    kinds = np.array([val.kinds[i] for i in idx])
+    accepted = AcceptanceSet(batches, val.labels[idx], kinds, np.asarray(fp32_scores, dtype=np.float64)[idx])
+    accepted.write(staging / ACCEPTANCE_FILE)
+    return accepted.spec(budget, "validation")
+
+
 NOTHING_QUANTIZED = "nothing quantized"  # manifest metrics.int8.gate when NNCF kept every layer FP32
 
 
@@ -268,8 +293,8 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
                 evaluated["fp32"].metrics["validation_auroc"],
                 evaluated["int8"].metrics["validation_auroc"],
             )
-            same = (scores["fp32"]["test"] >= evaluated["fp32"].threshold.value) == (
-                scores["int8"]["test"] >= evaluated["int8"].threshold.value
+            same = is_ng(scores["fp32"]["test"], evaluated["fp32"].threshold.value) == is_ng(
+                scores["int8"]["test"], evaluated["int8"].threshold.value
             )
             summary["int8"] = {
                 "mode": gate.mode,
@@ -298,8 +323,10 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
             }
         )
         golden = _golden(staging, val, scores)
-        files = {**manifest.files, **{g.file: file_entry(staging / g.file) for g in golden}}
-        manifest = manifest.model_copy(update={"golden": golden, "files": files})
+        acceptance = _acceptance(staging, val, scores["fp32"]["validation"], manifest.input, recipe.int8_budget)
+        added = [g.file for g in golden] + [acceptance.file]
+        files = {**manifest.files, **{name: file_entry(staging / name) for name in added}}
+        manifest = manifest.model_copy(update={"golden": golden, "acceptance": acceptance, "files": files})
         logger.info("[5/5] writing the evaluation report and installing the bundle")
         build_report(staging, manifest, {"validation": val, "test": test}, scores)
         path = install_bundle(staging, Path(recipe.out), manifest)

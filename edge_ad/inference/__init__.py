@@ -1,5 +1,7 @@
-"""OpenVINO inference on bundles: preprocessing, PatchCore scoring head, engine."""
+"""OpenVINO inference on bundles: preprocessing, PatchCore scoring head, pinned precision, engine."""
 
-from edge_ad.inference.engine import AnomalyModel, InferPipeline, load_model, pick_device
+from edge_ad.inference.device import pick_device
+from edge_ad.inference.engine import AnomalyModel, InferPipeline
+from edge_ad.inference.precision import RUN_VARIANTS, RunVariant, compile_pinned
 
-__all__ = ["AnomalyModel", "InferPipeline", "load_model", "pick_device"]
+__all__ = ["RUN_VARIANTS", "AnomalyModel", "InferPipeline", "RunVariant", "compile_pinned", "pick_device"]

@@ -1,8 +1,9 @@
 """OpenVINO inference: Frame -> Result for a verified bundle.
 
-Only this package (and export) imports openvino. One compiled model; either one reused
-InferRequest (lowest latency) or an ``AsyncInferQueue`` of several (throughput, results kept in
-frame order by :class:`InferPipeline`).
+Only this package (and export) imports openvino. One compiled model, at an explicit precision
+(:mod:`edge_ad.inference.precision`); either one reused InferRequest (lowest latency) or an
+``AsyncInferQueue`` of several (throughput, results kept in frame order by :class:`InferPipeline`).
+Which variant a station runs is decided by :mod:`edge_ad.commissioning`, not here.
 """
 
 from __future__ import annotations
@@ -16,39 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import openvino as ov
 
 from edge_ad.bundle import Bundle
 from edge_ad.errors import ModelLoadError, first_line
+from edge_ad.inference.device import pick_device
 from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, output_names
+from edge_ad.inference.precision import RUN_VARIANTS, compile_pinned, read_precision
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.types import Frame, Result
 
-__all__ = ["AnomalyModel", "InferPipeline", "Scored", "available_devices", "load_model", "pick_device"]
+__all__ = ["AnomalyModel", "InferPipeline", "Scored"]
 
 logger = logging.getLogger(__name__)
-
-
-def available_devices(core: ov.Core) -> list[str]:
-    """Devices OpenVINO can see on this machine."""
-    return list(core.available_devices)
-
-
-def pick_device(core: ov.Core, requested: str) -> tuple[str, str | None]:
-    """Choose the device to compile on.
-
-    Returns:
-        (device, note): ``note`` explains a fallback to CPU, or is None.
-    """
-    if requested.startswith("AUTO"):
-        return requested, None
-    devices = available_devices(core)
-    base = requested.split(".")[0]
-    if requested in devices or (requested == base and any(d.split(".")[0] == base for d in devices)):
-        return requested, None
-    return "CPU", f"device {requested} not available (have {', '.join(devices) or 'none'}); using CPU"
 
 
 class AnomalyModel:
@@ -56,27 +38,40 @@ class AnomalyModel:
 
     Args:
         bundle: Bundle whose sha256 has already been checked.
-        variant: "int8" or "fp32"; int8 falls back to fp32 when the bundle has no usable int8 IR.
-        device: OpenVINO device ("CPU", "GPU", "AUTO"); an absent device falls back to CPU.
+        variant: Run variant (:data:`~edge_ad.inference.precision.RUN_VARIANTS`): ``fp32``, ``int8``,
+            ``bf16`` or ``f16``. It names the IR and the precision; nothing is left to the plugin.
+        device: OpenVINO device ("CPU", "GPU"); an absent device falls back to CPU.
         cache_dir: Compiled-blob cache directory, or None to disable caching. Never the CWD.
         streams: 1 compiles for latency (one request uses every core); N > 1 compiles N
             throughput streams for an :class:`InferPipeline` with N requests in flight.
 
     Raises:
-        ModelLoadError: The IR cannot be read/compiled, or its I/O does not match the manifest.
+        ModelLoadError: Unknown variant, the IR cannot be read/compiled at its precision, or its
+            I/O does not match the manifest.
+        BundleError: The bundle has no usable IR for the variant.
     """
 
     def __init__(
         self,
         bundle: Bundle,
-        variant: str = "int8",
+        variant: str = "fp32",
         device: str = "CPU",
         cache_dir: Path | None = None,
         streams: int = 1,
     ):
+        if variant not in RUN_VARIANTS:
+            raise ModelLoadError(f"variant {variant!r} unknown; choose from {', '.join(RUN_VARIANTS)}")
         self.bundle = bundle
         self.streams = streams
-        self.variant_name, self.variant = bundle.variant(variant)
+        self.run_variant = RUN_VARIANTS[variant]
+        self.variant_name = variant
+        self.variant = bundle.variant(self.run_variant.ir)
+        # set by edge_ad.commissioning.load_model: golden-image scores this variant gave at commissioning on
+        # this device (reduced precisions self-test against them), the decision's summary, and why a
+        # configured variant does not run
+        self.reference_scores: dict[str, float] | None = None
+        self.commissioning: dict[str, Any] | None = None
+        self.variant_note: str | None = None
         spec = bundle.manifest.input
         self.height, self.width, self.roi = spec.height, spec.width, spec.roi
         core = ov.Core()
@@ -95,10 +90,8 @@ class AnomalyModel:
                 f"{xml}: OpenVINO cannot read the IR ({first_line(exc)}); re-run 'edge-ad export'"
             ) from None
         self._check_io(model, xml)
-        try:
-            self.compiled = core.compile_model(model, self.device, _hints(streams))
-        except RuntimeError as exc:
-            raise ModelLoadError(f"{xml}: cannot compile on {self.device} ({first_line(exc)})") from None
+        self.compiled = compile_pinned(core, model, self.device, self.run_variant.precision, _hints(streams), str(xml))
+        self.precision = read_precision(self.compiled)
         self.compile_ms = (time.perf_counter() - started) * 1000
         self.request = self.compiled.create_infer_request()
         self._score_out = self.compiled.output(SCORE_OUTPUT)
@@ -106,10 +99,11 @@ class AnomalyModel:
         has_embedding = EMBEDDING_OUTPUT in output_names(self.compiled)
         self._embedding_out = self.compiled.output(EMBEDDING_OUTPUT) if has_embedding else None
         logger.info(
-            "model %s v%s (%s) loaded on %s in %.0f ms",
+            "model %s v%s (%s, %s) loaded on %s in %.0f ms",
             bundle.manifest.name,
             bundle.manifest.version,
             self.variant_name,
+            self.precision,
             self.device,
             self.compile_ms,
         )
@@ -134,7 +128,7 @@ class AnomalyModel:
 
     @property
     def threshold(self) -> float:
-        """Decision threshold of the loaded variant (raw score space)."""
+        """Decision threshold of the loaded variant's IR (raw score space)."""
         return self.variant.threshold.value
 
     def batch(self, frame: Frame) -> np.ndarray:
@@ -154,7 +148,12 @@ class AnomalyModel:
     def infer(self, frame: Frame) -> Result:
         """Score one frame (synchronous)."""
         started = time.perf_counter()
-        self.request.infer({0: self.batch(frame)})
+        return self.infer_batch(self.batch(frame), started)
+
+    def infer_batch(self, batch: np.ndarray, started: float | None = None) -> Result:
+        """Score one input tensor already at model resolution (``[1, H, W, 3]`` uint8 BGR)."""
+        started = time.perf_counter() if started is None else started
+        self.request.infer({0: batch})
         return self.read_result(self.request, started)
 
     def score_images(self, images: list[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -168,55 +167,6 @@ class AnomalyModel:
             if progress is not None:
                 progress(i + 1)
         return np.array(scores)
-
-
-AUTO_INT8_GAIN = 0.95  # variant auto: int8 must take at most this fraction of fp32's time
-
-
-def int8_pays(int8_ms: float, fp32_ms: float) -> bool:
-    """Whether ``variant: auto`` runs INT8: its median time is at most :data:`AUTO_INT8_GAIN` of FP32's."""
-    return int8_ms <= AUTO_INT8_GAIN * fp32_ms
-
-
-def _median_ms(model: AnomalyModel, frames: list[Frame], runs: int = 20) -> float:
-    for frame in frames[:5]:
-        model.infer(frame)
-    return float(np.median([model.infer(frames[i % len(frames)]).latency_ms for i in range(runs)]))
-
-
-def load_model(
-    bundle: Bundle, variant: str, device: str, cache_dir: Path | None = None, streams: int = 1
-) -> AnomalyModel:
-    """The bundle's model on ``device``; ``variant="auto"`` runs INT8 only where it is faster here.
-
-    INT8 pays on some CPUs and backbones and not on others (see BENCHMARKS.md), so "auto" times
-    both accepted variants on the bundle's golden images and keeps INT8 only if its median is at
-    most :data:`AUTO_INT8_GAIN` of FP32's.
-    """
-    if variant != "auto" or bundle.variant("int8")[0] != "int8":
-        return AnomalyModel(bundle, variant, device, cache_dir, streams)
-    images = [cv2.imread(str(bundle.path / g.file), cv2.IMREAD_COLOR) for g in bundle.manifest.golden]
-    frames = [Frame(image=image, ts=0.0, index=i) for i, image in enumerate(images) if image is not None]
-    if not frames:  # nothing to time with (the self-test will complain about unreadable golden images)
-        return AnomalyModel(bundle, "int8", device, cache_dir, streams)
-    # one compiled model at a time: the daemon's peak memory is that of one model, not two
-    int8 = AnomalyModel(bundle, "int8", device, cache_dir, streams)
-    ms8 = _median_ms(int8, frames)
-    del int8
-    fp32 = AnomalyModel(bundle, "fp32", device, cache_dir, streams)
-    ms32 = _median_ms(fp32, frames)
-    chosen = fp32
-    if int8_pays(ms8, ms32):
-        del fp32, chosen
-        chosen = AnomalyModel(bundle, "int8", device, cache_dir, streams)  # from the compile cache when set
-    logger.info(
-        "variant auto: int8 %.2f ms, fp32 %.2f ms per frame on %s -> running %s",
-        ms8,
-        ms32,
-        chosen.device,
-        chosen.variant_name,
-    )
-    return chosen
 
 
 def _hints(streams: int) -> dict[str, Any]:

@@ -17,7 +17,10 @@ logger = logging.getLogger(__name__)
 
 
 def self_test(model: AnomalyModel, tolerance: float) -> int:
-    """Score every golden image and compare with the score recorded at export for this variant.
+    """Score every golden image and compare with the score recorded for this variant.
+
+    f32 variants are compared with the export's scores (this device computes as the export machine
+    did); bf16/f16 with the scores they gave at commissioning on this device (``model.reference_scores``).
 
     Args:
         model: The compiled model (its variant selects the recorded scores).
@@ -31,7 +34,10 @@ def self_test(model: AnomalyModel, tolerance: float) -> int:
     """
     checked = 0
     for golden in model.bundle.manifest.golden:
-        expected = golden.scores.get(model.variant_name)  # type: ignore[call-overload]
+        if model.reference_scores is not None:
+            expected = model.reference_scores.get(golden.file)
+        else:
+            expected = golden.scores.get(model.run_variant.ir)  # type: ignore[call-overload]
         if expected is None:
             continue
         path = model.bundle.path / golden.file
@@ -46,7 +52,8 @@ def self_test(model: AnomalyModel, tolerance: float) -> int:
             )
         if abs(score - expected) > tolerance * abs(expected) + 1e-4:
             raise ModelLoadError(
-                f"self-test failed on {model.device}: {golden.file} scored {score:.6g}, the bundle recorded "
+                f"self-test failed on {model.device} ({model.variant_name}, {model.precision}): {golden.file} "
+                f"scored {score:.6g}, the bundle recorded "
                 f"{expected:.6g} (tolerance {tolerance:.0%}); the device computes differently from the export "
                 "machine - try model.device: CPU or re-export"
             )

@@ -31,7 +31,7 @@ def verdict_payload(verdict: Verdict, station: str) -> dict[str, Any]:
         "verdict": verdict.verdict,
         "score": round(verdict.score, 6),
         "threshold": round(verdict.threshold, 6),
-        "model": {"name": verdict.model_name, "version": verdict.model_version},
+        "model": dict(verdict.model),
         "latency_ms": round(verdict.latency_ms, 2),
         "frame": {"index": verdict.frame_index, "origin": verdict.origin},
     }

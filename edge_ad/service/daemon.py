@@ -13,10 +13,10 @@ from edge_ad.bundle import load_bundle
 from edge_ad.capture import CaptureSupervisor, EndOfSource
 from edge_ad.cases.recorder import CaseRecorder
 from edge_ad.cases.store import cases_dir, embedding_space, require_qdrant
+from edge_ad.commissioning import load_model
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import ConfigError, ModelLoadError
-from edge_ad.inference import load_model
-from edge_ad.inference.engine import InferPipeline, Scored
+from edge_ad.inference.engine import AnomalyModel, InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import Spool
@@ -46,6 +46,12 @@ def _writable_dir(path: Path, key: str) -> Path:
     return path
 
 
+def model_info(model: AnomalyModel) -> dict[str, str]:
+    """The ``model`` object of verdicts, status and stats: what judged, in which variant and precision."""
+    m = model.bundle.manifest
+    return {"name": m.name, "version": m.version, "variant": model.variant_name, "precision": model.precision}
+
+
 class Daemon:
     """One station: model, camera and publisher wired together.
 
@@ -59,9 +65,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         state_dir = _writable_dir(config.service.state_dir, "service.state_dir")
         bundle = load_bundle(config.model.path)
-        self.model = load_model(
-            bundle, config.model.variant, config.model.device, state_dir / "ov_cache", config.model.infer_requests
-        )
+        self.model = load_model(bundle, config.model, state_dir, state_dir / "ov_cache")
         self.pipeline = InferPipeline(self.model, config.model.infer_requests)
         evidence = config.evidence
         self.evidence = (
@@ -95,7 +99,7 @@ class Daemon:
         self.drift = DriftMonitor(service.drift.window, service.drift.fraction) if service.drift else None
         self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)  # reports via _status_details
         self.camera.start()
-        self.reloader = ModelReloader(config.model, state_dir / "ov_cache", bundle.path, self._reload_failed)
+        self.reloader = ModelReloader(config.model, state_dir, bundle.path, self._reload_failed)
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
         self.scored = 0  # frames judged and published
         self.submitted = 0  # frames handed to the model (some may still be in flight)
@@ -103,16 +107,17 @@ class Daemon:
             self.cases = CaseRecorder(config.cases, cases_folder, config.station, on_alarm=self._publish_status)
 
     def _status_details(self) -> dict:
-        manifest = self.model.bundle.manifest
         return {
             "drift": self.drift.status(self.model.threshold) if self.drift and self.drift.alarm else None,
             "disk": {"alarm": True, "message": self.evidence.alarm}
             if self.evidence is not None and self.evidence.alarm
             else None,
             "cases": self._cases_problem(),
-            "model": {"name": manifest.name, "version": manifest.version, "variant": self.model.variant_name},
+            "model": model_info(self.model),
             "device": self.model.device,
             "device_note": self.model.fallback_note,
+            "variant_note": self.model.variant_note,
+            "commissioning": self.model.commissioning,
             "threshold": self.model.threshold,
         }
 
@@ -220,7 +225,7 @@ class Daemon:
         snap, m = self.stats.snapshot(), self.model.bundle.manifest
         return (
             f"{snap['fps']:.1f} fps, NG {100 * snap['ng_rate']:.1f} %, model {m.name} v{m.version} "
-            f"({self.model.variant_name}) on {self.model.device}, camera {self.camera.state}"
+            f"({self.model.variant_name}, {self.model.precision}) on {self.model.device}, camera {self.camera.state}"
         )
 
     def _handle(self, scored: Scored) -> None:
@@ -229,7 +234,7 @@ class Daemon:
         manifest, threshold = scored.model.bundle.manifest, scored.model.threshold
         self.seq += 1
         self.scored += 1
-        verdict = judge(result, frame, threshold, self.seq, manifest.name, manifest.version)
+        verdict = judge(result, frame, threshold, self.seq, model_info(scored.model))
         if self.debouncer is not None:
             extra["raw_verdict"] = verdict.verdict
             verdict = replace(verdict, verdict="NG" if self.debouncer.update(verdict.verdict == "NG") else "OK")

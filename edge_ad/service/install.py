@@ -53,7 +53,7 @@ def _config_template(station: str, model: str) -> str:
     config = {
         "station": station,
         "camera": {"source": 0},
-        "model": {"path": f"/var/lib/edge-ad/models/{model}", "device": "AUTO"},
+        "model": {"path": f"/var/lib/edge-ad/models/{model}", "device": "CPU", "variant": "auto"},
         "mqtt": {"host": "localhost", "port": 1883},
         "service": {"state_dir": f"/var/lib/edge-ad/{station}", "log_level": "INFO"},
     }

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from edge_ad.bundle import load_bundle
 from edge_ad.bundle.store import resolve_version_dir
+from edge_ad.commissioning import load_model
 from edge_ad.config import ModelConfig
 from edge_ad.errors import EdgeAdError
-from edge_ad.inference import AnomalyModel, load_model
+from edge_ad.inference import AnomalyModel
 from edge_ad.inference.selftest import self_test
 
 __all__ = ["ModelReloader"]
@@ -23,13 +24,14 @@ class ModelReloader:
     """Watches ``model.path`` and prepares replacement models in a background thread.
 
     The daemon calls :meth:`take` between frames; a model is only ever handed over after it
-    loaded, verified and passed its self-test. A failed load leaves the running model alone and
+    loaded, verified, was commissioned on this device (a new version is measured here, in the
+    background) and passed its self-test. A failed load leaves the running model alone and
     reports the error through ``on_error``; the same target is not retried until it changes (or
     SIGHUP asks again).
 
     Args:
         config: The ``model`` section.
-        cache_dir: OpenVINO compile cache.
+        state_dir: The service state directory (commissioning records, OpenVINO compile cache).
         current: The bundle version directory now in service.
         on_error: Called with the error message of a failed reload.
         interval_s: How often the active link is checked.
@@ -38,13 +40,13 @@ class ModelReloader:
     def __init__(
         self,
         config: ModelConfig,
-        cache_dir: Path,
+        state_dir: Path,
         current: Path,
         on_error: Callable[[str], None],
         interval_s: float = 2.0,
     ) -> None:
         self.config = config
-        self.cache_dir = cache_dir
+        self.state_dir = state_dir
         self.on_error = on_error
         self.interval_s = interval_s
         self._target = current.resolve()
@@ -88,9 +90,7 @@ class ModelReloader:
     def _load(self, target: Path) -> None:
         logger.info("loading model from %s", target)
         try:
-            model = load_model(
-                load_bundle(target), self.config.variant, self.config.device, self.cache_dir, self.config.infer_requests
-            )
+            model = load_model(load_bundle(target), self.config, self.state_dir, self.state_dir / "ov_cache")
             self_test(model, self.config.selftest_tolerance)
         except EdgeAdError as exc:
             logger.error("reload failed, the running model stays in service: %s", exc)

@@ -63,7 +63,9 @@ def read_station(config: EdgeAdConfig, timeout_s: float = 3.0) -> dict[str, Any]
 
 
 def _local(config: EdgeAdConfig) -> dict[str, Any]:
-    local: dict[str, Any] = {}
+    from edge_ad.inference.device import cpu_flags  # openvino: imported only when the screen is drawn
+
+    local: dict[str, Any] = {"cpu_flags": cpu_flags()}
     try:
         version_dir = resolve_version_dir(config.model.path)
         model_dir = version_dir.parent
@@ -76,6 +78,21 @@ def _local(config: EdgeAdConfig) -> dict[str, Any]:
         result = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True)
         local["systemd"] = f"{unit} {result.stdout.strip() or 'unknown'}"
     return local
+
+
+def _precision_lines(status: dict[str, Any], local: dict[str, Any]) -> list[str]:
+    """CPU flags, what the plugin would have done unasked, and the commissioning decision."""
+    done = status.get("commissioning") or {}
+    flags = done.get("cpu_flags", local["cpu_flags"])
+    lines = [
+        f"cpu        {' '.join(flags) or 'no avx2/avx512/amx'}    plugin default precision "
+        f"{done.get('plugin_default_precision', '?')} (never used: edge_ad pins it)"
+    ]
+    if done:
+        lines.append(f"commission auto runs {done.get('chosen')} ({done.get('at', '?')}): {done.get('reason', '')}")
+    if status.get("variant_note"):
+        lines.append(f"ALARM      {status['variant_note']}")
+    return lines
 
 
 def _ago(ts: float | None) -> str:
@@ -94,9 +111,11 @@ def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
         f"station    {config.station}    state {state.upper()}  ({_ago(status.get('ts'))})",
         f"camera     {stats.get('camera', '?')}    source {config.camera.source}    "
         f"dropped frames {stats.get('dropped_frames', '?')}",
-        f"model      {model.get('name', '?')} v{model.get('version', '?')} ({model.get('variant', '?')}) on "
-        f"{status.get('device', stats.get('device', '?'))}    threshold {status.get('threshold', '?')}",
+        f"model      {model.get('name', '?')} v{model.get('version', '?')} variant {model.get('variant', '?')} "
+        f"in {model.get('precision', '?')} on {status.get('device', stats.get('device', '?'))}    "
+        f"threshold {status.get('threshold', '?')}",
     ]
+    lines += _precision_lines(status, local)
     if stats:
         latency = stats.get("latency_ms", {})
         lines.append(

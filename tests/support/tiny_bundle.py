@@ -14,8 +14,20 @@ import numpy as np
 import openvino as ov
 import openvino.opset15 as ops
 
-from edge_ad.bundle import GoldenImage, InputSpec, Manifest, ModelSpec, Threshold, Variant, file_entry, install_bundle
+from edge_ad.bundle import (
+    ACCEPTANCE_FILE,
+    AcceptanceSet,
+    GoldenImage,
+    InputSpec,
+    Manifest,
+    ModelSpec,
+    Threshold,
+    Variant,
+    file_entry,
+    install_bundle,
+)
 from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
+from edge_ad.inference.precision import compile_pinned
 from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, embed_preprocessing, to_batch
 
 __all__ = ["SIZE", "defect_image", "good_image", "make_tiny_bundle", "tiny_features", "write_frames"]
@@ -55,14 +67,20 @@ def tiny_features(size: int = SIZE) -> ov.Model:
 
 
 def make_tiny_bundle(
-    models_root: Path, name: str = "tiny", threshold: float | None = None, embedding: bool = True
+    models_root: Path,
+    name: str = "tiny",
+    threshold: float | None = None,
+    embedding: bool = True,
+    acceptance: bool = True,
+    budget: float = 0.003,
 ) -> Path:
     """Install a tiny FP32 bundle under ``models_root/name`` and return the version directory.
 
-    ``embedding=False`` leaves out the case-search embedding output (like EfficientAD/STFPM bundles).
+    ``embedding=False`` leaves out the case-search embedding output (like EfficientAD/STFPM bundles);
+    ``acceptance=False`` makes a bundle like those exported before commissioning existed.
     """
     features = tiny_features()
-    compiled = ov.Core().compile_model(features, "CPU")
+    compiled = compile_pinned(ov.Core(), features, "CPU", "f32")
     embeddings = [compiled(to_batch(good_image(s), SIZE, SIZE))[0] for s in range(4)]
     bank = np.concatenate([e[0].reshape(8, -1).T for e in embeddings]).astype(np.float32)
     model = compose_patchcore(features, bank, num_neighbors=3)
@@ -74,7 +92,7 @@ def make_tiny_bundle(
         ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
         ov.save_model(features, staging / "features.xml", compress_to_fp16=False)
         np.save(staging / "memory_bank.npy", bank)
-        scorer = ov.Core().compile_model(model, "CPU")
+        scorer = compile_pinned(ov.Core(), model, "CPU", "f32")
         (staging / "golden").mkdir()
         golden = []
         for label, image in ((0, good_image(500)), (1, defect_image(500))):
@@ -87,6 +105,16 @@ def make_tiny_bundle(
             bad = min(float(scorer(to_batch(defect_image(s), SIZE, SIZE))[SCORE_OUTPUT][0]) for s in range(10, 20))
             assert bad > good, "tiny model cannot separate its own defects"
             threshold = (good + bad) / 2
+        spec = None
+        if acceptance:  # 8 good and 8 defect images at model resolution, with their FP32 scores
+            batches = np.stack(
+                [to_batch(f(s), SIZE, SIZE)[0] for f in (good_image, defect_image) for s in range(30, 38)]
+            )
+            scores = np.array([float(scorer(b[None])[SCORE_OUTPUT][0]) for b in batches])
+            labels = np.repeat([0, 1], 8)
+            accepted = AcceptanceSet(batches, labels, np.where(labels == 1, "square", "good"), scores)
+            accepted.write(staging / ACCEPTANCE_FILE)
+            spec = accepted.spec(budget, "tiny")
         manifest = Manifest(
             name=name,
             version="0",
@@ -111,5 +139,6 @@ def make_tiny_bundle(
             default_variant="fp32",
             files={p.relative_to(staging).as_posix(): file_entry(p) for p in sorted(staging.rglob("*")) if p.is_file()},
             golden=golden,
+            acceptance=spec,
         )
         return install_bundle(staging, models_root, manifest)

@@ -18,7 +18,7 @@ SPACE = "patchcore|lite0|blocks.2+blocks.4|128x128"
 
 
 def verdict(seq: int, kind: str = "NG") -> Verdict:
-    return Verdict(seq, time.time(), kind, 9.0, 5.0, "brick", "3", 4.0, seq)  # type: ignore[arg-type]
+    return Verdict(seq, time.time(), kind, 9.0, 5.0, {"name": "brick", "version": "3"}, 4.0, seq)  # type: ignore[arg-type]
 
 
 def vec(seed: int) -> np.ndarray:

@@ -5,7 +5,7 @@ import openvino as ov
 import pytest
 
 from edge_ad.bundle import load_bundle
-from edge_ad.errors import ModelLoadError
+from edge_ad.errors import BundleError, ModelLoadError
 from edge_ad.inference import AnomalyModel, pick_device
 from edge_ad.types import Frame
 from tests.support.tiny_bundle import SIZE, defect_image, good_image
@@ -31,9 +31,11 @@ def test_frames_of_another_size_are_resized(tiny_models):
     assert model.infer(frame(big)).score > model.threshold
 
 
-def test_int8_request_falls_back_to_fp32_when_absent(tiny_models):
-    model = AnomalyModel(load_bundle(tiny_models / "tiny"), "int8", "CPU")
-    assert model.variant_name == "fp32"
+def test_a_variant_the_bundle_lacks_is_an_error_not_a_silent_fallback(tiny_models):
+    with pytest.raises(BundleError, match="variant 'int8' not in the bundle"):
+        AnomalyModel(load_bundle(tiny_models / "tiny"), "int8", "CPU")
+    with pytest.raises(ModelLoadError, match="variant 'int4' unknown"):
+        AnomalyModel(load_bundle(tiny_models / "tiny"), "int4", "CPU")
 
 
 @pytest.mark.parametrize(
@@ -43,7 +45,6 @@ def test_int8_request_falls_back_to_fp32_when_absent(tiny_models):
         ("GPU", ["CPU"], "CPU", True),  # no iGPU: fall back and say so
         ("GPU.1", ["CPU", "GPU.0"], "CPU", True),
         ("GPU", ["CPU", "GPU.0"], "GPU", False),
-        ("AUTO", ["CPU"], "AUTO", False),  # AUTO does its own selection
     ],
 )
 def test_pick_device(requested, devices, expected, noted):

@@ -12,6 +12,12 @@ from edge_ad.inference.patchcore_graph import (
     compose_patchcore,
     search_options,
 )
+from edge_ad.inference.precision import compile_pinned
+
+
+def compiled_f32(model: ov.Model) -> ov.CompiledModel:
+    """Numbers are compared here: pinned to f32 (the CPU plugin's default is bf16 on bf16 CPUs)."""
+    return compile_pinned(ov.Core(), model, "CPU", "f32")
 
 
 def identity_features(dim: int, h: int, w: int) -> ov.Model:
@@ -40,7 +46,7 @@ def test_head_matches_reference(k):
     dim, h, w = 6, 4, 5
     bank = rng.random((40, dim)).astype(np.float32)
     x = rng.random((1, dim, h, w)).astype(np.float32)
-    compiled = ov.Core().compile_model(compose_patchcore(identity_features(dim, h, w), bank, k), "CPU")
+    compiled = compiled_f32(compose_patchcore(identity_features(dim, h, w), bank, k))
     out = compiled(x)
     embedding = x[0].transpose(1, 2, 0).reshape(-1, dim)
     score, patch_scores = reference_score(embedding, bank, min(k, len(bank)))
@@ -56,7 +62,7 @@ def test_patch_identical_to_bank_scores_zero():
     x = np.zeros((1, 4, 1, 2), np.float32)
     x[0, :, 0, 0] = bank[1]
     x[0, :, 0, 1] = bank[2]
-    out = ov.Core().compile_model(compose_patchcore(identity_features(4, 1, 2), bank, 1), "CPU")(x)
+    out = compiled_f32(compose_patchcore(identity_features(4, 1, 2), bank, 1))(x)
     assert out[SCORE_OUTPUT][0] == pytest.approx(0.0, abs=1e-3)
 
 
@@ -79,7 +85,7 @@ def test_head_matches_anomalib_torch_model():
     embedding = torch.from_numpy(x[0].transpose(1, 2, 0).reshape(-1, dim).copy())
     patch_scores, locations = model.nearest_neighbors(embedding, n_neighbors=1)
     expected = model.compute_anomaly_score(patch_scores.reshape(1, -1), locations.reshape(1, -1), embedding)
-    out = ov.Core().compile_model(compose_patchcore(identity_features(dim, h, w), bank, 9), "CPU")(x)
+    out = compiled_f32(compose_patchcore(identity_features(dim, h, w), bank, 9))(x)
     assert out[SCORE_OUTPUT][0] == pytest.approx(float(expected[0]), rel=1e-4)
 
 
@@ -91,10 +97,8 @@ def test_two_stage_search_finds_the_worst_patch_exactly(k):
     x = bank[rng.integers(0, 300, h * w)].T.reshape(1, dim, h, w) + rng.normal(0, 0.02, (1, dim, h, w))
     x[0, :, 2, 3] += 0.8  # one clearly anomalous patch
     x = x.astype(np.float32)
-    exact = ov.Core().compile_model(compose_patchcore(identity_features(dim, h, w), bank, k), "CPU")(x)
-    fast = ov.Core().compile_model(
-        compose_patchcore(identity_features(dim, h, w), bank, k, coarse_rows=30, exact_patches=4), "CPU"
-    )(x)
+    exact = compiled_f32(compose_patchcore(identity_features(dim, h, w), bank, k))(x)
+    fast = compiled_f32(compose_patchcore(identity_features(dim, h, w), bank, k, coarse_rows=30, exact_patches=4))(x)
     assert fast[SCORE_OUTPUT][0] == pytest.approx(exact[SCORE_OUTPUT][0], rel=1e-4)
     np.testing.assert_allclose(fast[EMBEDDING_OUTPUT], exact[EMBEDDING_OUTPUT], rtol=1e-6)
     exact_map, fast_map = exact[MAP_OUTPUT][0], fast[MAP_OUTPUT][0]
@@ -109,10 +113,10 @@ def test_two_stage_never_scores_above_the_exact_search():
     bank = rng.random((200, dim)).astype(np.float32)
     for seed in range(5):
         x = np.random.default_rng(seed).random((1, dim, h, w)).astype(np.float32)
-        exact = ov.Core().compile_model(compose_patchcore(identity_features(dim, h, w), bank, 1), "CPU")(x)
-        fast = ov.Core().compile_model(
-            compose_patchcore(identity_features(dim, h, w), bank, 1, coarse_rows=20, exact_patches=3), "CPU"
-        )(x)
+        exact = compiled_f32(compose_patchcore(identity_features(dim, h, w), bank, 1))(x)
+        fast = compiled_f32(compose_patchcore(identity_features(dim, h, w), bank, 1, coarse_rows=20, exact_patches=3))(
+            x
+        )
         assert fast[SCORE_OUTPUT][0] <= exact[SCORE_OUTPUT][0] * (1 + 1e-5)
 
 

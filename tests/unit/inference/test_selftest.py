@@ -16,5 +16,7 @@ def test_a_model_that_scores_differently_fails(tiny_models):
     bundle = load_bundle(tiny_models / "tiny")
     shifted = [g.model_copy(update={"scores": {"fp32": g.scores["fp32"] * 1.2}}) for g in bundle.manifest.golden]
     other = type(bundle)(path=bundle.path, manifest=bundle.manifest.model_copy(update={"golden": shifted}))
-    with pytest.raises(ModelLoadError, match=r"self-test failed on CPU: golden/0\.png scored .* \(tolerance 2%\)"):
+    with pytest.raises(
+        ModelLoadError, match=r"self-test failed on CPU \(fp32, f32\): golden/0\.png scored .* \(tolerance 2%\)"
+    ):
         self_test(AnomalyModel(other, "fp32", "CPU"), 0.02)

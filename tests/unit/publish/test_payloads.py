@@ -15,8 +15,7 @@ VERDICT = Verdict(
     verdict="NG",
     score=3.5,
     threshold=2.0,
-    model_name="brick",
-    model_version="3",
+    model={"name": "brick", "version": "3", "variant": "bf16", "precision": "bf16"},
     latency_ms=4.2,
     frame_index=9,
     origin="009.png",
@@ -37,7 +36,7 @@ def test_verdict_payload_matches_schema():
     payload = json.loads(to_json(verdict_payload(VERDICT, "line3-cam1")))
     jsonschema.validate(payload, load_schema("verdict"))
     assert payload["time"] == "2026-01-01T00:00:00.250Z"
-    assert payload["model"] == {"name": "brick", "version": "3"}
+    assert payload["model"] == {"name": "brick", "version": "3", "variant": "bf16", "precision": "bf16"}
     assert (payload["seq"], payload["verdict"], payload["schema"]) == (7, "NG", 1)
 
 
@@ -47,7 +46,7 @@ def test_verdict_payload_matches_schema():
         status_payload(
             "s1",
             "online",
-            model={"name": "m", "version": "1", "variant": "int8"},
+            model={"name": "m", "version": "1", "variant": "int8", "precision": "f32"},
             device="CPU",
             threshold=1.0,
         ),

@@ -1,0 +1,219 @@
+"""Commissioning: score the acceptance set with every candidate variant on this device and decide.
+
+A variant is accepted when, on the bundle's acceptance set and on this device, its verdicts agree
+with FP32's (at the threshold it would judge with) in at least ``min_agreement`` of the images and
+its AUROC is within the recipe's budget of FP32's. The fastest accepted variant is chosen; FP32
+keeps the job unless another is at least :data:`GAIN` faster.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import openvino as ov
+
+from edge_ad.bundle import AcceptanceSet, Bundle, read_acceptance
+from edge_ad.calibrate.metrics import auroc
+from edge_ad.commissioning.record import CandidateResult, CommissionKey, CommissionRecord, manifest_sha256
+from edge_ad.errors import EdgeAdError
+from edge_ad.inference.device import capabilities, device_identity, pick_device
+from edge_ad.inference.engine import AnomalyModel
+from edge_ad.inference.precision import RUN_VARIANTS, RunVariant, plugin_default_precision
+from edge_ad.types import Frame, is_ng
+
+__all__ = ["GAIN", "choose", "commission", "commission_key", "judge_candidate"]
+
+logger = logging.getLogger(__name__)
+
+GAIN = 0.95  # a variant other than fp32 must take at most this fraction of fp32's time to be chosen
+TIMED = 20  # at least this many timed inferences per variant
+
+
+def commission_key(bundle: Bundle, device: str, min_agreement: float, core: ov.Core | None = None) -> CommissionKey:
+    """The key of a commissioning of ``bundle`` on ``device`` (after a fallback to CPU, if any)."""
+    core = core or ov.Core()
+    device, _ = pick_device(core, device)
+    ident = device_identity(core, device)
+    m = bundle.manifest
+    return CommissionKey(
+        manifest_sha256=manifest_sha256(bundle),
+        bundle=f"{m.name} v{m.version}",
+        min_agreement=min_agreement,
+        **ident,  # type: ignore[arg-type]
+    )
+
+
+def _candidates(bundle: Bundle, core: ov.Core, device: str) -> tuple[list[RunVariant], dict[str, str]]:
+    """Variants worth measuring here, and why the others are not."""
+    caps, runnable = capabilities(core, device), bundle.runnable()
+    out, skipped = [], {}
+    for run in RUN_VARIANTS.values():
+        if run.ir not in runnable:
+            skipped[run.name] = f"the bundle has no accepted {run.ir} IR"
+        elif run.capability is not None and run.capability not in caps:
+            skipped[run.name] = f"{device} has no native {run.capability}"
+        else:
+            out.append(run)
+    return out, skipped
+
+
+def _golden(model: AnomalyModel) -> dict[str, float]:
+    out = {}
+    for g in model.bundle.manifest.golden:
+        image = cv2.imread(str(model.bundle.path / g.file), cv2.IMREAD_COLOR)
+        if image is not None:
+            out[g.file] = model.infer(Frame(image=image, ts=0.0, index=1, origin=g.file)).score
+    return out
+
+
+def _score(model: AnomalyModel, batches: np.ndarray) -> tuple[np.ndarray, float]:
+    """Scores of the tensors and the median time per inference (warm-up excluded)."""
+    for batch in batches[:3]:
+        model.infer_batch(batch[None])
+    scores, times = [], []
+    for i in range(max(len(batches), TIMED)):
+        result = model.infer_batch(batches[i % len(batches)][None])
+        times.append(result.latency_ms)
+        if i < len(batches):
+            scores.append(result.score)
+    return np.array(scores), float(np.median(times))
+
+
+def judge_candidate(
+    scores: np.ndarray, threshold: float, ref: AcceptanceSet, fp32_threshold: float, budget: float, min_agreement: float
+) -> dict:
+    """Agreement, AUROC drop and score drift of a variant's scores against the recorded FP32 scores."""
+    same = is_ng(scores, threshold) == is_ng(ref.fp32_scores, fp32_threshold)
+    variant_auroc, fp32_auroc = auroc(ref.labels, scores), auroc(ref.labels, ref.fp32_scores)
+    drift = np.abs(scores - ref.fp32_scores) / np.maximum(np.abs(ref.fp32_scores), 1e-12)
+    measured = {
+        "agreement": float(same.mean()),
+        "disagreements": int((~same).sum()),
+        "auroc": variant_auroc,
+        "auroc_drop": fp32_auroc - variant_auroc,
+        "drift_max": float(drift.max()),
+        "drift_mean": float(drift.mean()),
+    }
+    reasons = []
+    if measured["agreement"] < min_agreement:
+        reasons.append(
+            f"{measured['disagreements']} of {len(same)} verdicts differ from FP32's "
+            f"(agreement {measured['agreement']:.1%} < {min_agreement:.1%})"
+        )
+    if measured["auroc_drop"] > budget + 1e-12:
+        reasons.append(f"AUROC {variant_auroc:.4f} is {measured['auroc_drop']:.4f} below FP32's (budget {budget:.4f})")
+    return {**measured, "accepted": not reasons, "reasons": reasons}
+
+
+def _measure(model: AnomalyModel, ref: AcceptanceSet | None, bundle: Bundle, min_agreement: float) -> CandidateResult:
+    base = {
+        "variant": model.variant_name,
+        "ir": model.run_variant.ir,
+        "precision": model.precision,
+        "threshold": model.threshold,
+        "golden": _golden(model),
+    }
+    if ref is None:  # bundles exported before acceptance sets: only FP32 is trusted, and only as exported
+        frames = [bundle.path / g.file for g in bundle.manifest.golden]
+        images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in frames]
+        batches = np.stack([model.batch(Frame(image=i, ts=0.0, index=1))[0] for i in images if i is not None])
+        _, p50 = _score(model, batches) if len(batches) else (None, float("nan"))
+        if model.variant_name == "fp32":
+            return CandidateResult(**base, accepted=True, p50_ms=p50)
+        reason = "the bundle has no acceptance set (exported before commissioning); re-export to prove it"
+        return CandidateResult(**base, accepted=False, reasons=[reason], p50_ms=p50)
+    scores, p50 = _score(model, ref.batches)
+    spec = bundle.manifest.acceptance
+    assert spec is not None
+    fp32_threshold = bundle.variant("fp32").threshold.value
+    verdict = judge_candidate(scores, model.threshold, ref, fp32_threshold, spec.max_auroc_drop, min_agreement)
+    return CandidateResult(**base, **verdict, p50_ms=p50)
+
+
+def choose(candidates: dict[str, CandidateResult]) -> tuple[str | None, str]:
+    """The variant ``auto`` runs and why: the fastest accepted one, FP32 unless another is clearly faster."""
+    fp32 = candidates.get("fp32")
+    if fp32 is None or not fp32.accepted:
+        why = "; ".join(fp32.reasons) if fp32 else "no FP32 variant"
+        return None, f"FP32 itself does not reproduce the export on this device ({why})"
+    accepted = [c for c in candidates.values() if c.accepted and c.p50_ms is not None and np.isfinite(c.p50_ms)]
+    fastest = min(accepted, key=lambda c: c.p50_ms or 0.0, default=fp32)
+    refused = [f"{c.variant}: {'; '.join(c.reasons)}" for c in candidates.values() if not c.accepted]
+    tail = f"; refused {' | '.join(refused)}" if refused else ""
+    if fastest.variant == "fp32" or fp32.p50_ms is None or not np.isfinite(fp32.p50_ms):
+        return "fp32", f"fp32 is the fastest accepted variant ({fp32.p50_ms:.2f} ms){tail}"
+    if (fastest.p50_ms or 0.0) > GAIN * fp32.p50_ms:
+        return "fp32", (
+            f"{fastest.variant} ({fastest.p50_ms:.2f} ms) is less than {1 - GAIN:.0%} faster than fp32 "
+            f"({fp32.p50_ms:.2f} ms){tail}"
+        )
+    return fastest.variant, (
+        f"{fastest.variant} is the fastest accepted variant ({fastest.p50_ms:.2f} ms vs fp32 {fp32.p50_ms:.2f} ms, "
+        f"agreement {fastest.agreement if fastest.agreement is not None else 1:.1%}){tail}"
+    )
+
+
+def commission(
+    bundle: Bundle, device: str, min_agreement: float = 1.0, cache_dir: Path | None = None
+) -> CommissionRecord:
+    """Measure every candidate variant of ``bundle`` on ``device`` and decide which ``auto`` runs.
+
+    One compiled model at a time (peak memory of one model). Nothing is written; see
+    :func:`~edge_ad.commissioning.record.write_record`.
+
+    Raises:
+        BundleError: The acceptance set is unreadable.
+    """
+    core = ov.Core()
+    key = commission_key(bundle, device, min_agreement, core)
+    ref = read_acceptance(bundle)
+    runs, skipped = _candidates(bundle, core, key.device)
+    results: dict[str, CandidateResult] = {}
+    for run in runs:
+        try:
+            model = AnomalyModel(bundle, run.name, key.device, cache_dir)
+        except EdgeAdError as exc:
+            ir = bundle.manifest.variants[run.ir]  # type: ignore[index]
+            results[run.name] = CandidateResult(
+                variant=run.name, ir=run.ir, precision=run.precision, threshold=ir.threshold.value,
+                accepted=False, reasons=[str(exc)],
+            )  # fmt: skip
+            continue
+        results[run.name] = _measure(model, ref, bundle, min_agreement)
+        del model
+        r = results[run.name]
+        logger.info(
+            "commissioning %s on %s: %s (%s) %s, agreement %s, AUROC drop %s, p50 %.2f ms",
+            key.bundle,
+            key.device,
+            run.name,
+            r.precision,
+            "accepted" if r.accepted else "REFUSED " + "; ".join(r.reasons),
+            "-" if r.agreement is None else f"{r.agreement:.1%}",
+            "-" if r.auroc_drop is None else f"{r.auroc_drop:+.4f}",
+            r.p50_ms if r.p50_ms is not None else float("nan"),
+        )
+    chosen, reason = choose(results)
+    summary = None
+    if ref is not None and bundle.manifest.acceptance is not None:
+        spec = bundle.manifest.acceptance
+        summary = {
+            "images": spec.images,
+            "good": spec.good,
+            "defects": spec.defects,
+            "fp32_auroc": auroc(ref.labels, ref.fp32_scores),
+            "max_auroc_drop": spec.max_auroc_drop,
+        }
+    return CommissionRecord(
+        key=key,
+        at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        plugin_default_precision=plugin_default_precision(core, key.device),
+        acceptance=summary,
+        candidates=results,
+        chosen=chosen,
+        reason=reason + "".join(f"; {name} not tried: {why}" for name, why in skipped.items()),
+    )

@@ -1,0 +1,131 @@
+"""The commissioning record: what was measured on this device for one bundle version, and the decision.
+
+Kept in ``<state_dir>/commissioning/<manifest sha256>.json``. A restart reuses it as long as its key
+(bundle, device, CPU flags, OpenVINO version, acceptance criterion) is unchanged, so the variant a
+station runs never flips between restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge_ad.bundle import MANIFEST_NAME, Bundle, file_entry
+
+__all__ = [
+    "CandidateResult",
+    "CommissionKey",
+    "CommissionRecord",
+    "manifest_sha256",
+    "read_record",
+    "record_path",
+    "write_record",
+]
+
+RECORDS_DIR = "commissioning"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class CommissionKey(_Strict):
+    """What a decision depends on; any change means commissioning again."""
+
+    manifest_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bundle: str = Field(description="name v<version>, for people")
+    device: str
+    device_name: str
+    cpu_flags: list[str]
+    openvino: str
+    min_agreement: float
+
+
+class CandidateResult(_Strict):
+    """One variant scored on the acceptance set on this device."""
+
+    variant: str
+    ir: str
+    precision: str = Field(description="INFERENCE_PRECISION_HINT read back from the compiled model")
+    threshold: float
+    accepted: bool
+    reasons: list[str] = Field(default_factory=list, description="Why it was refused (empty when accepted).")
+    agreement: float | None = Field(None, description="Share of acceptance-set verdicts equal to FP32's.")
+    disagreements: int | None = None
+    auroc: float | None = None
+    auroc_drop: float | None = Field(None, description="FP32's AUROC on the set minus this variant's.")
+    drift_max: float | None = Field(None, description="Largest relative score change vs the FP32 scores.")
+    drift_mean: float | None = None
+    p50_ms: float | None = Field(None, description="Median time per image (inference, no resize).")
+    golden: dict[str, float] = Field(default_factory=dict, description="Scores of the golden images.")
+
+
+class CommissionRecord(_Strict):
+    """``<state_dir>/commissioning/<sha256>.json``."""
+
+    format: Literal[1] = 1
+    key: CommissionKey
+    at: str
+    plugin_default_precision: str = Field(description="What the plugin would have run float layers in.")
+    acceptance: dict[str, float | int | str] | None = Field(None, description="Set size, FP32 AUROC, budget.")
+    candidates: dict[str, CandidateResult]
+    chosen: str | None = Field(description="The variant 'auto' runs; None when even FP32 was refused.")
+    reason: str
+
+    def summary(self) -> dict:
+        """The decision as published on the status topic."""
+        return {
+            "at": self.at,
+            "chosen": self.chosen,
+            "reason": self.reason,
+            "cpu_flags": self.key.cpu_flags,
+            "plugin_default_precision": self.plugin_default_precision,
+            "candidates": {
+                name: {
+                    "precision": c.precision,
+                    "accepted": c.accepted,
+                    "agreement": c.agreement,
+                    "auroc_drop": c.auroc_drop,
+                    "drift_max": c.drift_max,
+                    "p50_ms": c.p50_ms,
+                }
+                for name, c in self.candidates.items()
+            },
+        }
+
+
+def manifest_sha256(bundle: Bundle) -> str:
+    """sha256 of the bundle's manifest (which holds the sha256 of every other file)."""
+    return file_entry(bundle.path / MANIFEST_NAME).sha256
+
+
+def record_path(state_dir: Path, sha256: str) -> Path:
+    """Where the record of the bundle with this manifest sha256 lives."""
+    return state_dir / RECORDS_DIR / f"{sha256}.json"
+
+
+def read_record(state_dir: Path, bundle: Bundle) -> CommissionRecord | None:
+    """The stored record of this bundle version (whatever its key), or None; a damaged file counts as none."""
+    path = record_path(state_dir, manifest_sha256(bundle))
+    try:
+        return CommissionRecord.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError, ValueError):
+        return None
+
+
+def write_record(state_dir: Path, record: CommissionRecord) -> Path:
+    """Store atomically (a reader never sees half a record)."""
+    path = record_path(state_dir, record.key.manifest_sha256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".record-")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(record.model_dump(mode="json"), indent=1) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
