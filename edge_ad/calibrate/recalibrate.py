@@ -241,7 +241,6 @@ def recalibrate(
     state_dir = config.service.state_dir
     resolution = resolve_variant(current, config.model, state_dir, cache_dir=state_dir / "ov_cache")
     running = resolution.variant  # what the station runs now: its numbers are the outcome's headline
-    also = [n for n, c in (resolution.record.candidates.items() if resolution.record else []) if c.accepted]
     fit, held = _split(good, rc.holdback_every)
     started = datetime.now(timezone.utc)
     with _exclusive(root), _disk_full_is_clear(root), _staged(current, root) as staging:
@@ -250,7 +249,7 @@ def recalibrate(
         fitted = _fit(candidate, fit, defects, refit, config, progress)
         checks = {
             name: _check(name, current, candidate, fitted, held, defects, config.model.device, progress)
-            for name in dict.fromkeys([running, *fitted.models, *also])
+            for name in dict.fromkeys([running, *fitted.models])  # the running variant and every one installed
             if RUN_VARIANTS[name].ir in fitted.models
         }
         ir = RUN_VARIANTS[running].ir

@@ -170,19 +170,24 @@ def commission(
     """
     core = ov.Core()
     key = commission_key(bundle, device, min_agreement, core)
-    ref = read_acceptance(bundle)
     runs, skipped = _candidates(bundle, core, key.device)
     results: dict[str, CandidateResult] = {}
+    ref: AcceptanceSet | None = None
     for run in runs:
         try:
             model = AnomalyModel(bundle, run.name, key.device, cache_dir)
         except EdgeAdError as exc:
+            if run.name == "fp32":  # the bundle cannot run here at all: that error is the one to show
+                raise
+
             ir = bundle.manifest.variants[run.ir]  # type: ignore[index]
             results[run.name] = CandidateResult(
                 variant=run.name, ir=run.ir, precision=run.precision, threshold=ir.threshold.value,
                 accepted=False, reasons=[str(exc)],
             )  # fmt: skip
             continue
+        if run.name == "fp32":  # read once the IR is known to fit the manifest (its error says more)
+            ref = read_acceptance(bundle)
         results[run.name] = _measure(model, ref, bundle, min_agreement)
         del model
         r = results[run.name]

@@ -12,7 +12,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_ad.bundle.store import active_version, list_versions, resolve_version_dir
+from edge_ad.bundle.store import active_version, list_versions, load_bundle, resolve_version_dir
+from edge_ad.commissioning import resolve_variant
+from edge_ad.inference.device import cpu_flags
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import BrokerError, EdgeAdError
 from edge_ad.publish.client import configure_security
@@ -63,14 +65,15 @@ def read_station(config: EdgeAdConfig, timeout_s: float = 3.0) -> dict[str, Any]
 
 
 def _local(config: EdgeAdConfig) -> dict[str, Any]:
-    from edge_ad.inference.device import cpu_flags  # openvino: imported only when the screen is drawn
-
     local: dict[str, Any] = {"cpu_flags": cpu_flags()}
     try:
         version_dir = resolve_version_dir(config.model.path)
         model_dir = version_dir.parent
         local["bundle"] = f"{model_dir} active v{active_version(model_dir) or version_dir.name}"
         local["versions"] = [p.name for p in list_versions(model_dir)]
+        bundle = load_bundle(version_dir, verify=False)
+        resolution = resolve_variant(bundle, config.model, config.service.state_dir, commission_missing=False)
+        local["commissioning"] = resolution.record.summary() if resolution.record else None
     except EdgeAdError as exc:
         local["bundle"] = f"PROBLEM: {exc}"
     if shutil.which("systemctl"):
@@ -82,7 +85,7 @@ def _local(config: EdgeAdConfig) -> dict[str, Any]:
 
 def _precision_lines(status: dict[str, Any], local: dict[str, Any]) -> list[str]:
     """CPU flags, what the plugin would have done unasked, and the commissioning decision."""
-    done = status.get("commissioning") or {}
+    done = status.get("commissioning") or local.get("commissioning") or {}
     flags = done.get("cpu_flags", local["cpu_flags"])
     lines = [
         f"cpu        {' '.join(flags) or 'no avx2/avx512/amx'}    plugin default precision "
@@ -90,6 +93,8 @@ def _precision_lines(status: dict[str, Any], local: dict[str, Any]) -> list[str]
     ]
     if done:
         lines.append(f"commission auto runs {done.get('chosen')} ({done.get('at', '?')}): {done.get('reason', '')}")
+    else:
+        lines.append("commission not commissioned on this device yet (the daemon does it at its next start)")
     if status.get("variant_note"):
         lines.append(f"ALARM      {status['variant_note']}")
     return lines

@@ -48,7 +48,9 @@ CASES = [
     ("camera.loop", "sometimes", "camera.loop: Input should be a valid boolean"),
     ("model.path", DELETE, "model.path: required key is missing"),
     ("model.device", "TPU", "model.device: String should match pattern"),
-    ("model.variant", "int4", "model.variant: Input should be 'auto', 'int8' or 'fp32'"),
+    ("model.variant", "int4", "model.variant: Input should be 'auto', 'fp32', 'int8', 'bf16' or 'f16'"),
+    ("model.device", "AUTO", "model.device: String should match pattern"),  # would pick and switch devices
+    ("model.min_agreement", 0.2, "model.min_agreement: Input should be greater than or equal to 0.5"),
     ("model.infer_requests", 0, "model.infer_requests: Input should be greater than or equal to 1"),
     ("mqtt.port", 70000, "mqtt.port: Input should be less than or equal to 65535"),
     ("mqtt.qos", 2, "mqtt.qos"),

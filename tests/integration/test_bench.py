@@ -10,7 +10,8 @@ import resource
 
 import pytest
 
-from edge_ad.bench.runtime import device_variant
+from edge_ad.bench.runtime import runnable_variants
+from edge_ad.bundle import load_bundle
 from edge_ad.cli import main
 
 pytestmark = pytest.mark.integration
@@ -22,21 +23,25 @@ def test_bench_with_accuracy_and_end_to_end_over_mosquitto(exported, dataset, tm
             "--e2e", "40", "--e2e-fps", "40", "--json", str(out)]  # fmt: skip
     assert main(args) == 0
     result = json.loads(out.read_text())
-    assert [row["variant"] for row in result["rows"]] == ["fp32", "int8"]
+    variants = runnable_variants(load_bundle(exported.bundle), "CPU")  # + bf16/f16 where the CPU has them
+    assert [row["variant"] for row in result["rows"]] == variants and variants[:2] == ["fp32", "int8"]
+    assert {row["variant"]: row["precision"] for row in result["rows"]}["int8"] == "f32"
     acc = result["accuracy"]
     assert acc["test_images"] == 34 and acc["defects"] == 18
-    assert set(acc["auroc"]) == {"fp32", "int8"} and all(0.5 < v <= 1 for v in acc["auroc"].values())
-    assert 0 <= acc["verdict_agreement"] <= 1
+    assert set(acc["auroc"]) == set(variants) and all(0.5 < v <= 1 for v in acc["auroc"].values())
+    assert set(acc["vs_fp32"]) == set(variants) - {"fp32"}
+    assert acc["vs_fp32"]["int8"]["auroc_drop"] == pytest.approx(acc["auroc"]["fp32"] - acc["auroc"]["int8"])
     e2e = result["end_to_end"]
-    # end to end runs what 'variant: auto' would: INT8 only if it was faster here
-    assert e2e["received"] == 40 and e2e["variant"] == device_variant(result["rows"])
+    # end to end runs what 'variant: auto' runs: the commissioned choice on this machine
+    assert e2e["received"] == 40 and e2e["variant"] == result["commissioning"]["chosen"]
     assert 0 < e2e["model_p50_ms"] <= e2e["e2e_p50_ms"] <= e2e["e2e_p99_ms"]  # the verdict comes after the frame
     assert 50 < e2e["peak_rss_mb"] < 4096
     # the daemon's own memory, not this test process's (torch, anomalib) carried over the fork
     own_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert own_mb < 400 or e2e["peak_rss_mb"] < own_mb, (e2e["peak_rss_mb"], own_mb)
     text = capsys.readouterr().out
-    for part in ("| int8 |", "Accuracy on 34 test images", f"End to end ({e2e['variant']}, 40 frames", "peak RSS MB"):
+    for part in ("| int8 | f32 |", "Accuracy on 34 test images", f"End to end ({e2e['variant']}, 40 frames",
+                 "peak RSS MB", "Commissioning on this machine"):  # fmt: skip
         assert part in text
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from edge_ad.bundle import load_bundle
+from edge_ad.commissioning import read_record
 from edge_ad.datasets.layout import list_images
 from edge_ad.publish import load_schema
 from tests.support.broker import Recorder
@@ -64,11 +66,18 @@ def test_every_verdict_arrives_in_order_and_is_right(exported, mosquitto, tmp_pa
     bad = [v for v in verdicts if labels[v["frame"]["origin"]] == 1]
     assert sum(v["verdict"] == "OK" for v in good) / len(good) >= 0.9
     assert sum(v["verdict"] == "NG" for v in bad) / len(bad) >= 0.9
-    assert verdicts[0]["model"] == {"name": "brick", "version": exported.manifest.version}
+    # int8 is pinned in the config: it runs if commissioning accepted it on this machine, else fp32 with an alarm
+    record = read_record(tmp_path / "state", load_bundle(exported.bundle))
+    accepted = record.candidates["int8"].accepted
+    runs = "int8" if accepted else "fp32"
+    model = {"name": "brick", "version": exported.manifest.version, "variant": runs, "precision": "f32"}
+    assert all(v["model"] == model for v in verdicts)
     statuses = rec.on("status")
     for s in statuses:
         jsonschema.validate(s, load_schema("status"))
-    assert statuses[0]["state"] == "online" and statuses[0]["model"]["variant"] == "int8"  # pinned in the config
+    assert statuses[0]["state"] == "online" and statuses[0]["model"] == model
+    assert statuses[0]["commissioning"]["candidates"]["int8"]["accepted"] is accepted
+    assert ("variant_note" in statuses[0]) is not accepted
     assert statuses[-1] == statuses[-1] | {"state": "offline", "reason": "source exhausted"}
 
 
@@ -148,6 +157,25 @@ def test_broker_down_at_start_is_not_fatal(tiny_models, tmp_path):
     assert "not reachable after 1 s; running anyway" in proc.stderr
     assert "verdict(s) not acknowledged by the broker at shutdown" in proc.stderr
     assert time.monotonic() - started < 60
+
+
+def test_the_variant_is_commissioned_once_and_every_restart_runs_the_same(tiny_models, mosquitto, tmp_path):
+    folder = write_frames(tmp_path / "frames", [good_image(400), defect_image(400), good_image(401)])
+    config = station_config(tmp_path, str(folder), tiny_models / "tiny", mosquitto.port, station="restarts")
+    seen = []
+    for run in range(3):
+        with Recorder(mosquitto, topic="edge_ad/restarts/#") as rec:
+            proc = edge_ad("run", "--config", str(config))
+            assert proc.returncode == 0, proc.stderr
+            rec.wait_for(lambda r: any(s["state"] == "offline" for s in r.on("status")))
+        assert ("commissioning tiny v1 on CPU" in proc.stderr) == (run == 0), proc.stderr  # measured once
+        (records,) = list((tmp_path / "state" / "commissioning").glob("*.json"))
+        online = next(s for s in rec.on("status") if s["state"] == "online")
+        jsonschema.validate(online, load_schema("status"))
+        chosen = online["commissioning"]["chosen"]
+        assert {v["model"]["variant"] for v in rec.on("verdict")} == {online["model"]["variant"]} == {chosen}
+        seen.append((chosen, online["model"]["precision"], records.stat().st_mtime_ns))
+    assert seen[0] == seen[1] == seen[2], seen  # same variant, same precision, the record untouched
 
 
 def test_verdicts_spooled_while_broker_down_arrive_after_restart(tiny_models, tmp_path):
@@ -290,12 +318,12 @@ def test_failed_self_test_publishes_error_and_exits(tiny_models, mosquitto, tmp_
     import cv2
 
     cv2.imwrite(str(frames / "a.png"), good_image(1))
-    config = station_config(tmp_path, str(frames), models / "tiny", mosquitto.port)
+    config = station_config(tmp_path, str(frames), models / "tiny", mosquitto.port, model={"variant": "fp32"})
     with Recorder(mosquitto) as rec:
         proc = edge_ad("run", "--config", str(config))
         rec.wait_for(lambda r: any(not retained for t, _, retained in r.messages if t.endswith("/status")))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "edge-ad: error: self-test failed on CPU: golden/1.png" in proc.stderr
+    assert "edge-ad: error: self-test failed on CPU (fp32, f32): golden/1.png" in proc.stderr
     statuses = [p for t, p, retained in rec.messages if t.endswith("/status") and not retained]  # live ones
     assert statuses and {s["state"] for s in statuses} == {"error"}, "never online with a failing self-test"
     assert statuses[0]["reason"].startswith("self-test failed")

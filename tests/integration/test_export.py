@@ -149,31 +149,27 @@ def test_runtime_scores_agree_with_anomalib(any_export, anomalib_scores, variant
         assert (ours_ng == their_labels).mean() >= 0.95
 
 
-@pytest.mark.parametrize(
-    ("int8_ms", "fp32_ms", "expected"), [(3.0, 4.0, "int8"), (3.9, 4.0, "fp32"), (5.0, 4.0, "fp32")]
-)
-def test_variant_auto_runs_int8_only_where_it_is_faster(exported, monkeypatch, caplog, int8_ms, fp32_ms, expected):
-    """The timing itself is real; the medians are fixed here so the decision rule is what is tested."""
-    from edge_ad.inference import engine
-
-    timed = []
-
-    def median(model, frames, runs=20):
-        timed.append((model.variant_name, len(frames)))
-        return {"int8": int8_ms, "fp32": fp32_ms}[model.variant_name]
-
-    monkeypatch.setattr(engine, "_median_ms", median)
-    with caplog.at_level("INFO", logger="edge_ad.inference.engine"):
-        model = engine.load_model(load_bundle(exported.bundle), "auto", "CPU")
-    assert model.variant_name == expected
-    assert sorted(v for v, _ in timed) == ["fp32", "int8"] and all(n >= 1 for _, n in timed)  # timed on golden images
-    assert f"running {expected}" in caplog.text
-
-
-def test_variant_auto_times_for_real_and_pinned_variants_are_obeyed(exported):
-    from edge_ad.inference import engine
+def test_commissioning_on_the_real_bundle_measures_every_variant_at_its_pinned_precision(exported, tmp_path):
+    """INT8 keeps its non-quantized layers in f32; every candidate is judged on the bundle's acceptance set."""
+    from edge_ad.bundle import read_acceptance
+    from edge_ad.commissioning import load_model, resolve_variant
+    from edge_ad.config import ModelConfig
+    from edge_ad.inference import AnomalyModel
 
     bundle = load_bundle(exported.bundle)
-    assert engine.load_model(bundle, "auto", "CPU").variant_name in {"int8", "fp32"}
-    assert engine.load_model(bundle, "fp32", "CPU").variant_name == "fp32"
-    assert engine.load_model(bundle, "int8", "CPU").variant_name == "int8"
+    ref = read_acceptance(bundle)
+    spec = bundle.manifest.acceptance
+    assert spec.images == len(ref.labels) == 17 and spec.good == 8 and spec.defects == 9  # the validation split
+    assert spec.max_auroc_drop == 0.003 and ref.batches.shape[1:] == (128, 128, 3)
+    fp32 = AnomalyModel(bundle, "fp32", "CPU")
+    rescored = [fp32.infer_batch(b[None]).score for b in ref.batches]
+    np.testing.assert_allclose(rescored, ref.fp32_scores, rtol=1e-6)  # the set holds exactly what the IR takes
+    assert AnomalyModel(bundle, "int8", "CPU").precision == "f32"
+    resolution = resolve_variant(bundle, ModelConfig(path=bundle.path), tmp_path / "state")
+    record = resolution.record
+    assert {"fp32", "int8"} <= set(record.candidates)
+    assert record.candidates["int8"].precision == "f32" and record.candidates["fp32"].drift_max < 1e-6
+    assert record.candidates[resolution.variant].accepted and resolution.variant == record.chosen
+    pinned = load_model(bundle, ModelConfig(path=bundle.path, variant="int8"), tmp_path / "state")
+    assert pinned.variant_name == ("int8" if record.candidates["int8"].accepted else "fp32")
+    assert load_model(bundle, ModelConfig(path=bundle.path, variant="fp32"), tmp_path / "state").precision == "f32"

@@ -124,9 +124,11 @@ def test_int8_gate_refuses_and_keeps_fp32(tmp_path, small_data):
     assert bundle.manifest.variants["int8"].status == "rejected" and bundle.manifest.default_variant == "fp32"
     assert bundle.manifest.metrics["int8"]["gate"] == "rejected"
     assert bundle.manifest.metrics["int8"]["validation_auroc_drop"] > 0
-    from edge_ad.inference import AnomalyModel
+    from edge_ad.commissioning import commission
 
-    assert AnomalyModel(bundle, "int8", "CPU").variant_name == "fp32", "a rejected INT8 IR is never run"
+    record = commission(bundle, "CPU")
+    assert "int8" not in record.candidates, "a rejected INT8 IR is never run"
+    assert "int8 not tried: the bundle has no accepted int8 IR" in record.reason
 
 
 def test_wrong_weights_file_is_refused(tmp_path, small_data):

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edge_ad.bundle import load_bundle
+from edge_ad.commissioning import read_record
 from tests.support.broker import Recorder
 from tests.support.station import edge_ad, station_config
 from tests.support.tiny_bundle import good_image, write_frames
@@ -79,7 +81,13 @@ def test_status_shows_one_readable_screen(tiny_models, mosquitto, tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "station    status-line    state OFFLINE" in out
-    assert "model      tiny v1 (fp32) on CPU" in out and "NG 0.0 %" in out and "frames 5" in out
+    record = read_record(tmp_path / "state", load_bundle(tiny_models / "tiny"))
+    chosen, precision = record.chosen, record.candidates[record.chosen].precision
+    assert (
+        f"model      tiny v1 variant {chosen} in {precision} on CPU" in out and "NG 0.0 %" in out and "frames 5" in out
+    )
+    assert f"cpu        {' '.join(record.key.cpu_flags) or 'no avx2/avx512/amx'}    plugin default precision" in out
+    assert f"commission auto runs {chosen} ({record.at}): " in out and "ALARM" not in out
     assert "last error source exhausted" in out and "drift      none" in out
     assert f"local      {tiny_models / 'tiny'} active v1" in out
 

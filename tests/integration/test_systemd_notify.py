@@ -57,6 +57,7 @@ def test_ready_watchdog_status_stopping_and_no_pings_while_camera_hangs(tiny_mod
         config = station_config(
             tmp_path, camera.url, tiny_models / "tiny", mosquitto.port,
             camera={"open_timeout_s": 2, "stall_timeout_s": 2}, service={"stats_interval_s": 1},
+            model={"variant": "fp32"},
         )  # fmt: skip
         env = {**os.environ, "NOTIFY_SOCKET": notify.env, "WATCHDOG_USEC": "600000"}  # 0.6 s: ping every 0.2 s
         proc = subprocess.Popen(
@@ -67,7 +68,7 @@ def test_ready_watchdog_status_stopping_and_no_pings_while_camera_hangs(tiny_mod
             notify.collect(8)
             ready = notify.with_key("READY")
             assert len(ready) == 1 and ready[0][1]["READY"] == "1", notify.messages
-            assert "model tiny v1 (fp32) on CPU" in ready[0][1]["STATUS"]
+            assert "model tiny v1 (fp32, f32) on CPU" in ready[0][1]["STATUS"]
             pings = [t for t, m in notify.with_key("WATCHDOG") if t > ready[0][0]]
             assert len(pings) >= 10, f"expected regular pings, got {len(pings)}"
             assert max(b - a for a, b in itertools.pairwise(pings)) < 0.6
