@@ -14,9 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_ad.bundle.store import active_version, list_versions, load_bundle, resolve_version_dir
 from edge_ad.commissioning import resolve_variant
-from edge_ad.inference.device import cpu_flags
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import BrokerError, EdgeAdError
+from edge_ad.inference.device import cpu_flags
 from edge_ad.publish.client import configure_security
 from edge_ad.publish.topics import Topics
 
