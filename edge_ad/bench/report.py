@@ -9,25 +9,33 @@ __all__ = ["bench_markdown"]
 THEIRS = {"anomalib_openvino": "anomalib OpenVINOInferencer", "anomalib_torch": "anomalib TorchInferencer"}
 
 
+def _interval(low_high: list[float] | None, points: bool) -> str:
+    """`` [low, high]`` of a bootstrap interval (AUROC, or a drop in points), or nothing."""
+    if low_high is None:
+        return ""
+    low, high = low_high
+    return f" [{100 * low:+.2f}, {100 * high:+.2f}]" if points else f" [{low:.4f}, {high:.4f}]"
+
+
 def _accuracy(acc: dict) -> list[str]:
     lines = [
         "",
-        f"Accuracy on {acc['test_images']} test images ({acc['defects']} defects) of {acc['data']}:",
+        f"Accuracy on {acc['test_images']} test images ({acc['defects']} defects) of {acc['data']} "
+        "(95 % stratified bootstrap intervals, paired across variants):",
         "",
-        "| variant | image AUROC |",
-        "| --- | ---: |",
+        "| variant | image AUROC | AUROC drop vs fp32 | verdicts as fp32 | largest score drift |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
-    lines[-2:] = ["| variant | image AUROC | AUROC drop vs fp32 | verdicts as fp32 | largest score drift |",
-                  "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    intervals = acc.get("intervals", {})
     for name, value in acc["auroc"].items():
-        vs = acc.get("vs_fp32", {}).get(name)
+        vs, ci = acc.get("vs_fp32", {}).get(name), intervals.get(name, {})
         extra = (
-            f"{_cell(vs['auroc_drop'], 100, ' pt', signed=True)} | {_cell(vs['verdict_agreement'], 100, ' %')} | "
-            f"{_cell(vs['drift_max'], 100, ' %')}"
+            f"{_cell(vs['auroc_drop'], 100, ' pt', signed=True)}{_interval(ci.get('drop'), points=True)} | "
+            f"{_cell(vs['verdict_agreement'], 100, ' %')} | {_cell(vs['drift_max'], 100, ' %')}"
             if vs
             else "— | — | —"
         )
-        lines.append(f"| {name} | {value:.4f} | {extra} |")
+        lines.append(f"| {name} | {value:.4f}{_interval(ci.get('auroc'), points=False)} | {extra} |")
     return lines
 
 

@@ -6,15 +6,16 @@ Torch-free: runs on the device exactly as the daemon does (same engine, same pre
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from edge_ad.bench.machine import machine
 from edge_ad.bundle import Bundle
-from edge_ad.calibrate.metrics import auroc
+from edge_ad.calibrate.metrics import auroc, auroc_intervals
 from edge_ad.datasets.layout import find_category, list_images, read_images
-from edge_ad.errors import DatasetError
+from edge_ad.errors import DatasetError, ModelLoadError
 from edge_ad.inference.device import capabilities
 from edge_ad.inference.engine import AnomalyModel, InferPipeline
 from edge_ad.inference.precision import RUN_VARIANTS, plugin_default_precision
@@ -24,7 +25,7 @@ __all__ = ["accuracy", "bench_runtime", "image_paths", "runnable_variants", "run
 
 
 def runnable_variants(bundle: Bundle, device: str) -> list[str]:
-    """Run variants this bundle has an accepted IR for and this device can run (bf16/f16: native only)."""
+    """Run variants this bundle has an accepted IR for and this device lists (bf16/f16: native only)."""
     import openvino as ov
 
     caps = capabilities(ov.Core(), device)
@@ -33,6 +34,21 @@ def runnable_variants(bundle: Bundle, device: str) -> list[str]:
         for v in RUN_VARIANTS.values()
         if v.ir in bundle.runnable() and (v.capability is None or v.capability in caps)
     ]
+
+
+def _models(bundle: Bundle, device: str, skipped: dict[str, str]) -> Iterator[AnomalyModel]:
+    """One compiled model per runnable variant, in turn (latency hint).
+
+    A reduced-precision variant the plugin will not compile at its precision (it lists the
+    capability, yet reports another precision) is skipped, its reason kept in ``skipped``.
+    """
+    for name in runnable_variants(bundle, device):
+        try:
+            yield AnomalyModel(bundle, name, device)
+        except ModelLoadError as exc:
+            if not RUN_VARIANTS[name].reduced:
+                raise
+            skipped[name] = str(exc)
 
 
 def image_paths(bundle: Bundle, images: Path | None) -> list[Path]:
@@ -87,11 +103,12 @@ def accuracy(bundle: Bundle, data: Path, device: str = "CPU") -> dict:
     labels = np.array([label for _, label, _ in items])
     result: dict = {"data": str(data), "test_images": len(items), "defects": int(labels.sum()), "auroc": {}}
     scores, verdicts = {}, {}
-    for name in runnable_variants(bundle, device):
-        model = AnomalyModel(bundle, name, device)
+    for model in _models(bundle, device, result.setdefault("skipped", {})):
+        name = model.variant_name
         scores[name] = model.score_images(images)
         result["auroc"][name] = auroc(labels, scores[name])
         verdicts[name] = is_ng(scores[name], model.threshold)
+    result["intervals"] = auroc_intervals(labels, scores)  # 95 % stratified bootstrap, paired across variants
     result["vs_fp32"] = {
         name: {
             "auroc_drop": result["auroc"]["fp32"] - result["auroc"][name],
@@ -120,15 +137,16 @@ def bench_runtime(
     import openvino as ov
 
     data = _frames(bundle, images, frames)
-    rows = []
-    for name in runnable_variants(bundle, device):
-        model = AnomalyModel(bundle, name, device)
+    rows: list[dict] = []
+    skipped: dict[str, str] = {}
+    for model in _models(bundle, device, skipped):
+        name = model.variant_name
         sync = _sync(model, data)
         row = {"variant": name, "precision": model.precision, **sync, "async": {}}
         for n in requests:
-            model = AnomalyModel(bundle, name, device, streams=n)
-            single = _sync(model, data)["fps"]  # the same throughput-compiled model, one request at a time
-            fps = _pipelined(model, data, n)
+            queued = AnomalyModel(bundle, name, device, streams=n)
+            single = _sync(queued, data)["fps"]  # the same throughput-compiled model, one request at a time
+            fps = _pipelined(queued, data, n)
             row["async"][n] = {"fps": fps, "vs_latency_mode": fps / sync["fps"], "vs_single_request": fps / single}
         rows.append(row)
     m = bundle.manifest
@@ -141,6 +159,7 @@ def bench_runtime(
         "plugin_default_precision": plugin_default_precision(ov.Core(), device),
         "machine": machine(),
         "rows": rows,
+        "skipped": skipped,
     }
 
 

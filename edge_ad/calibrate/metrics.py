@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auroc", "best_f1_threshold", "classification_stats", "spearman"]
+__all__ = ["auroc", "auroc_intervals", "best_f1_threshold", "classification_stats", "spearman"]
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -30,6 +30,45 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
         raise ValueError("AUROC needs both good and defect samples")
     ranks = _ranks(np.asarray(scores, dtype=np.float64))
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auroc_intervals(
+    labels: np.ndarray,
+    scores: dict[str, np.ndarray],
+    reference: str = "fp32",
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Bootstrap intervals of each AUROC and of its paired drop against ``reference``.
+
+    Good and defect images are resampled separately (stratified) with the same draws for every
+    entry of ``scores``, so the drop interval says whether one variant really ranks worse on
+    these images.
+
+    Returns:
+        ``{name: {"auroc": (low, high), "drop": (low, high)}}`` (no ``drop`` for the reference).
+    """
+    labels = np.asarray(labels).astype(bool)
+    good, bad = np.flatnonzero(~labels), np.flatnonzero(labels)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in scores}
+    for _ in range(resamples):
+        idx = np.concatenate([rng.choice(good, len(good)), rng.choice(bad, len(bad))])
+        for name, values in scores.items():
+            draws[name].append(auroc(labels[idx], np.asarray(values)[idx]))
+    tail = 100 * (1 - level) / 2
+
+    def interval(values: np.ndarray) -> tuple[float, float]:
+        low, high = np.percentile(values, [tail, 100 - tail])
+        return float(low), float(high)
+
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for name, values in draws.items():
+        out[name] = {"auroc": interval(np.array(values))}
+        if name != reference and reference in draws:
+            out[name]["drop"] = interval(np.array(draws[reference]) - np.array(values))
+    return out
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -87,6 +87,10 @@ def judge_candidate(
     scores: np.ndarray, threshold: float, ref: AcceptanceSet, fp32_threshold: float, budget: float, min_agreement: float
 ) -> dict:
     """Agreement, AUROC drop and score drift of a variant's scores against the recorded FP32 scores."""
+    broken = int((~np.isfinite(scores)).sum())
+    if broken:
+        reason = f"scored NaN or infinity (not a number) on {broken} of {len(scores)} images; the model is broken"
+        return {"accepted": False, "reasons": [f"{reason} - re-export the bundle"], "disagreements": broken}
     same = is_ng(scores, threshold) == is_ng(ref.fp32_scores, fp32_threshold)
     variant_auroc, fp32_auroc = auroc(ref.labels, scores), auroc(ref.labels, ref.fp32_scores)
     drift = np.abs(scores - ref.fp32_scores) / np.maximum(np.abs(ref.fp32_scores), 1e-12)

@@ -128,4 +128,6 @@ def test_model_that_outputs_nan_is_refused(tmp_path, frames, tiny_models):
         manifest["files"][name] = file_entry(version / name).model_dump()
     (version / "manifest.json").write_text(json.dumps(manifest))
     config = station_config(tmp_path, str(frames), model_dir, 1883, mqtt={"connect_timeout_s": 1})
-    assert_one_line_error(edge_ad("run", "--config", str(config)), "scored nan (not a number)", "re-export")
+    assert_one_line_error(
+        edge_ad("run", "--config", str(config)), "FP32 itself does not reproduce", "(not a number)", "re-export"
+    )

@@ -105,27 +105,42 @@ def test_recipe_reproduces_identical_files_with_user_weights(tmp_path, small_dat
     assert a.manifest.variants["int8"].threshold == b.manifest.variants["int8"].threshold
 
 
-def test_int8_gate_refuses_and_keeps_fp32(tmp_path, small_data):
-    # quantizing the stem and the embedding pool too wrecks lite0 blocks.2+blocks.4 features (AUROC ~0.5);
-    # blocks.2 alone (the default) survives it on this small set
-    recipe = write_recipe(
-        tmp_path / "r.yaml",
-        small_data,
-        tmp_path / "m",
-        model="{layers: [blocks.2, blocks.4]}",
-        int8="{mode: ptq, max_drop: 0.0, keep_fp32: []}",
-    )
-    proc = offline_cli("export", "--recipe", str(recipe), log=tmp_path / "log")
-    assert proc.returncode == 3, proc.stderr[-2000:]
-    assert "-> FAIL (INT8 rejected" in proc.stdout
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("edge-ad: error:")]
-    assert len(errors) == 1 and "exceeds the budget 0.0000" in errors[0]
+def test_int8_gate_refuses_and_keeps_fp32(tmp_path, small_data, monkeypatch, capsys):
+    # Whether full quantization wrecks lite0 features depends on the CPU the export runs on (AVX2
+    # without VNNI saturates u8 x s8 products; VNNI/AMX do not), so the bad INT8 model is made
+    # deterministic here: the real NNCF model with its score negated (it still has FakeQuantize ops).
+    import openvino.opset15 as ops
+
+    from edge_ad.cli import main
+    from edge_ad.commissioning import commission
+    from edge_ad.export import pipeline
+    from edge_ad.inference.patchcore_graph import SCORE_OUTPUT
+
+    real = pipeline.quantize
+
+    def inverted(*args, **kwargs):
+        model = real(*args, **kwargs)
+        for result in model.get_results():
+            source = result.input_value(0)
+            if SCORE_OUTPUT in source.get_names():
+                negated = ops.negative(source)
+                source.get_tensor().set_names(set())
+                negated.output(0).get_tensor().set_names({SCORE_OUTPUT})
+                result.input(0).replace_source_output(negated.output(0))
+        model.validate_nodes_and_infer_types()
+        return model
+
+    monkeypatch.setattr(pipeline, "quantize", inverted)
+    args = ["export", "--data", str(small_data), "--out", str(tmp_path / "m"), "--name", "demo", "--max-drop", "0.01"]
+    assert main(args) == 3
+    captured = capsys.readouterr()
+    assert "-> FAIL (INT8 rejected" in captured.out
+    errors = [line for line in captured.err.splitlines() if line.startswith("edge-ad: error:")]
+    assert len(errors) == 1 and "exceeds the budget 0.0100" in errors[0]
     bundle = load_bundle(tmp_path / "m" / "demo")
     assert bundle.manifest.variants["int8"].status == "rejected" and bundle.manifest.default_variant == "fp32"
     assert bundle.manifest.metrics["int8"]["gate"] == "rejected"
-    assert bundle.manifest.metrics["int8"]["validation_auroc_drop"] > 0
-    from edge_ad.commissioning import commission
-
+    assert bundle.manifest.metrics["int8"]["validation_auroc_drop"] > 0.5
     record = commission(bundle, "CPU")
     assert "int8" not in record.candidates, "a rejected INT8 IR is never run"
     assert "int8 not tried: the bundle has no accepted int8 IR" in record.reason

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_ad.calibrate.metrics import auroc, best_f1_threshold, classification_stats, spearman
+from edge_ad.calibrate.metrics import auroc, auroc_intervals, best_f1_threshold, classification_stats, spearman
 
 
 @pytest.mark.parametrize(
@@ -56,3 +56,16 @@ def test_best_f1_threshold_with_overlap():
     threshold, f1 = best_f1_threshold(labels, scores)
     assert f1 == pytest.approx(classification_stats(labels, scores, threshold)["f1"])
     assert f1 == pytest.approx(max(classification_stats(labels, scores, t)["f1"] for t in np.arange(0, 7, 0.25)))
+
+
+def test_auroc_intervals_are_paired_and_stratified():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 60)
+    fp32 = np.concatenate([rng.normal(0, 1, 60), rng.normal(2, 1, 60)])
+    noisy = fp32 + rng.normal(0, 1.5, 120)  # ranks worse on the same images
+    out = auroc_intervals(labels, {"fp32": fp32, "same": fp32.copy(), "noisy": noisy}, resamples=300)
+    low, high = out["fp32"]["auroc"]
+    assert low < auroc(labels, fp32) < high and high - low < 0.2
+    assert out["same"]["drop"] == (0.0, 0.0)  # paired draws: an identical variant loses exactly nothing
+    assert out["noisy"]["drop"][0] > 0  # the loss is real on these images, not sampling noise
+    assert "drop" not in out["fp32"]

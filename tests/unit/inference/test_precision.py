@@ -32,7 +32,11 @@ def test_every_variant_reads_back_the_precision_it_names_on_every_device(tiny_mo
     for run in RUN_VARIANTS.values():
         if run.ir not in bundle.runnable() or (run.capability and run.capability not in caps):
             continue
-        model = AnomalyModel(bundle, run.name, device)
+        try:
+            model = AnomalyModel(bundle, run.name, device)
+        except ModelLoadError as exc:  # a plugin that lists the capability yet compiles another precision
+            assert run.reduced and "although" in str(exc), exc
+            continue
         assert read_precision(model.compiled) == model.precision == run.precision, (device, run.name)
         tried.append(run.name)
     assert "fp32" in tried  # int8 is read back on a real INT8 IR in tests/integration/test_export.py
