@@ -14,9 +14,9 @@ import numpy as np
 from edge_ad.bench.machine import machine
 from edge_ad.bundle import Bundle
 from edge_ad.calibrate.metrics import auroc, auroc_intervals
+from edge_ad.commissioning.measure import candidates
 from edge_ad.datasets.layout import find_category, list_images, read_images
 from edge_ad.errors import DatasetError, ModelLoadError
-from edge_ad.inference.device import capabilities
 from edge_ad.inference.engine import AnomalyModel, InferPipeline
 from edge_ad.inference.precision import RUN_VARIANTS, plugin_default_precision
 from edge_ad.types import Frame, is_ng
@@ -25,15 +25,8 @@ __all__ = ["accuracy", "bench_runtime", "image_paths", "runnable_variants", "run
 
 
 def runnable_variants(bundle: Bundle, device: str) -> list[str]:
-    """Run variants this bundle has an accepted IR for and this device lists (bf16/f16: native only)."""
-    import openvino as ov
-
-    caps = capabilities(ov.Core(), device)
-    return [
-        v.name
-        for v in RUN_VARIANTS.values()
-        if v.ir in bundle.runnable() and (v.capability is None or v.capability in caps)
-    ]
+    """The variants commissioning would measure here (bf16 on CPUs with native bf16, f16 on GPUs)."""
+    return [run.name for run in candidates(bundle, device)[0]]
 
 
 def _models(bundle: Bundle, device: str, skipped: dict[str, str]) -> Iterator[AnomalyModel]:
@@ -113,7 +106,9 @@ def accuracy(bundle: Bundle, data: Path, device: str = "CPU") -> dict:
         name: {
             "auroc_drop": result["auroc"]["fp32"] - result["auroc"][name],
             "verdict_agreement": float(np.mean(verdicts[name] == verdicts["fp32"])),
-            "drift_max": float(np.max(np.abs(scores[name] - scores["fp32"]) / np.abs(scores["fp32"]))),
+            "drift_max": float(
+                np.max(np.abs(scores[name] - scores["fp32"]) / np.maximum(np.abs(scores["fp32"]), 1e-12))
+            ),
         }
         for name in scores
         if name != "fp32"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from edge_ad.bench.runtime import accuracy, bench_runtime, image_paths
 from edge_ad.bundle import load_bundle
-from edge_ad.commissioning import commission
+from edge_ad.commissioning import resolve_variant
+from edge_ad.config import ModelConfig
 from edge_ad.datasets.layout import read_images
 
 __all__ = ["run_bench"]
@@ -36,16 +37,17 @@ def run_bench(
     """
     bundle = load_bundle(bundle_path)  # verifies every file's sha256: once for all the measurements
     result = bench_runtime(bundle, images, frames, requests, device)
-    record = commission(bundle, device)  # not stored: the station's own state directory is not touched
-    result["commissioning"] = record.summary()
+    # what 'variant: auto' runs on this machine; not stored: no station's state directory is touched
+    chosen = resolve_variant(bundle, ModelConfig(path=bundle.path, device=device), None, context="bench")
+    assert chosen.record is not None
+    result["commissioning"] = chosen.record.summary()
     paths = image_paths(bundle, images)
     if data is not None:
         result["accuracy"] = accuracy(bundle, data, device)
     if e2e_frames:
         from edge_ad.bench.endtoend import bench_end_to_end
 
-        variant = record.chosen or "fp32"  # what 'variant: auto' runs on this machine
-        result["end_to_end"] = bench_end_to_end(bundle.path, paths, variant, e2e_frames, e2e_fps)
+        result["end_to_end"] = bench_end_to_end(bundle.path, paths, chosen.variant, e2e_frames, e2e_fps)
     if anomalib and data is not None:
         from edge_ad.bench.anomalib_ref import bench_anomalib
 

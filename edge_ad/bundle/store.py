@@ -25,6 +25,7 @@ __all__ = [
     "Bundle",
     "activate",
     "file_entry",
+    "fsync_dir",
     "install_bundle",
     "list_versions",
     "load_bundle",
@@ -142,10 +143,11 @@ def _fsync_tree(root: Path) -> None:
         if p.is_file():
             with p.open("rb") as fh:
                 os.fsync(fh.fileno())
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or new file in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -162,7 +164,7 @@ def activate(model_dir: Path, version: str) -> None:
         tmp.unlink()
     tmp.symlink_to(version)
     os.replace(tmp, model_dir / ACTIVE_LINK)
-    _fsync_dir(model_dir)
+    fsync_dir(model_dir)
 
 
 def install_bundle(staging: Path, models_root: Path, manifest: Manifest, make_active: bool = True) -> Path:
@@ -188,7 +190,7 @@ def install_bundle(staging: Path, models_root: Path, manifest: Manifest, make_ac
     shutil.copytree(staging, tmp_target)
     _fsync_tree(tmp_target)
     os.rename(tmp_target, target)
-    _fsync_dir(model_dir)
+    fsync_dir(model_dir)
     if make_active:
         activate(model_dir, version)
     return target
@@ -217,5 +219,5 @@ def prune_versions(model_dir: Path, keep: int) -> list[str]:
         shutil.rmtree(doomed)
         removed.append(path.name)
     if removed:
-        _fsync_dir(model_dir)
+        fsync_dir(model_dir)
     return removed

@@ -239,7 +239,7 @@ def recalibrate(
     model_dir = version_dir.parent
     root = model_dir.parent
     state_dir = config.service.state_dir
-    resolution = resolve_variant(current, config.model, state_dir, cache_dir=state_dir / "ov_cache")
+    resolution = resolve_variant(current, config.model, state_dir, context="recalibrate")
     running = resolution.variant  # what the station runs now: its numbers are the outcome's headline
     fit, held = _split(good, rc.holdback_every)
     started = datetime.now(timezone.utc)

@@ -124,6 +124,7 @@ def _station(args: argparse.Namespace):
 def _cmd_models_list(args: argparse.Namespace) -> int:
     from edge_ad.bundle.store import active_version, list_versions, load_bundle
     from edge_ad.commissioning import resolve_variant
+    from edge_ad.inference.precision import RUN_VARIANTS
 
     model_dir = _model_dir(args)
     model_config, state_dir = _station(args)
@@ -139,7 +140,7 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
                 if resolution.record is not None:
                     runs = resolution.variant
                     precision = resolution.record.candidates[runs].precision
-            ir = runs if runs in m.variants else m.default_variant
+            ir = RUN_VARIANTS[runs].ir if runs in RUN_VARIANTS else m.default_variant
             note = f"recalibrated from v{m.parent}" if m.parent else "exported"
             if m.acceptance is None:
                 note += ", no acceptance set (fp32 only)"
@@ -159,15 +160,17 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_commission(args: argparse.Namespace) -> int:
-    from edge_ad.bundle.store import active_version, load_bundle
+    from edge_ad.bundle.store import load_bundle, resolve_version_dir
     from edge_ad.commissioning import resolve_variant
     from edge_ad.commissioning.record import record_path
+    from edge_ad.config.loader import writable_dir
 
-    model_dir = _model_dir(args)
     model_config, state_dir = _station(args)
-    version = args.version or active_version(model_dir)
-    bundle = load_bundle(model_dir / version if version else model_dir)
-    resolution = resolve_variant(bundle, model_config, state_dir, force=True, cache_dir=state_dir / "ov_cache")
+    model_dir = _model_dir(args)
+    target = model_dir / args.version if args.version else resolve_version_dir(model_config.path)
+    bundle = load_bundle(target)
+    writable_dir(state_dir / "commissioning", "service.state_dir")  # before minutes of measuring, not after
+    resolution = resolve_variant(bundle, model_config, state_dir, force=True, context="edge-ad models commission")
     record = resolution.record
     assert record is not None
     key = record.key
@@ -191,7 +194,7 @@ def _cmd_models_commission(args: argparse.Namespace) -> int:
     print(f"auto runs  {record.chosen}: {record.reason}")
     print(f"this station (model.variant {model_config.variant}) runs {resolution.variant}"
           + (f" - {resolution.note}" if resolution.note else ""))  # fmt: skip
-    print(f"record     {record_path(state_dir, key.manifest_sha256)}; a running daemon uses it after "
+    print(f"record     {record_path(state_dir, key.manifest_sha256, key.device)}; a running daemon uses it after "
           "'systemctl reload edge-ad@<station>' (SIGHUP)")  # fmt: skip
     return 0
 

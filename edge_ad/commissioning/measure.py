@@ -19,13 +19,13 @@ import openvino as ov
 from edge_ad.bundle import AcceptanceSet, Bundle, read_acceptance
 from edge_ad.calibrate.metrics import auroc
 from edge_ad.commissioning.record import CandidateResult, CommissionKey, CommissionRecord, manifest_sha256
-from edge_ad.errors import EdgeAdError
+from edge_ad.errors import EdgeAdError, ModelLoadError, first_line
 from edge_ad.inference.device import capabilities, device_identity, pick_device
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.precision import RUN_VARIANTS, RunVariant, plugin_default_precision
 from edge_ad.types import Frame, is_ng
 
-__all__ = ["GAIN", "choose", "commission", "commission_key", "judge_candidate"]
+__all__ = ["BORDERLINE", "GAIN", "candidates", "choose", "commission", "commission_key", "judge_candidate"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +47,16 @@ def commission_key(bundle: Bundle, device: str, min_agreement: float, core: ov.C
     )
 
 
-def _candidates(bundle: Bundle, core: ov.Core, device: str) -> tuple[list[RunVariant], dict[str, str]]:
-    """Variants worth measuring here, and why the others are not."""
-    caps, runnable = capabilities(core, device), bundle.runnable()
+def candidates(bundle: Bundle, device: str, core: ov.Core | None = None) -> tuple[list[RunVariant], dict[str, str]]:
+    """Variants worth measuring on ``device``, and why each of the others is not."""
+    caps, runnable = capabilities(core or ov.Core(), device), bundle.runnable()
     out, skipped = [], {}
     for run in RUN_VARIANTS.values():
-        if run.ir not in runnable:
-            skipped[run.name] = f"the bundle has no accepted {run.ir} IR"
-        elif run.capability is not None and run.capability not in caps:
-            skipped[run.name] = f"{device} has no native {run.capability}"
-        else:
+        why = f"the bundle has no accepted {run.ir} IR" if run.ir not in runnable else run.offered_on(device, caps)
+        if why is None:
             out.append(run)
+        else:
+            skipped[run.name] = why
     return out, skipped
 
 
@@ -83,20 +82,29 @@ def _score(model: AnomalyModel, batches: np.ndarray) -> tuple[np.ndarray, float]
     return np.array(scores), float(np.median(times))
 
 
+BORDERLINE = 1e-5  # relative distance of an FP32 score to the threshold below which its verdict is a coin toss
+
+
 def judge_candidate(
     scores: np.ndarray, threshold: float, ref: AcceptanceSet, fp32_threshold: float, budget: float, min_agreement: float
 ) -> dict:
-    """Agreement, AUROC drop and score drift of a variant's scores against the recorded FP32 scores."""
+    """Agreement, AUROC drop and score drift of a variant's scores against the recorded FP32 scores.
+
+    Images whose recorded FP32 score lies on the threshold (within :data:`BORDERLINE`, relative) are
+    counted as ``borderline``, not as agreeing or disagreeing: the last bit of a float would decide them.
+    """
     broken = int((~np.isfinite(scores)).sum())
     if broken:
         reason = f"scored NaN or infinity (not a number) on {broken} of {len(scores)} images; the model is broken"
         return {"accepted": False, "reasons": [f"{reason} - re-export the bundle"], "disagreements": broken}
-    same = is_ng(scores, threshold) == is_ng(ref.fp32_scores, fp32_threshold)
+    edge = np.abs(ref.fp32_scores - fp32_threshold) <= BORDERLINE * max(abs(fp32_threshold), 1e-12)
+    same = (is_ng(scores, threshold) == is_ng(ref.fp32_scores, fp32_threshold))[~edge]
     variant_auroc, fp32_auroc = auroc(ref.labels, scores), auroc(ref.labels, ref.fp32_scores)
     drift = np.abs(scores - ref.fp32_scores) / np.maximum(np.abs(ref.fp32_scores), 1e-12)
     measured = {
-        "agreement": float(same.mean()),
+        "agreement": float(same.mean()) if len(same) else 1.0,
         "disagreements": int((~same).sum()),
+        "borderline": int(edge.sum()),
         "auroc": variant_auroc,
         "auroc_drop": fp32_auroc - variant_auroc,
         "drift_max": float(drift.max()),
@@ -113,43 +121,54 @@ def judge_candidate(
     return {**measured, "accepted": not reasons, "reasons": reasons}
 
 
-def _measure(model: AnomalyModel, ref: AcceptanceSet | None, bundle: Bundle, min_agreement: float) -> CandidateResult:
-    base = {
+def _measure(model: AnomalyModel, ref: AcceptanceSet, bundle: Bundle, min_agreement: float) -> CandidateResult:
+    scores, p50 = _score(model, ref.batches)
+    spec = bundle.manifest.acceptance
+    assert spec is not None
+    fp32_threshold = bundle.variant("fp32").threshold.value
+    verdict = judge_candidate(scores, model.threshold, ref, fp32_threshold, spec.max_auroc_drop, min_agreement)
+    return CandidateResult(**_identity(model), **verdict, p50_ms=p50)
+
+
+def _identity(model: AnomalyModel) -> dict:
+    return {
         "variant": model.variant_name,
         "ir": model.run_variant.ir,
         "precision": model.precision,
         "threshold": model.threshold,
         "golden": _golden(model),
     }
-    if ref is None:  # bundles exported before acceptance sets: only FP32 is trusted, and only as exported
-        frames = [bundle.path / g.file for g in bundle.manifest.golden]
-        images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in frames]
-        batches = np.stack([model.batch(Frame(image=i, ts=0.0, index=1))[0] for i in images if i is not None])
-        _, p50 = _score(model, batches) if len(batches) else (None, float("nan"))
-        if model.variant_name == "fp32":
-            return CandidateResult(**base, accepted=True, p50_ms=p50)
-        reason = "the bundle has no acceptance set (exported before commissioning); re-export to prove it"
-        return CandidateResult(**base, accepted=False, reasons=[reason], p50_ms=p50)
-    scores, p50 = _score(model, ref.batches)
-    spec = bundle.manifest.acceptance
-    assert spec is not None
-    fp32_threshold = bundle.variant("fp32").threshold.value
-    verdict = judge_candidate(scores, model.threshold, ref, fp32_threshold, spec.max_auroc_drop, min_agreement)
-    return CandidateResult(**base, **verdict, p50_ms=p50)
 
 
-def choose(candidates: dict[str, CandidateResult]) -> tuple[str | None, str]:
+def _fp32_only(model: AnomalyModel) -> CandidateResult:
+    """A bundle exported before acceptance sets: FP32 runs as exported (timed on its golden images)."""
+    images = [cv2.imread(str(model.bundle.path / g.file), cv2.IMREAD_COLOR) for g in model.bundle.manifest.golden]
+    batches = [model.batch(Frame(image=image, ts=0.0, index=1))[0] for image in images if image is not None]
+    p50 = _score(model, np.stack(batches))[1] if batches else None
+    return CandidateResult(**_identity(model), accepted=True, p50_ms=p50)
+
+
+def _refused(run: RunVariant, bundle: Bundle, why: str) -> CandidateResult:
+    ir = bundle.manifest.variants.get(run.ir)  # type: ignore[call-overload]
+    return CandidateResult(
+        variant=run.name, ir=run.ir, precision=run.precision, threshold=ir.threshold.value if ir else None,
+        accepted=False, reasons=[why],
+    )  # fmt: skip
+
+
+def choose(results: dict[str, CandidateResult]) -> tuple[str | None, str]:
     """The variant ``auto`` runs and why: the fastest accepted one, FP32 unless another is clearly faster."""
-    fp32 = candidates.get("fp32")
+    fp32 = results.get("fp32")
     if fp32 is None or not fp32.accepted:
         why = "; ".join(fp32.reasons) if fp32 else "no FP32 variant"
         return None, f"FP32 itself does not reproduce the export on this device ({why})"
-    accepted = [c for c in candidates.values() if c.accepted and c.p50_ms is not None and np.isfinite(c.p50_ms)]
-    fastest = min(accepted, key=lambda c: c.p50_ms or 0.0, default=fp32)
-    refused = [f"{c.variant}: {'; '.join(c.reasons)}" for c in candidates.values() if not c.accepted]
-    tail = f"; refused {' | '.join(refused)}" if refused else ""
+    timed = [c for c in results.values() if c.accepted and c.p50_ms is not None and np.isfinite(c.p50_ms)]
+    fastest = min(timed, key=lambda c: c.p50_ms or 0.0, default=fp32)
+    refused = [f"{c.variant}: {'; '.join(c.reasons)}" for c in results.values() if not c.accepted]
+    tail = f"; not run: {' | '.join(refused)}" if refused else ""
     if fastest.variant == "fp32" or fp32.p50_ms is None or not np.isfinite(fp32.p50_ms):
-        return "fp32", f"fp32 is the fastest accepted variant ({fp32.p50_ms:.2f} ms){tail}"
+        ms = f" ({fp32.p50_ms:.2f} ms)" if fp32.p50_ms is not None else ""
+        return "fp32", f"fp32 is the fastest accepted variant{ms}{tail}"
     if (fastest.p50_ms or 0.0) > GAIN * fp32.p50_ms:
         return "fp32", (
             f"{fastest.variant} ({fastest.p50_ms:.2f} ms) is less than {1 - GAIN:.0%} faster than fp32 "
@@ -162,50 +181,44 @@ def choose(candidates: dict[str, CandidateResult]) -> tuple[str | None, str]:
 
 
 def commission(
-    bundle: Bundle, device: str, min_agreement: float = 1.0, cache_dir: Path | None = None
+    bundle: Bundle, device: str, min_agreement: float = 1.0, cache_dir: Path | None = None, context: str = ""
 ) -> CommissionRecord:
     """Measure every candidate variant of ``bundle`` on ``device`` and decide which ``auto`` runs.
 
-    One compiled model at a time (peak memory of one model). Nothing is written; see
-    :func:`~edge_ad.commissioning.record.write_record`.
+    One compiled model at a time (peak memory of one model). Every variant of the run-variant table
+    appears in the record: measured, or refused with the reason it was not tried. Nothing is
+    written; see :func:`~edge_ad.commissioning.record.write_record`.
 
     Raises:
+        ModelLoadError: FP32 cannot be compiled or run here at all (that error is the one to show).
         BundleError: The acceptance set is unreadable.
     """
     core = ov.Core()
     key = commission_key(bundle, device, min_agreement, core)
-    runs, skipped = _candidates(bundle, core, key.device)
+    runs, skipped = candidates(bundle, key.device, core)
     results: dict[str, CandidateResult] = {}
     ref: AcceptanceSet | None = None
     for run in runs:
+        if run.name != "fp32" and ref is None:
+            why = "the bundle has no acceptance set (exported before commissioning); re-export to prove it"
+            results[run.name] = _refused(run, bundle, why)
+            continue
         try:
             model = AnomalyModel(bundle, run.name, key.device, cache_dir)
-        except EdgeAdError as exc:
-            if run.name == "fp32":  # the bundle cannot run here at all: that error is the one to show
-                raise
-
-            ir = bundle.manifest.variants[run.ir]  # type: ignore[index]
-            results[run.name] = CandidateResult(
-                variant=run.name, ir=run.ir, precision=run.precision, threshold=ir.threshold.value,
-                accepted=False, reasons=[str(exc)],
-            )  # fmt: skip
+            if run.name == "fp32":  # read once the IR is known to fit the manifest (its error says more)
+                ref = read_acceptance(bundle)
+            results[run.name] = _fp32_only(model) if ref is None else _measure(model, ref, bundle, min_agreement)
+        except (EdgeAdError, RuntimeError) as exc:
+            if run.name == "fp32":  # the bundle cannot run here at all
+                if isinstance(exc, EdgeAdError):
+                    raise
+                raise ModelLoadError(f"{bundle.path}: FP32 fails on {key.device} ({first_line(exc)})") from None
+            results[run.name] = _refused(run, bundle, first_line(exc))
             continue
-        if run.name == "fp32":  # read once the IR is known to fit the manifest (its error says more)
-            ref = read_acceptance(bundle)
-        results[run.name] = _measure(model, ref, bundle, min_agreement)
-        del model
-        r = results[run.name]
-        logger.info(
-            "commissioning %s on %s: %s (%s) %s, agreement %s, AUROC drop %s, p50 %.2f ms",
-            key.bundle,
-            key.device,
-            run.name,
-            r.precision,
-            "accepted" if r.accepted else "REFUSED " + "; ".join(r.reasons),
-            "-" if r.agreement is None else f"{r.agreement:.1%}",
-            "-" if r.auroc_drop is None else f"{r.auroc_drop:+.4f}",
-            r.p50_ms if r.p50_ms is not None else float("nan"),
-        )
+        finally:
+            model = None  # one compiled model at a time
+        _log(key, results[run.name])
+    results.update({name: _refused(RUN_VARIANTS[name], bundle, why) for name, why in skipped.items()})
     chosen, reason = choose(results)
     summary = None
     if ref is not None and bundle.manifest.acceptance is not None:
@@ -220,9 +233,24 @@ def commission(
     return CommissionRecord(
         key=key,
         at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        context=context,
         plugin_default_precision=plugin_default_precision(core, key.device),
         acceptance=summary,
         candidates=results,
         chosen=chosen,
-        reason=reason + "".join(f"; {name} not tried: {why}" for name, why in skipped.items()),
+        reason=reason,
+    )
+
+
+def _log(key: CommissionKey, r: CandidateResult) -> None:
+    logger.info(
+        "commissioning %s on %s: %s (%s) %s, agreement %s, AUROC drop %s, p50 %s ms",
+        key.bundle,
+        key.device,
+        r.variant,
+        r.precision,
+        "accepted" if r.accepted else "REFUSED " + "; ".join(r.reasons),
+        "-" if r.agreement is None else f"{r.agreement:.1%}",
+        "-" if r.auroc_drop is None else f"{r.auroc_drop:+.4f}",
+        "-" if r.p50_ms is None else f"{r.p50_ms:.2f}",
     )

@@ -1,6 +1,6 @@
 """The commissioning record: what was measured on this device for one bundle version, and the decision.
 
-Kept in ``<state_dir>/commissioning/<manifest sha256>.json``. A restart reuses it as long as its key
+Kept in ``<state_dir>/commissioning/<manifest sha256>-<device>.json``. A restart reuses it as long as its key
 (bundle, device, CPU flags, OpenVINO version, acceptance criterion) is unchanged, so the variant a
 station runs never flips between restarts.
 """
@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_ad.bundle import MANIFEST_NAME, Bundle, file_entry
+from edge_ad.bundle.store import fsync_dir
+from edge_ad.errors import ConfigError
 
 __all__ = [
     "CandidateResult",
@@ -52,11 +54,14 @@ class CandidateResult(_Strict):
     variant: str
     ir: str
     precision: str = Field(description="INFERENCE_PRECISION_HINT read back from the compiled model")
-    threshold: float
+    threshold: float | None = Field(description="The threshold it judges with (None: the bundle lacks its IR).")
     accepted: bool
     reasons: list[str] = Field(default_factory=list, description="Why it was refused (empty when accepted).")
     agreement: float | None = Field(None, description="Share of acceptance-set verdicts equal to FP32's.")
     disagreements: int | None = None
+    borderline: int | None = Field(
+        None, description="Images whose FP32 score lies on the threshold (within 1e-5): not counted either way."
+    )
     auroc: float | None = None
     auroc_drop: float | None = Field(None, description="FP32's AUROC on the set minus this variant's.")
     drift_max: float | None = Field(None, description="Largest relative score change vs the FP32 scores.")
@@ -66,11 +71,14 @@ class CandidateResult(_Strict):
 
 
 class CommissionRecord(_Strict):
-    """``<state_dir>/commissioning/<sha256>.json``."""
+    """``<state_dir>/commissioning/<sha256>-<device>.json``."""
 
     format: Literal[1] = 1
     key: CommissionKey
     at: str
+    context: str = Field(
+        "", description="Who measured: first start, hot reload (timed while serving frames), command, bench."
+    )
     plugin_default_precision: str = Field(description="What the plugin would have run float layers in.")
     acceptance: dict[str, float | int | str] | None = Field(None, description="Set size, FP32 AUROC, budget.")
     candidates: dict[str, CandidateResult]
@@ -81,6 +89,7 @@ class CommissionRecord(_Strict):
         """The decision as published on the status topic."""
         return {
             "at": self.at,
+            "context": self.context,
             "chosen": self.chosen,
             "reason": self.reason,
             "cpu_flags": self.key.cpu_flags,
@@ -104,28 +113,38 @@ def manifest_sha256(bundle: Bundle) -> str:
     return file_entry(bundle.path / MANIFEST_NAME).sha256
 
 
-def record_path(state_dir: Path, sha256: str) -> Path:
-    """Where the record of the bundle with this manifest sha256 lives."""
-    return state_dir / RECORDS_DIR / f"{sha256}.json"
+def record_path(state_dir: Path, sha256: str, device: str) -> Path:
+    """Where the record of the bundle with this manifest sha256 on ``device`` lives."""
+    return state_dir / RECORDS_DIR / f"{sha256}-{device}.json"
 
 
-def read_record(state_dir: Path, bundle: Bundle) -> CommissionRecord | None:
-    """The stored record of this bundle version (whatever its key), or None; a damaged file counts as none."""
-    path = record_path(state_dir, manifest_sha256(bundle))
+def read_record(state_dir: Path, bundle: Bundle, device: str = "CPU") -> CommissionRecord | None:
+    """The stored record of this bundle version on ``device`` (whatever its key), or None.
+
+    A missing or damaged file counts as none (commissioning then measures again).
+
+    Raises:
+        ConfigError: The record exists but this user may not read it.
+    """
+    path = record_path(state_dir, manifest_sha256(bundle), device)
     try:
         return CommissionRecord.model_validate_json(path.read_bytes())
+    except PermissionError:
+        raise ConfigError(f"{path}: not readable by this user; run the command as the station's service user") from None
     except (OSError, ValidationError, ValueError):
         return None
 
 
 def write_record(state_dir: Path, record: CommissionRecord) -> Path:
-    """Store atomically (a reader never sees half a record)."""
-    path = record_path(state_dir, record.key.manifest_sha256)
+    """Store atomically (a reader never sees half a record), readable by every local user."""
+    path = record_path(state_dir, record.key.manifest_sha256, record.key.device)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".record-")
     with os.fdopen(fd, "w") as fh:
         fh.write(json.dumps(record.model_dump(mode="json"), indent=1) + "\n")
         fh.flush()
+        os.fchmod(fh.fileno(), 0o644)
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
     return path

@@ -18,9 +18,14 @@ from edge_ad.errors import ModelLoadError
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.precision import RUN_VARIANTS
 
-__all__ = ["Resolution", "current_record", "load_model", "resolve_variant"]
+__all__ = ["Resolution", "compile_cache", "current_record", "load_model", "resolve_variant"]
 
 logger = logging.getLogger(__name__)
+
+
+def compile_cache(state_dir: Path) -> Path:
+    """OpenVINO's compiled-blob cache of a station."""
+    return state_dir / "ov_cache"
 
 
 @dataclass(frozen=True)
@@ -34,10 +39,9 @@ class Resolution:
 
 def current_record(bundle: Bundle, config: ModelConfig, state_dir: Path) -> CommissionRecord | None:
     """The stored record of ``bundle`` if it is still valid on this device, else None (read-only)."""
-    record = read_record(state_dir, bundle)
-    if record is None or record.key != commission_key(bundle, config.device, config.min_agreement):
-        return None
-    return record
+    key = commission_key(bundle, config.device, config.min_agreement)
+    record = read_record(state_dir, bundle, key.device)
+    return record if record is not None and record.key == key else None
 
 
 def _decide(record: CommissionRecord, wanted: str) -> Resolution:
@@ -51,7 +55,7 @@ def _decide(record: CommissionRecord, wanted: str) -> Resolution:
     result = record.candidates.get(wanted)
     if result is not None and result.accepted:
         return Resolution(wanted, record)
-    why = "; ".join(result.reasons) if result is not None else f"not available here ({record.reason})"
+    why = "; ".join(result.reasons) if result is not None else "not measured"
     return Resolution("fp32", record, f"model.variant {wanted} refused by commissioning ({why}); running fp32")
 
 
@@ -62,37 +66,42 @@ def resolve_variant(
     *,
     commission_missing: bool = True,
     force: bool = False,
-    cache_dir: Path | None = None,
+    context: str = "first start",
 ) -> Resolution:
     """The variant this station runs for ``bundle``, commissioning it first where needed.
 
     Args:
         bundle: The verified bundle.
         config: The ``model`` section (variant, device, min_agreement).
-        state_dir: Where commissioning records live; None measures without keeping a record.
+        state_dir: Where commissioning records (and the compile cache) live; None measures without
+            keeping a record (bench).
         commission_missing: Measure when no valid record exists (the daemon, recalibrate, bench).
-            Read-only commands pass False and get the configured variant (``auto``: fp32) meanwhile.
+            Read-only commands pass False and get fp32, with a note, until the station commissioned.
         force: Commission again even if a valid record exists (``edge-ad models commission``).
-        cache_dir: OpenVINO compile cache used while measuring.
+        context: Recorded with a new measurement (first start, hot reload, command...).
 
     Raises:
         ModelLoadError: Even FP32 does not reproduce the export on this device.
     """
     record = None if force or state_dir is None else current_record(bundle, config, state_dir)
     if record is None:
+        m = bundle.manifest
         if not commission_missing:
-            wanted = "fp32" if config.variant == "auto" else config.variant
-            return Resolution(wanted, None, f"{bundle.manifest.name} v{bundle.manifest.version} not commissioned here")
-        logger.info("commissioning %s v%s on %s", bundle.manifest.name, bundle.manifest.version, config.device)
-        record = commission(bundle, config.device, config.min_agreement, cache_dir)
+            return Resolution("fp32", None, f"{m.name} v{m.version} not commissioned on this device yet")
+        logger.info("commissioning %s v%s on %s (%s)", m.name, m.version, config.device, context)
+        cache = compile_cache(state_dir) if state_dir is not None else None
+        record = commission(bundle, config.device, config.min_agreement, cache, context)
         if state_dir is not None:
-            write_record(state_dir, record)
+            try:
+                write_record(state_dir, record)
+            except OSError as exc:  # the decision still holds for this process; the next start measures again
+                logger.warning("commissioning record not written to %s (%s)", state_dir, exc.strerror or exc)
         logger.info("commissioned: auto runs %s (%s)", record.chosen, record.reason)
     return _decide(record, config.variant)
 
 
 def load_model(
-    bundle: Bundle, config: ModelConfig, state_dir: Path, cache_dir: Path | None = None, streams: int | None = None
+    bundle: Bundle, config: ModelConfig, state_dir: Path, streams: int | None = None, context: str = "first start"
 ) -> AnomalyModel:
     """Compile the variant :func:`resolve_variant` names, with its commissioning attached.
 
@@ -100,8 +109,10 @@ def load_model(
     says why a configured variant does not run. Reduced precisions self-test against the golden scores
     measured at commissioning on this device; f32 variants against the export's.
     """
-    resolution = resolve_variant(bundle, config, state_dir, cache_dir=cache_dir)
-    model = AnomalyModel(bundle, resolution.variant, config.device, cache_dir, streams or config.infer_requests)
+    resolution = resolve_variant(bundle, config, state_dir, context=context)
+    model = AnomalyModel(
+        bundle, resolution.variant, config.device, compile_cache(state_dir), streams or config.infer_requests
+    )
     record = resolution.record
     if record is not None:
         model.commissioning = record.summary()

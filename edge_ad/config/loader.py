@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from edge_ad.config.schema import EdgeAdConfig
 from edge_ad.errors import ConfigError
 
-__all__ = ["describe_errors", "load_config", "read_yaml_model"]
+__all__ = ["describe_errors", "load_config", "read_yaml_model", "writable_dir"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -126,3 +126,15 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
             ),
         }
     )
+
+
+def writable_dir(path: Path, key: str) -> Path:
+    """``path``, created if needed, after proving this user can write there (``key`` names it in the error)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot write to {path} ({exc.strerror}); set it to a writable directory") from None
+    return path

@@ -34,10 +34,11 @@ class ModelConfig(EdgeAdModel):
     )
     device: str = Field(
         "CPU",
-        pattern=r"^(CPU|GPU(\.\d+)?|NPU)$",
+        pattern=r"^(CPU|GPU(\.\d+)?|NPU|AUTO(:[A-Z0-9.,]+)?)$",
         description=(
-            "OpenVINO device: CPU, GPU, GPU.0 or NPU; an absent device falls back to CPU. AUTO is not offered: "
-            "it lets OpenVINO pick and switch devices at run time, which changes scores."
+            "OpenVINO device: CPU, GPU, GPU.0 or NPU; an absent device falls back to CPU. AUTO (written by "
+            "earlier installs) runs on CPU with a note on status: it would let OpenVINO pick and switch devices "
+            "at run time, which changes scores."
         ),
     )
     min_agreement: float = Field(

@@ -10,7 +10,18 @@ import openvino as ov
 __all__ = ["CPU_FLAGS", "available_devices", "capabilities", "cpu_flags", "device_identity", "pick_device"]
 
 # the instruction-set extensions that change how fast (and, left to the plugin, how precisely) OpenVINO computes
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
+CPU_FLAGS = (
+    "avx2",
+    "avx_vnni",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "amx_fp16",
+)
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
@@ -35,6 +46,11 @@ def pick_device(core: ov.Core, requested: str) -> tuple[str, str | None]:
     Returns:
         (device, note): ``note`` explains a fallback to CPU, or is None.
     """
+    if requested.startswith("AUTO"):  # installs before 2026-12 wrote it; it picks and switches devices itself
+        return "CPU", (
+            f"model.device {requested} runs on CPU: AUTO lets OpenVINO choose and switch devices at run time, "
+            "which changes scores; set model.device to CPU or GPU"
+        )
     devices = available_devices(core)
     base = requested.split(".")[0]
     if requested in devices or (requested == base and any(d.split(".")[0] == base for d in devices)):

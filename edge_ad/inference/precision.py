@@ -27,12 +27,22 @@ class RunVariant:
         ir: The bundle IR variant it runs (``fp32`` or ``int8``); its threshold is the one judged with.
         precision: Precision of every layer NNCF did not quantize (``f32``, ``bf16``, ``f16``).
         capability: ``OPTIMIZATION_CAPABILITIES`` entry the device must list, or None.
+        devices: Device families it is offered on (bf16: CPUs with native bf16/AMX; f16: GPUs).
     """
 
     name: str
     ir: str
     precision: str
     capability: str | None = None
+    devices: tuple[str, ...] = ("CPU", "GPU", "NPU")
+
+    def offered_on(self, device: str, capabilities: set[str]) -> str | None:
+        """Why this variant is not a candidate on ``device`` (None when it is)."""
+        if device.split(".")[0] not in self.devices:
+            return f"{self.precision} is offered on {'/'.join(self.devices)} only"
+        if self.capability is not None and self.capability not in capabilities:
+            return f"{device} has no native {self.capability}"
+        return None
 
     @property
     def reduced(self) -> bool:
@@ -43,14 +53,23 @@ class RunVariant:
 RUN_VARIANTS: dict[str, RunVariant] = {
     "fp32": RunVariant("fp32", ir="fp32", precision="f32"),
     "int8": RunVariant("int8", ir="int8", precision="f32"),  # quantized layers in INT8, the rest in f32
-    "bf16": RunVariant("bf16", ir="fp32", precision="bf16", capability="BF16"),
-    "f16": RunVariant("f16", ir="fp32", precision="f16", capability="FP16"),
+    "bf16": RunVariant("bf16", ir="fp32", precision="bf16", capability="BF16", devices=("CPU",)),
+    "f16": RunVariant("f16", ir="fp32", precision="f16", capability="FP16", devices=("GPU",)),
 }
 
 
 def read_precision(compiled: ov.CompiledModel) -> str:
-    """The ``INFERENCE_PRECISION_HINT`` the compiled model runs with (``f32``, ``bf16``, ``f16``)."""
-    return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    """The ``INFERENCE_PRECISION_HINT`` the compiled model runs with (``f32``, ``bf16``, ``f16``).
+
+    Raises:
+        ModelLoadError: The device does not report it (edge_ad cannot then vouch for its numbers).
+    """
+    try:
+        return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"the device does not report its inference precision ({first_line(exc)}); use model.device CPU or GPU"
+        ) from None
 
 
 def plugin_default_precision(core: ov.Core, device: str) -> str:
@@ -82,8 +101,10 @@ def compile_pinned(
         raise ModelLoadError(f"{what}: cannot compile on {device} in {precision} ({first_line(exc)})") from None
     ran = read_precision(compiled)
     if ran != precision:
-        raise ModelLoadError(
-            f"{what or 'model'}: {device} compiled in {ran} although {precision} was asked; "
-            "set model.device to CPU or report the OpenVINO version"
+        advice = (
+            f"{device} cannot run {precision} natively"
+            if precision != "f32"
+            else "report the OpenVINO version and device; edge_ad cannot vouch for these numbers"
         )
+        raise ModelLoadError(f"{what or 'model'}: {device} compiled in {ran} although {precision} was asked; {advice}")
     return compiled

@@ -7,7 +7,6 @@ import signal
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from edge_ad.bundle import load_bundle
 from edge_ad.capture import CaptureSupervisor, EndOfSource
@@ -15,7 +14,8 @@ from edge_ad.cases.recorder import CaseRecorder
 from edge_ad.cases.store import cases_dir, embedding_space, require_qdrant
 from edge_ad.commissioning import load_model
 from edge_ad.config import EdgeAdConfig
-from edge_ad.errors import ConfigError, ModelLoadError
+from edge_ad.config.loader import writable_dir
+from edge_ad.errors import ModelLoadError
 from edge_ad.inference.engine import AnomalyModel, InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
@@ -35,17 +35,6 @@ __all__ = ["Daemon", "run"]
 logger = logging.getLogger(__name__)
 
 
-def _writable_dir(path: Path, key: str) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot write to {path} ({exc.strerror}); set it to a writable directory") from None
-    return path
-
-
 def model_info(model: AnomalyModel) -> dict[str, str]:
     """The ``model`` object of verdicts, status and stats: what judged, in which variant and precision."""
     m = model.bundle.manifest
@@ -63,15 +52,17 @@ class Daemon:
         self.config = config
         self.stop_event = threading.Event()
         self.notifier = SystemdNotifier()
-        state_dir = _writable_dir(config.service.state_dir, "service.state_dir")
+        state_dir = writable_dir(config.service.state_dir, "service.state_dir")
         bundle = load_bundle(config.model.path)
-        self.model = load_model(bundle, config.model, state_dir, state_dir / "ov_cache")
+        # the first start of a version commissions it (seconds to a minute): tell systemd and the operator
+        self.notifier.extend_start(300, f"loading {bundle.manifest.name} v{bundle.manifest.version} (commissioning)")
+        self.model = load_model(bundle, config.model, state_dir)
         self.pipeline = InferPipeline(self.model, config.model.infer_requests)
         evidence = config.evidence
         self.evidence = (
             EvidenceStore(
                 evidence,
-                _writable_dir(evidence.dir or state_dir / "evidence", "evidence.dir"),
+                writable_dir(evidence.dir or state_dir / "evidence", "evidence.dir"),
                 on_alarm=self._disk_alarm_changed,
             )
             if evidence.enabled
@@ -80,7 +71,7 @@ class Daemon:
         self.cases: CaseRecorder | None = None
         if config.cases.enabled:
             require_qdrant()
-            cases_folder = _writable_dir(cases_dir(config), "cases.path")
+            cases_folder = writable_dir(cases_dir(config), "cases.path")
         spool = Spool(state_dir / "spool.sqlite", config.mqtt.spool_max_messages)
         service = config.service
         self.triggers = TriggerInbox() if service.mode == "triggered" else None

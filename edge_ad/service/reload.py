@@ -11,7 +11,7 @@ from edge_ad.bundle import load_bundle
 from edge_ad.bundle.store import resolve_version_dir
 from edge_ad.commissioning import load_model
 from edge_ad.config import ModelConfig
-from edge_ad.errors import EdgeAdError
+from edge_ad.errors import EdgeAdError, first_line
 from edge_ad.inference import AnomalyModel
 from edge_ad.inference.selftest import self_test
 
@@ -90,11 +90,15 @@ class ModelReloader:
     def _load(self, target: Path) -> None:
         logger.info("loading model from %s", target)
         try:
-            model = load_model(load_bundle(target), self.config, self.state_dir, self.state_dir / "ov_cache")
+            model = load_model(load_bundle(target), self.config, self.state_dir, context="hot reload")
             self_test(model, self.config.selftest_tolerance)
         except EdgeAdError as exc:
             logger.error("reload failed, the running model stays in service: %s", exc)
             self.on_error(f"reload failed: {exc}")
+            return
+        except Exception as exc:  # the watcher must survive anything a bad bundle or device throws
+            logger.exception("reload failed, the running model stays in service")
+            self.on_error(f"reload failed: {type(exc).__name__}: {first_line(exc)}")
             return
         with self._lock:
             self._ready = model

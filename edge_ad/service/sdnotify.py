@@ -62,6 +62,10 @@ class SystemdNotifier:
         self.ready_sent = self.notify("READY=1", f"STATUS={status()}")
         self._last_ping = time.monotonic()
 
+    def extend_start(self, seconds: float, text: str) -> None:
+        """Start-up takes longer than usual (commissioning): give systemd ``seconds`` more from now."""
+        self.notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={text}")
+
     def status(self, text: str) -> None:
         """One line shown by ``systemctl status``."""
         self.notify(f"STATUS={text}")

@@ -49,7 +49,6 @@ CASES = [
     ("model.path", DELETE, "model.path: required key is missing"),
     ("model.device", "TPU", "model.device: String should match pattern"),
     ("model.variant", "int4", "model.variant: Input should be 'auto', 'fp32', 'int8', 'bf16' or 'f16'"),
-    ("model.device", "AUTO", "model.device: String should match pattern"),  # would pick and switch devices
     ("model.min_agreement", 0.2, "model.min_agreement: Input should be greater than or equal to 0.5"),
     ("model.infer_requests", 0, "model.infer_requests: Input should be greater than or equal to 1"),
     ("mqtt.port", 70000, "mqtt.port: Input should be less than or equal to 65535"),

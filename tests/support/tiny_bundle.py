@@ -73,11 +73,13 @@ def make_tiny_bundle(
     embedding: bool = True,
     acceptance: bool = True,
     budget: float = 0.003,
+    int8_alias: bool = False,
 ) -> Path:
     """Install a tiny FP32 bundle under ``models_root/name`` and return the version directory.
 
     ``embedding=False`` leaves out the case-search embedding output (like EfficientAD/STFPM bundles);
-    ``acceptance=False`` makes a bundle like those exported before commissioning existed.
+    ``acceptance=False`` makes a bundle like those exported before commissioning existed;
+    ``int8_alias=True`` lists the FP32 IR a second time as an "int8" variant (a candidate on every CPU).
     """
     features = tiny_features()
     compiled = compile_pinned(ov.Core(), features, "CPU", "f32")
@@ -129,12 +131,13 @@ def make_tiny_bundle(
             ),
             outputs={"score": SCORE_OUTPUT, "map": MAP_OUTPUT},
             variants={
-                "fp32": Variant(
+                name: Variant(
                     xml="model.xml",
                     bin="model.bin",
-                    precision="FP32",
+                    precision=name.upper(),
                     threshold=Threshold(value=threshold, method="manual"),
                 )
+                for name in ("fp32", "int8")[: 2 if int8_alias else 1]
             },
             default_variant="fp32",
             files={p.relative_to(staging).as_posix(): file_entry(p) for p in sorted(staging.rglob("*")) if p.is_file()},

@@ -11,7 +11,6 @@ from edge_ad.commissioning import (
     CandidateResult,
     choose,
     commission,
-    commission_key,
     load_model,
     read_record,
     resolve_variant,
@@ -23,6 +22,7 @@ from edge_ad.config import ModelConfig
 from edge_ad.errors import BundleError, ModelLoadError
 from edge_ad.inference.device import capabilities
 from edge_ad.inference.selftest import self_test
+from tests.support.fake_plugin import Bf16DefaultPlugin
 from tests.support.tiny_bundle import make_tiny_bundle
 
 BF16_CPU = "BF16" in capabilities(ov.Core(), "CPU")
@@ -84,7 +84,9 @@ def test_first_start_commissions_and_restarts_reuse_the_record(station, monkeypa
     stored = read_record(state, bundle)
     assert stored == first.record and stored.chosen == first.variant
     assert stored.candidates["fp32"].precision == "f32" and stored.candidates["fp32"].agreement == 1.0
-    assert stored.key.cpu_flags == commission_key(bundle, "CPU", 1.0).cpu_flags
+    assert set(stored.candidates) == {"fp32", "int8", "bf16", "f16"}  # measured, or refused with the reason
+    assert stored.candidates["f16"].reasons == ["f16 is offered on GPU only"]
+    assert stored.context == "first start"
 
     def must_not_measure(*args, **kwargs):
         raise AssertionError("a restart measured again")
@@ -113,23 +115,28 @@ def _with(record, **changes):
     return record.model_copy(update={"candidates": candidates, "chosen": changes.get("chosen", record.chosen)})
 
 
-def test_a_device_whose_default_is_bf16_runs_f32_unless_bf16_was_commissioned(station):
+def test_a_device_whose_default_is_bf16_runs_f32_unless_bf16_was_commissioned(station, monkeypatch):
     bundle, state = station
+    plugin = Bf16DefaultPlugin()
+    monkeypatch.setattr(ov, "Core", plugin.make)
     config = ModelConfig(path=bundle.path)
-    record = resolve_variant(bundle, config, state).record
+    record = resolve_variant(bundle, config, state).record  # measured on the fake device
+    assert record.plugin_default_precision == "bf16" and "bf16" in plugin.asked  # bf16 is measured, never assumed
     refused = {"accepted": False, "reasons": ["3 of 16 verdicts differ from FP32's"]}
-    write_record(state, _with(record, bf16=refused, f16=refused, chosen="fp32"))
+    write_record(state, _with(record, bf16=refused, chosen="fp32"))
+    plugin.asked.clear()
     model = load_model(bundle, config, state)
-    assert (model.variant_name, model.precision) == ("fp32", "f32")
-    assert model.commissioning["plugin_default_precision"] == ("bf16" if BF16_CPU else "f32")
+    assert (model.variant_name, model.precision, plugin.asked) == ("fp32", "f32", ["f32"])
+    assert model.commissioning["plugin_default_precision"] == "bf16"
     pinned = load_model(bundle, config.model_copy(update={"variant": "bf16"}), state)
     assert (pinned.variant_name, pinned.precision) == ("fp32", "f32")
-    assert pinned.variant_note.startswith("model.variant bf16 refused by commissioning (3 of 16 verdicts differ")
-    if not BF16_CPU:
-        return
-    write_record(state, _with(record, bf16={"accepted": True, "p50_ms": 0.01}, chosen="bf16"))
+    assert pinned.variant_note == (
+        "model.variant bf16 refused by commissioning (3 of 16 verdicts differ from FP32's); running fp32"
+    )
+    write_record(state, _with(record, bf16={"accepted": True, "reasons": []}, chosen="bf16"))
+    plugin.asked.clear()
     model = load_model(bundle, config, state)
-    assert (model.variant_name, model.precision) == ("bf16", "bf16")
+    assert (model.variant_name, model.precision, plugin.asked) == ("bf16", "bf16", ["bf16"])
     assert model.reference_scores == record.candidates["bf16"].golden
     assert self_test(model, 0.02) == 2  # against what bf16 scored at commissioning on this device
 
@@ -145,12 +152,13 @@ def test_bf16_is_measured_against_fp32_and_its_drift_recorded(station):
 
 
 def test_a_bundle_without_acceptance_set_runs_fp32_only(tmp_path):
-    bundle = load_bundle(make_tiny_bundle(tmp_path / "models", acceptance=False))
+    bundle = load_bundle(make_tiny_bundle(tmp_path / "models", acceptance=False, int8_alias=True))
     record = commission(bundle, "CPU")
-    assert record.chosen == "fp32" and record.candidates["fp32"].accepted
-    assert all(
-        not c.accepted and "no acceptance set" in c.reasons[0] for n, c in record.candidates.items() if n != "fp32"
-    )
+    assert record.chosen == "fp32" and record.candidates["fp32"].accepted and record.acceptance is None
+    int8 = record.candidates["int8"]
+    assert not int8.accepted and "no acceptance set" in int8.reasons[0] and int8.p50_ms is None  # not even compiled
+    resolution = resolve_variant(bundle, ModelConfig(path=bundle.path, variant="int8"), tmp_path / "state")
+    assert resolution.variant == "fp32" and "no acceptance set" in resolution.note
 
 
 def test_fp32_that_does_not_reproduce_the_export_stops_the_station(station, monkeypatch):

@@ -45,6 +45,7 @@ def test_a_variant_the_bundle_lacks_is_an_error_not_a_silent_fallback(tiny_model
         ("GPU", ["CPU"], "CPU", True),  # no iGPU: fall back and say so
         ("GPU.1", ["CPU", "GPU.0"], "CPU", True),
         ("GPU", ["CPU", "GPU.0"], "GPU", False),
+        ("AUTO", ["CPU", "GPU.0"], "CPU", True),  # earlier installs wrote AUTO: it would pick and switch devices
     ],
 )
 def test_pick_device(requested, devices, expected, noted):

@@ -11,17 +11,10 @@ from edge_ad.errors import ModelLoadError
 from edge_ad.inference import AnomalyModel
 from edge_ad.inference.device import capabilities, cpu_flags
 from edge_ad.inference.precision import RUN_VARIANTS, compile_pinned, plugin_default_precision, read_precision
+from tests.support.fake_plugin import Bf16DefaultPlugin
 from tests.support.tiny_bundle import defect_image, good_image, tiny_features
 
 DEVICES = [d for d in ov.Core().available_devices if d.split(".")[0] in {"CPU", "GPU"}]
-
-
-class Bf16DefaultCore(ov.Core):
-    """A device whose plugin runs float layers in bf16 unless told otherwise (as CPUs with avx512_bf16 do)."""
-
-    def compile_model(self, model, device_name=None, config=None):  # type: ignore[override]
-        config = {"INFERENCE_PRECISION_HINT": "bf16", **(config or {})}
-        return super().compile_model(model, device_name, config)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -30,7 +23,7 @@ def test_every_variant_reads_back_the_precision_it_names_on_every_device(tiny_mo
     caps = capabilities(ov.Core(), device)
     tried = []
     for run in RUN_VARIANTS.values():
-        if run.ir not in bundle.runnable() or (run.capability and run.capability not in caps):
+        if run.ir not in bundle.runnable() or run.offered_on(device, caps) is not None:
             continue
         try:
             model = AnomalyModel(bundle, run.name, device)
@@ -42,12 +35,16 @@ def test_every_variant_reads_back_the_precision_it_names_on_every_device(tiny_mo
     assert "fp32" in tried  # int8 is read back on a real INT8 IR in tests/integration/test_export.py
 
 
-def test_a_plugin_defaulting_to_bf16_still_compiles_f32_when_edge_ad_asks():
-    core = Bf16DefaultCore()
-    model = tiny_features()
-    unasked = core.compile_model(model, "CPU")
-    assert read_precision(unasked) == "bf16" or "BF16" not in capabilities(core, "CPU")
-    assert read_precision(compile_pinned(core, model, "CPU", "f32")) == "f32"
+def test_a_plugin_defaulting_to_bf16_still_compiles_f32_when_edge_ad_asks(tiny_models, monkeypatch):
+    plugin = Bf16DefaultPlugin()
+    monkeypatch.setattr(ov, "Core", plugin.make)
+    core = ov.Core()
+    assert plugin_default_precision(core, "CPU") == "bf16"
+    assert read_precision(core.compile_model(tiny_features(), "CPU")) == "bf16"  # what happens unasked
+    plugin.asked.clear()
+    assert read_precision(compile_pinned(core, tiny_features(), "CPU", "f32")) == "f32"
+    model = AnomalyModel(load_bundle(tiny_models / "tiny"), "fp32", "CPU")
+    assert model.precision == "f32" and plugin.asked == ["f32", "f32"]
 
 
 def test_a_plugin_that_ignores_the_hint_is_refused():
