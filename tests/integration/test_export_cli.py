@@ -141,9 +141,8 @@ def test_int8_gate_refuses_and_keeps_fp32(tmp_path, small_data, monkeypatch, cap
     assert bundle.manifest.variants["int8"].status == "rejected" and bundle.manifest.default_variant == "fp32"
     assert bundle.manifest.metrics["int8"]["gate"] == "rejected"
     assert bundle.manifest.metrics["int8"]["validation_auroc_drop"] > 0.5
-    record = commission(bundle, "CPU")
-    assert "int8" not in record.candidates, "a rejected INT8 IR is never run"
-    assert "int8 not tried: the bundle has no accepted int8 IR" in record.reason
+    int8 = commission(bundle, "CPU").candidates["int8"]
+    assert int8.reasons == ["the bundle has no accepted int8 IR"] and int8.p50_ms is None, "a rejected INT8 never runs"
 
 
 def test_wrong_weights_file_is_refused(tmp_path, small_data):
