@@ -30,7 +30,8 @@ __all__ = ["BORDERLINE", "GAIN", "candidates", "choose", "commission", "commissi
 logger = logging.getLogger(__name__)
 
 GAIN = 0.95  # a variant other than fp32 must take at most this fraction of fp32's time to be chosen
-TIMED = 20  # at least this many timed inferences per variant
+WARMUP = 10  # untimed inferences first: the first ones after a compile are slow
+TIMED = 50  # at least this many timed inferences per variant
 
 
 def commission_key(bundle: Bundle, device: str, min_agreement: float, core: ov.Core | None = None) -> CommissionKey:
@@ -71,8 +72,8 @@ def _golden(model: AnomalyModel) -> dict[str, float]:
 
 def _score(model: AnomalyModel, batches: np.ndarray) -> tuple[np.ndarray, float]:
     """Scores of the tensors and the median time per inference (warm-up excluded)."""
-    for batch in batches[:3]:
-        model.infer_batch(batch[None])
+    for i in range(WARMUP):
+        model.infer_batch(batches[i % len(batches)][None])
     scores, times = [], []
     for i in range(max(len(batches), TIMED)):
         result = model.infer_batch(batches[i % len(batches)][None])
@@ -168,7 +169,8 @@ def choose(results: dict[str, CandidateResult]) -> tuple[str | None, str]:
     tail = f"; not run: {' | '.join(refused)}" if refused else ""
     if fastest.variant == "fp32" or fp32.p50_ms is None or not np.isfinite(fp32.p50_ms):
         ms = f" ({fp32.p50_ms:.2f} ms)" if fp32.p50_ms is not None else ""
-        return "fp32", f"fp32 is the fastest accepted variant{ms}{tail}"
+        which = "the only accepted variant" if len(timed) <= 1 else "the fastest accepted variant"
+        return "fp32", f"fp32 is {which}{ms}{tail}"
     if (fastest.p50_ms or 0.0) > GAIN * fp32.p50_ms:
         return "fp32", (
             f"{fastest.variant} ({fastest.p50_ms:.2f} ms) is less than {1 - GAIN:.0%} faster than fp32 "
