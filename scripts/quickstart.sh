@@ -55,7 +55,7 @@ camera:
   fps: 10
 model:
   path: ../models/brick # the active version of the bundle just exported
-  variant: auto        # times int8 and fp32 here and runs int8 only if it is faster
+  variant: auto        # commissioned at first start: the fastest variant whose verdicts agree with FP32 here
   device: CPU
 mqtt:
   host: 127.0.0.1
@@ -83,4 +83,7 @@ echo
 echo "==> have we seen this defect before? (edge-ad cases similar, docs/cases.md)"
 query=$(ls "$DEMO"/replay/scratch_*.png | head -1)
 $EDGE_AD cases similar "$query" -k 3 --sheet "$DEMO/similar.png" --config "$DEMO/station.yaml"
+echo
+echo "==> the station screen: which variant and precision ran on this PC, and why (docs/commissioning.md)"
+$EDGE_AD status --config "$DEMO/station.yaml"
 echo "bundle: models/brick/$(readlink models/brick/active)   config: $DEMO/station.yaml   messages: $DEMO/verdicts.txt"
