@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import shutil
 import tempfile
@@ -23,11 +24,13 @@ import numpy as np
 import openvino as ov
 
 from edge_ad.bundle import Bundle, Manifest, Threshold, load_bundle, read_acceptance
+from edge_ad.bundle.manifest import MANIFEST_NAME
 from edge_ad.bundle.store import file_entry, install_bundle, prune_versions, resolve_version_dir
 from edge_ad.calibrate.coreset import kcenter_greedy
 from edge_ad.calibrate.histogram import score_histogram
 from edge_ad.calibrate.threshold import choose_threshold
-from edge_ad.commissioning import resolve_variant
+from edge_ad.commissioning import CommissionRecord, Resolution, choose, decide, resolve_variant, write_record
+from edge_ad.commissioning.record import manifest_sha256
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import BundleError, DatasetError, EdgeAdError
 from edge_ad.inference.engine import AnomalyModel
@@ -55,7 +58,7 @@ class Check:
 
 @dataclass
 class Outcome:
-    """What a recalibration measured and decided (top-level numbers: the variant the station runs)."""
+    """What a recalibration measured and decided (top-level numbers: the variant the new version runs here)."""
 
     passed: bool
     variant: str
@@ -73,7 +76,8 @@ class Outcome:
     histogram: Path | None = None
     installed: Path | None = None
     parent: str = ""
-    checks: dict[str, Check] = field(default_factory=dict)  # every variant measured, the running one included
+    checks: dict[str, Check] = field(default_factory=dict)  # every variant measured
+    refused: dict[str, list[str]] = field(default_factory=dict)  # variants the new version will not run, and why
 
 
 def _split(good: list[np.ndarray], every: int) -> tuple[list, list]:
@@ -239,25 +243,33 @@ def recalibrate(
     model_dir = version_dir.parent
     root = model_dir.parent
     state_dir = config.service.state_dir
-    resolution = resolve_variant(current, config.model, state_dir, context="recalibrate")
-    running = resolution.variant  # what the station runs now: its numbers are the outcome's headline
     fit, held = _split(good, rc.holdback_every)
     started = datetime.now(timezone.utc)
     with _exclusive(root), _disk_full_is_clear(root), _staged(current, root) as staging:
         refit = _refit_memory(current, fit, staging, progress) if refit_memory else None
         candidate = Bundle(path=staging, manifest=current.manifest)
         fitted = _fit(candidate, fit, defects, refit, config, progress)
+        device = config.model.device
+        _rescore_acceptance(current, staging, fitted.models["fp32"])
+        manifest = _new_manifest(current, staging, fitted.models, fitted.thresholds, {})
+        # the new version is commissioned here, on this device; every variant it would accept (and every
+        # IR installed) is then held to the held-back good frames and the defects, and refused if it fails
+        proposed = _commission_staged(staging, manifest, config)
+        accepted = [n for n, c in proposed.record.candidates.items() if c.accepted] if proposed.record else []
         checks = {
-            name: _check(name, current, candidate, fitted, held, defects, config.model.device, progress)
-            for name in dict.fromkeys([running, *fitted.models])  # the running variant and every one installed
-            if RUN_VARIANTS[name].ir in fitted.models
+            name: _check(name, current, candidate, fitted, held, defects, device, progress)
+            for name in dict.fromkeys([*fitted.models, *accepted])
         }
-        ir = RUN_VARIANTS[running].ir
+        failures = {name: _failures(c, rc.target_false_reject) for name, c in checks.items()}
+        refused = {n: r for n, r in failures.items() if r and n != "fp32"}  # fp32 failing fails the outcome
+        commissioned = _refuse(proposed.record, refused)
+        runs = decide(commissioned, config.model.variant).variant if commissioned else "fp32"
+        ir = RUN_VARIANTS[runs].ir
         threshold, old_threshold = fitted.thresholds[ir], current.variant(ir).threshold.value
-        head = checks[running]
+        head = checks[runs]
         outcome = Outcome(
-            passed=True,
-            variant=running,
+            passed=not failures["fp32"],
+            variant=runs,
             method=threshold.method,
             refit_memory=refit_memory,
             old_threshold=old_threshold,
@@ -270,10 +282,11 @@ def recalibrate(
             frames={"good": len(good), "fit": len(fit), "held_back": len(held)},
             parent=current.manifest.version,
             checks=checks,
+            reasons=[f"fp32: {reason}" for reason in failures["fp32"]],
+            refused=refused,
         )
         if defects:
             outcome.frames["defects"] = len(defects)
-        _accept(outcome)
         histogram_dir = report_dir or state_dir / "recalibration"
         outcome.histogram = score_histogram(
             histogram_dir / f"recalibration-{started:%Y%m%dT%H%M%S}.png",
@@ -286,12 +299,46 @@ def recalibrate(
         )
         if not outcome.passed or dry_run:
             return outcome
-        _rescore_acceptance(current, staging, fitted.models["fp32"])
         record = {**(refit.record if refit else {}), **_record(outcome, started, source)}
-        manifest = _new_manifest(current, staging, fitted.models, fitted.thresholds, record)
-        outcome.installed = install_bundle(staging, root, manifest)
+        outcome.installed = install_bundle(staging, root, manifest.model_copy(update={"recalibration": record}))
+        _keep_commissioning(commissioned, outcome.installed, state_dir)
         prune_versions(model_dir, rc.keep_versions)
         return outcome
+
+
+def _commission_staged(staging: Path, manifest: Manifest, config: EdgeAdConfig) -> Resolution:
+    """Commission the staged new version on this device (nothing is stored yet)."""
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
+    return resolve_variant(Bundle(path=staging, manifest=manifest), config.model, None, context="recalibrate")
+
+
+def _refuse(record: CommissionRecord | None, failures: dict[str, list[str]]) -> CommissionRecord | None:
+    """The staged version's record with the variants that failed recalibration's checks refused, chosen again."""
+    if record is None:
+        return None
+    candidates = {
+        name: c.model_copy(
+            update={"accepted": False, "reasons": [*c.reasons, *(f"recalibration: {r}" for r in failures[name])]}
+        )
+        if name in failures
+        else c
+        for name, c in record.candidates.items()
+    }
+    chosen, reason = choose(candidates)
+    return record.model_copy(update={"candidates": candidates, "chosen": chosen, "reason": reason})
+
+
+def _keep_commissioning(record: CommissionRecord | None, installed: Path, state_dir: Path) -> None:
+    """The staged version's commissioning, keyed to the installed version: the daemon reuses it at reload."""
+    if record is None:
+        return
+    bundle = load_bundle(installed, verify=False)
+    m = bundle.manifest
+    key = record.key.model_copy(update={"manifest_sha256": manifest_sha256(bundle), "bundle": f"{m.name} v{m.version}"})
+    try:
+        write_record(state_dir, record.model_copy(update={"key": key}))
+    except OSError as exc:  # the daemon then commissions the new version itself at reload
+        logger.warning("commissioning record of %s not written (%s)", installed, exc.strerror or exc)
 
 
 def _check(
@@ -385,6 +432,7 @@ def _record(outcome: Outcome, started: datetime, source: str) -> dict:
         "target_false_reject": outcome.target_false_reject,
         "variant": outcome.variant,
         "checks": {name: asdict(check) for name, check in outcome.checks.items()},
+        "refused": outcome.refused,
     }
 
 
@@ -401,18 +449,16 @@ def _disk_full_is_clear(root: Path) -> Iterator[None]:
         raise
 
 
-def _accept(outcome: Outcome) -> None:
-    """PASS only if every variant measured (the running one and every one installed) holds both criteria."""
-    for name, c in outcome.checks.items():
-        if c.false_reject > outcome.target_false_reject:
-            outcome.passed = False
-            outcome.reasons.append(
-                f"{name}: false rejects {c.false_reject:.1%} on held-back good frames "
-                f"> target {outcome.target_false_reject:.1%}"
-            )
-        if c.recall is not None and c.old_recall is not None and c.recall < c.old_recall:
-            outcome.passed = False
-            outcome.reasons.append(f"{name}: recall {c.recall:.1%} < active bundle's {c.old_recall:.1%}")
+def _failures(check: Check, target_false_reject: float) -> list[str]:
+    """Why one variant's new model and threshold fail acceptance (empty: it passes)."""
+    out = []
+    if check.false_reject > target_false_reject:
+        out.append(
+            f"false rejects {check.false_reject:.1%} on held-back good frames > target {target_false_reject:.1%}"
+        )
+    if check.recall is not None and check.old_recall is not None and check.recall < check.old_recall:
+        out.append(f"recall {check.recall:.1%} < active bundle's {check.old_recall:.1%}")
+    return out
 
 
 def _new_manifest(

@@ -75,7 +75,7 @@ def _cmd_recalibrate(args: argparse.Namespace) -> int:
 
 def _summary(o, dry_run: bool) -> None:
     kind = "threshold + memory bank" if o.refit_memory else "threshold only"
-    print(f"recalibration  {kind}, station runs {o.variant}, method {o.method}, frames {o.frames}")
+    print(f"recalibration  {kind}, new version runs {o.variant} here, method {o.method}, frames {o.frames}")
     print(f"threshold      {o.old_threshold:.6g} -> {o.new_threshold:.6g}")
     print(
         f"false rejects  {o.old_false_reject:.1%} -> {o.false_reject:.1%} on held-back good frames "
@@ -86,6 +86,8 @@ def _summary(o, dry_run: bool) -> None:
     for name, c in o.checks.items():
         recall = "" if c.recall is None else f", recall {c.old_recall:.1%} -> {c.recall:.1%}"
         print(f"  {name:12s} false rejects {c.old_false_reject:.1%} -> {c.false_reject:.1%}{recall}")
+    for name, why in o.refused.items():
+        print(f"not run        {name}: {'; '.join(why)} (the new version runs {o.variant} here)")
     print(f"histogram      {o.histogram}")
     if not o.passed:
         print(f"FAIL           {'; '.join(o.reasons)} - nothing was changed")

@@ -2,7 +2,7 @@
 
 from edge_ad.commissioning.measure import GAIN, choose, commission, commission_key
 from edge_ad.commissioning.record import CandidateResult, CommissionKey, CommissionRecord, read_record, write_record
-from edge_ad.commissioning.resolve import Resolution, current_record, load_model, resolve_variant
+from edge_ad.commissioning.resolve import Resolution, current_record, decide, load_model, resolve_variant
 
 __all__ = [
     "GAIN",
@@ -14,6 +14,7 @@ __all__ = [
     "commission",
     "commission_key",
     "current_record",
+    "decide",
     "load_model",
     "read_record",
     "resolve_variant",

@@ -18,7 +18,7 @@ from edge_ad.errors import ModelLoadError
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.precision import RUN_VARIANTS
 
-__all__ = ["Resolution", "compile_cache", "current_record", "load_model", "resolve_variant"]
+__all__ = ["Resolution", "compile_cache", "current_record", "decide", "load_model", "resolve_variant"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def current_record(bundle: Bundle, config: ModelConfig, state_dir: Path) -> Comm
     return record if record is not None and record.key == key else None
 
 
-def _decide(record: CommissionRecord, wanted: str) -> Resolution:
+def decide(record: CommissionRecord, wanted: str) -> Resolution:
+    """What runs for ``model.variant`` = ``wanted`` under this record (FP32, with a note, for a refused one)."""
     if record.chosen is None:
         raise ModelLoadError(
             f"commissioning {record.key.bundle} on {record.key.device}: {record.reason}; "
@@ -97,7 +98,7 @@ def resolve_variant(
             except OSError as exc:  # the decision still holds for this process; the next start measures again
                 logger.warning("commissioning record not written to %s (%s)", state_dir, exc.strerror or exc)
         logger.info("commissioned: auto runs %s (%s)", record.chosen, record.reason)
-    return _decide(record, config.variant)
+    return decide(record, config.variant)
 
 
 def load_model(

@@ -17,6 +17,7 @@ import pytest
 
 from edge_ad.bundle import load_bundle
 from edge_ad.bundle.store import active_version, list_versions, resolve_version_dir
+from edge_ad.commissioning import read_record
 from edge_ad.inference import AnomalyModel
 from edge_ad.inference.selftest import self_test
 from tests.support.station import edge_ad, station_config
@@ -191,9 +192,19 @@ def test_shifted_look_needs_a_memory_bank_refit(exported, dataset, tmp_path):
     refit = run(*args, "--refit-memory")
     assert refit.returncode == 0, refit.stdout + refit.stderr
     assert "PASS" in refit.stdout
-    m = load_bundle(tmp_path / "models" / exported.bundle.parent.name).manifest
+    bundle = load_bundle(tmp_path / "models" / exported.bundle.parent.name)
+    m = bundle.manifest
     assert m.recalibration["false_reject"] <= 0.01 and m.recalibration["old_false_reject"] > 0.5
     assert m.recalibration["recall"] >= m.recalibration["old_recall"]
+    # the new version was commissioned on this device before it was installed: what it runs passed the
+    # held-back frames and the defects; a variant that failed them is refused in its record, never run
+    runs, checks = m.recalibration["variant"], m.recalibration["checks"]
+    assert {"fp32", "int8"} <= set(checks) and checks[runs]["false_reject"] <= 0.01
+    record = read_record(tmp_path / "state", bundle)
+    assert record.context == "recalibrate" and record.key.bundle == f"brick v{m.version}" and record.chosen == runs
+    for name, why in m.recalibration["refused"].items():
+        assert not record.candidates[name].accepted and f"recalibration: {why[0]}" in record.candidates[name].reasons
+        assert f"not run        {name}: " in refit.stdout
 
 
 def test_mqtt_recalibrate_command_on_an_authenticating_broker(tmp_path):
