@@ -17,6 +17,7 @@ from edge_ad.commissioning import resolve_variant
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import BrokerError, EdgeAdError
 from edge_ad.inference.device import cpu_flags
+from edge_ad.inference.precision import RUN_VARIANTS
 from edge_ad.publish.client import configure_security
 from edge_ad.publish.topics import Topics
 
@@ -74,6 +75,7 @@ def _local(config: EdgeAdConfig) -> dict[str, Any]:
         bundle = load_bundle(version_dir, verify=False)
         resolution = resolve_variant(bundle, config.model, config.service.state_dir, commission_missing=False)
         local["commissioning"] = resolution.record.summary() if resolution.record else None
+        local["threshold"] = bundle.variant(RUN_VARIANTS[resolution.variant].ir).threshold.value
     except EdgeAdError as exc:
         local["bundle"] = f"PROBLEM: {exc}"
     if shutil.which("systemctl"):
@@ -89,7 +91,7 @@ def _precision_lines(status: dict[str, Any], local: dict[str, Any]) -> list[str]
     flags = done.get("cpu_flags", local["cpu_flags"])
     lines = [
         f"cpu        {' '.join(flags) or 'no avx2/avx512/amx'}    plugin default precision "
-        f"{done.get('plugin_default_precision', '?')} (never used: edge_ad pins it)"
+        f"{done.get('plugin_default_precision', '?')} (not relied on: edge_ad asks for each variant's precision)"
     ]
     if done:
         lines.append(f"commission auto runs {done.get('chosen')} ({done.get('at', '?')}): {done.get('reason', '')}")
@@ -118,7 +120,7 @@ def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
         f"dropped frames {stats.get('dropped_frames', '?')}",
         f"model      {model.get('name', '?')} v{model.get('version', '?')} variant {model.get('variant', '?')} "
         f"in {model.get('precision', '?')} on {status.get('device', stats.get('device', '?'))}    "
-        f"threshold {status.get('threshold', '?')}",
+        f"threshold {status.get('threshold', local.get('threshold', '?'))}",
     ]
     lines += _precision_lines(status, local)
     if stats:

@@ -88,6 +88,7 @@ def test_status_shows_one_readable_screen(tiny_models, mosquitto, tmp_path):
     )
     assert f"cpu        {' '.join(record.key.cpu_flags) or 'no avx2/avx512/amx'}    plugin default precision" in out
     assert f"commission auto runs {chosen} ({record.at}): " in out and "ALARM" not in out
+    assert f"threshold {record.candidates[chosen].threshold}" in out  # the running variant's, from the bundle
     assert "last error source exhausted" in out and "drift      none" in out
     assert f"local      {tiny_models / 'tiny'} active v1" in out
 
