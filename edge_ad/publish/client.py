@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge_ad.config import MqttConfig
 from edge_ad.errors import BrokerError
+from edge_ad.guard import Guard
 from edge_ad.publish.payloads import stats_payload, status_payload, to_json, verdict_payload
 from edge_ad.publish.spool import Spool
 from edge_ad.publish.topics import Topics
@@ -85,7 +86,9 @@ class MqttPublisher:
         station: Station name (second topic level).
         spool: Durable outbox; default an in-memory one (nothing survives a restart).
         handlers: Topic -> callback (network thread) with the payload of every message on it;
-            each topic is subscribed with QoS 1 on every connect.
+            each topic is subscribed with QoS 1 on every connect. Retained messages are commands or
+            triggers from the past: they are ignored and counted (``retained_ignored``).
+        guard: Runs every paho callback, so that no exception can end paho's network thread.
     """
 
     def __init__(
@@ -94,8 +97,11 @@ class MqttPublisher:
         station: str,
         spool: Spool | None = None,
         handlers: dict[str, Callable[[bytes], None]] | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.config = config
+        self.guard = guard or Guard()
+        self.retained_ignored = 0
         self.station = station
         self.topics = Topics(station=station, prefix=config.prefix)
         self.spool = spool if spool is not None else Spool(Path(":memory:"))  # an empty Spool is falsy
@@ -119,13 +125,25 @@ class MqttPublisher:
             qos=1,
             retain=True,
         )
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
+        self.client.suppress_exceptions = True  # second layer: paho logs what would escape the guard
+        self.client.on_connect = self.guard.wrap("mqtt connect", self._on_connect)
+        self.client.on_disconnect = self.guard.wrap("mqtt disconnect", self._on_disconnect)
+        self.client.on_publish = self.guard.wrap("mqtt publish ack", self._on_publish)
         self.handlers = dict(handlers or {})
         for topic, handler in self.handlers.items():
-            self.client.message_callback_add(topic, lambda c, u, msg, handler=handler: handler(msg.payload))
+            where = f"mqtt message on {topic}"
+            self.client.message_callback_add(topic, self.guard.wrap(where, self._inbound(handler)))
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
+
+    def _inbound(self, handler: Callable[[bytes], None]) -> Callable[..., None]:
+        def deliver(client, userdata, msg) -> None:
+            if msg.retain:  # sent before we subscribed: a command must never run again at every restart
+                with self._lock:
+                    self.retained_ignored += 1
+                return
+            handler(msg.payload)
+
+        return deliver
 
     # paho callbacks (network thread); paho holds its own locks here, so never call publish() under ours
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -162,19 +180,21 @@ class MqttPublisher:
         while not self._closing.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
-            self._send_pending()
+            if self.guard.call("mqtt sender", self._send_pending) is None:
+                time.sleep(0.5)  # it failed (e.g. the spool's disk): try again, without spinning
 
-    def _send_pending(self) -> None:
+    def _send_pending(self) -> bool:
+        """Hand spooled verdicts to paho while connected (True: done for now)."""
         if not self._connected.is_set():
-            return
+            return True
         with self._lock:
             room, after = WINDOW - len(self._inflight), self._sent_upto
         if room <= 0:
-            return
+            return True
         for row, topic, payload, qos, retain in self.spool.pending(after, room):
             info = self.client.publish(topic, payload, qos=qos, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return  # disconnected meanwhile; the row stays spooled
+                return True  # disconnected meanwhile; the row stays spooled
             with self._lock:
                 self._sent_upto = row
                 if info.mid in self._early_acks:
@@ -185,6 +205,7 @@ class MqttPublisher:
                     acked = False
             if acked:
                 self.spool.ack(row)
+        return True
 
     def start(self, wait: bool = True) -> bool:
         """Connect in the background; optionally wait up to ``connect_timeout_s`` for the first connection.

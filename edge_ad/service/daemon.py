@@ -16,12 +16,14 @@ from edge_ad.commissioning import load_model
 from edge_ad.config import EdgeAdConfig
 from edge_ad.config.loader import writable_dir
 from edge_ad.errors import ModelLoadError
+from edge_ad.guard import Guard
 from edge_ad.inference.engine import AnomalyModel, InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import Spool
 from edge_ad.publish.topics import Topics
 from edge_ad.service.evidence import EvidenceStore
+from edge_ad.service.inbound import RateLimitedLog
 from edge_ad.service.judge import judge
 from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
 from edge_ad.service.recalibration import RecalibrationRunner
@@ -75,6 +77,7 @@ class Daemon:
         spool = Spool(state_dir / "spool.sqlite", config.mqtt.spool_max_messages)
         service = config.service
         self.triggers = TriggerInbox() if service.mode == "triggered" else None
+        self._rejections = RateLimitedLog(logger)
         self.debouncer = Debouncer(service.debounce.n, service.debounce.m) if service.debounce else None
         topics = Topics(config.station, config.mqtt.prefix)
         handlers = {topics.trigger(): self._on_trigger} if self.triggers else {}
@@ -85,12 +88,14 @@ class Daemon:
                 config, lambda payload: self.publisher.publish_event(result_topic, payload)
             )
             handlers[topics.command("recalibrate")] = self.recalibration.on_message
-        self.publisher = MqttPublisher(config.mqtt, config.station, spool, handlers=handlers)
+        # every thread below runs its callbacks through this guard; its first failure goes on status
+        self.guard = Guard(on_alarm=self._publish_status)
+        self.publisher = MqttPublisher(config.mqtt, config.station, spool, handlers=handlers, guard=self.guard)
         self.stats = StationStats()
         self.drift = DriftMonitor(service.drift.window, service.drift.fraction) if service.drift else None
         self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)  # reports via _status_details
         self.camera.start()
-        self.reloader = ModelReloader(config.model, state_dir, bundle.path, self._reload_failed)
+        self.reloader = ModelReloader(config.model, state_dir, bundle.path, self._reload_failed, guard=self.guard)
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
         self.scored = 0  # frames judged and published
         self.submitted = 0  # frames handed to the model (some may still be in flight)
@@ -104,6 +109,7 @@ class Daemon:
             if self.evidence is not None and self.evidence.alarm
             else None,
             "cases": self._cases_problem(),
+            "faults": self.guard.alarm,
             "model": model_info(self.model),
             "device": self.model.device,
             "device_note": self.model.fallback_note,
@@ -171,7 +177,7 @@ class Daemon:
             part = parse_trigger(payload)
         except ValueError as exc:
             self.triggers.reject()
-            logger.warning("trigger rejected: %s", exc)
+            self._rejections.warning(str(exc), "trigger rejected: %s", exc)
             return
         self.triggers.push(part, time.time())
 
@@ -202,6 +208,8 @@ class Daemon:
                 "commands": {"accepted": self.recalibration.accepted, "rejected": self.recalibration.rejected}
                 if self.recalibration
                 else None,
+                "retained_ignored": self.publisher.retained_ignored,
+                "faults": dict(self.guard.errors) or None,
             }
         )
 

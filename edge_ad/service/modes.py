@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import deque
+
+from edge_ad.service.inbound import load_json
 
 __all__ = ["MAX_TRIGGER_BYTES", "Debouncer", "TriggerInbox", "parse_trigger"]
 
@@ -15,14 +16,9 @@ def parse_trigger(payload: bytes) -> str:
     """The id of a trigger message ``{"id": "<part id>"}`` (string or integer, at most 64 characters).
 
     Raises:
-        ValueError: Oversized, not JSON, not an object, missing/invalid id, or unknown fields.
+        ValueError: Oversized, too deeply nested, not JSON, not an object, missing/invalid id, or unknown fields.
     """
-    if len(payload) > MAX_TRIGGER_BYTES:
-        raise ValueError(f"trigger payload of {len(payload)} bytes exceeds {MAX_TRIGGER_BYTES}")
-    try:
-        message = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"trigger payload is not JSON ({exc})") from None
+    message = load_json(payload, MAX_TRIGGER_BYTES, "trigger payload")
     if not isinstance(message, dict):
         raise ValueError('trigger payload must be a JSON object like {"id": "part-42"}')
     unknown = set(message) - {"id"}

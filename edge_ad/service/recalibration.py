@@ -7,7 +7,6 @@ runs :func:`recalibrate` in a worker thread; the model reloader picks up the new
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -23,6 +22,7 @@ from edge_ad.config import EdgeAdConfig
 from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.loader import describe_errors
 from edge_ad.errors import EdgeAdError
+from edge_ad.service.inbound import RateLimitedLog, load_json
 from edge_ad.types import Frame
 
 __all__ = ["RecalibrateCommand", "RecalibrationRunner"]
@@ -55,6 +55,7 @@ class RecalibrationRunner:
         self._frames: list[np.ndarray] = []
         self._last_ts = 0.0
         self._worker: threading.Thread | None = None
+        self._log = RateLimitedLog(logger)
 
     def _reply(self, command_id: str | None, state: str, **fields) -> None:
         self.publish({"id": command_id, "state": state, "ts": round(time.time(), 3), **fields})
@@ -63,9 +64,7 @@ class RecalibrationRunner:
         """Validate a command; reject (and count) anything malformed or arriving while busy."""
         raw: object = None
         try:
-            if len(payload) > MAX_PAYLOAD:
-                raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
-            raw = json.loads(payload)
+            raw = load_json(payload, MAX_PAYLOAD, "payload")
             command = RecalibrateCommand.model_validate(raw)
         except (ValueError, ValidationError) as exc:
             self.rejected += 1
@@ -73,7 +72,7 @@ class RecalibrationRunner:
                 reason = describe_errors(exc, RecalibrateCommand)[0]
             else:
                 reason = str(exc).splitlines()[0]
-            logger.warning("recalibrate command rejected: %s", reason)
+            self._log.warning(reason, "recalibrate command rejected: %s", reason)
             self._reply(_echo_id(raw), "rejected", reason=reason)
             return
         with self._lock:

@@ -12,6 +12,7 @@ from edge_ad.bundle.store import resolve_version_dir
 from edge_ad.commissioning import load_model
 from edge_ad.config import ModelConfig
 from edge_ad.errors import EdgeAdError, first_line
+from edge_ad.guard import Guard
 from edge_ad.inference import AnomalyModel
 from edge_ad.inference.selftest import self_test
 
@@ -35,6 +36,7 @@ class ModelReloader:
         current: The bundle version directory now in service.
         on_error: Called with the error message of a failed reload.
         interval_s: How often the active link is checked.
+        guard: Keeps the watcher alive through anything unexpected.
     """
 
     def __init__(
@@ -44,7 +46,9 @@ class ModelReloader:
         current: Path,
         on_error: Callable[[str], None],
         interval_s: float = 2.0,
+        guard: Guard | None = None,
     ) -> None:
+        self.guard = guard or Guard()
         self.config = config
         self.state_dir = state_dir
         self.on_error = on_error
@@ -76,16 +80,19 @@ class ModelReloader:
             self._request.clear()
             if self._stop.is_set():
                 return
-            try:
-                target = resolve_version_dir(self.config.path).resolve()
-            except EdgeAdError as exc:
-                if forced:
-                    self.on_error(f"reload failed: {exc}")
-                continue
-            if target == self._target and not forced:
-                continue
-            self._target = target
-            self._load(target)
+            self.guard.call("model reload", self._check, forced)
+
+    def _check(self, forced: bool) -> None:
+        try:
+            target = resolve_version_dir(self.config.path).resolve()
+        except (EdgeAdError, OSError) as exc:  # e.g. 'active' replaced by a regular file
+            if forced:
+                self.on_error(f"reload failed: {exc}")
+            return
+        if target == self._target and not forced:
+            return
+        self._target = target
+        self._load(target)
 
     def _load(self, target: Path) -> None:
         logger.info("loading model from %s", target)

@@ -263,7 +263,8 @@ def test_camera_that_goes_away_goes_offline_and_recovers(tiny_models, mosquitto,
 
 
 def test_plc_trigger_handshake(tiny_models, mosquitto, tmp_path):
-    """Triggered mode: each trigger id gets exactly one verdict carrying that id; junk is counted."""
+    """Triggered mode: each trigger id gets exactly one verdict carrying that id; junk and retained
+    triggers are counted, never answered, and no payload can stop the network thread."""
     import json
 
     import cv2
@@ -278,28 +279,41 @@ def test_plc_trigger_handshake(tiny_models, mosquitto, tmp_path):
         camera={"fps": 50, "loop": True}, service={"mode": "triggered", "stats_interval_s": 0.3},
     )  # fmt: skip
     topic = "edge_ad/test-station/trigger"
+    send = {"qos": 1, "hostname": mosquitto.host, "port": mosquitto.port}
+    mqtt_publish.single(topic, b'{"id": "OLD"}', retain=True, **send)  # from yesterday: must never be answered
     with Recorder(mosquitto) as rec:
         proc = start_daemon(config)
         try:
             assert rec.wait_for(lambda r: any(s["state"] == "online" for s in r.on("status")), timeout=30)
             time.sleep(1.0)
-            assert rec.on("verdict") == [], "triggered mode must not score untriggered frames"
-            junk = [b"garbage", b'{"id": "x", "evil": 1}', b"{" * 5000]
+            assert rec.on("verdict") == [], "triggered mode must not score untriggered (or retained) triggers"
+            junk = [
+                b"garbage",
+                b"garbage!",  # the same cause again: counted, not logged again
+                b'{"id": "x", "evil": 1}',
+                b"{" * 5000,
+                b"[" * 1024,  # used to raise RecursionError in paho's network thread and end all delivery
+                b"\xff\xfe{}",
+                b'{"id": NaN}',
+            ]
             for payload in [b'{"id": "P-1"}', *junk, b'{"id": "P-2"}', b'{"id": 3}']:
-                mqtt_publish.single(topic, payload, qos=1, hostname=mosquitto.host, port=mosquitto.port)
+                mqtt_publish.single(topic, payload, **send)
             assert rec.wait_for(lambda r: len(r.on("verdict")) >= 3, timeout=10)
-            assert rec.wait_for(lambda r: r.on("stats") and r.on("stats")[-1].get("triggers", {}).get("rejected") == 3)
+            assert rec.wait_for(lambda r: r.on("stats") and r.on("stats")[-1].get("triggers", {}).get("rejected") == 7)
             time.sleep(0.5)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, stderr = proc.communicate(timeout=20)
+            mqtt_publish.single(topic, b"", retain=True, **send)  # clear the retained trigger
     assert proc.returncode == 0, stderr
     verdicts = rec.on("verdict")
     for v in verdicts:
         jsonschema.validate(v, load_schema("verdict"))
     assert [v["trigger"]["id"] for v in verdicts] == ["P-1", "P-2", "3"]
-    assert rec.on("stats")[-1]["triggers"] == {"accepted": 3, "rejected": 3}
-    assert stderr.count("trigger rejected") == 3 and "Traceback" not in stderr
+    final = rec.on("stats")[-1]
+    assert final["triggers"] == {"accepted": 3, "rejected": 7} and final["retained_ignored"] == 1
+    assert "faults" not in final and "Traceback" not in stderr
+    assert stderr.count("trigger rejected") == 6  # one line per cause per minute
     assert json.loads(json.dumps(verdicts))[0]["seq"] >= 1
 
 

@@ -211,6 +211,8 @@ def test_mqtt_recalibrate_command_on_an_authenticating_broker(tmp_path):
     """The daemon collects frames from its own camera, recalibrates and swaps in the new version."""
     import json
 
+    import paho.mqtt.publish as mqtt_publish
+
     from tests.support.broker import Recorder, start_mosquitto
 
     passwd = tmp_path / "passwd"
@@ -232,6 +234,9 @@ def test_mqtt_recalibrate_command_on_an_authenticating_broker(tmp_path):
             mqtt={"username": "station", "password_file": str(tmp_path / "secret.txt")},
         )  # fmt: skip
         topic = "edge_ad/test-station/cmd/recalibrate"
+        auth = {"hostname": broker.host, "port": broker.port, "auth": {"username": "station", "password": "s3cret"}}
+        stale = json.dumps({"id": "stale", "frames": 24, "interval_s": 0})  # yesterday's, left retained
+        mqtt_publish.single(topic, stale, qos=1, retain=True, **auth)  # must never run, at this or any restart
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -246,13 +251,14 @@ def test_mqtt_recalibrate_command_on_an_authenticating_broker(tmp_path):
                 )  # fmt: skip
                 assert anonymous.returncode != 0 and "not authori" in anonymous.stderr.lower(), anonymous.stderr
                 rec.client.publish(topic, b"\xff not json", qos=1)
+                rec.client.publish(topic, b"[" * 2000, qos=1)  # used to kill paho's network thread
                 rec.client.publish(topic, json.dumps({"id": "big", "frames": 24, "pad": "x" * 5000}), qos=1)
                 rec.client.publish(topic, json.dumps({"id": "r0", "frames": 24, "bogus": 1}), qos=1)
                 rec.client.publish(topic, json.dumps({"id": "r1", "frames": 24, "interval_s": 0}), qos=1)
                 assert rec.wait_for(lambda r: any(m.get("state") == "passed" for m in r.on("result")), timeout=60)
                 results = rec.on("result")
-                assert [m["state"] for m in results if m["id"] is None] == ["rejected", "rejected"]  # junk, oversized
-                assert not any(m["id"] == "intruder" for m in results)
+                assert [m["state"] for m in results if m["id"] is None] == ["rejected"] * 3  # junk, nested, oversized
+                assert not any(m["id"] in ("intruder", "stale") for m in results)
                 assert any(m["id"] == "r0" and m["state"] == "rejected" and "bogus" in m["reason"] for m in results)
                 passed = next(m for m in results if m["state"] == "passed")
                 assert passed["id"] == "r1" and passed["version"] == "2"
@@ -260,13 +266,16 @@ def test_mqtt_recalibrate_command_on_an_authenticating_broker(tmp_path):
                     lambda r: any(s.get("model", {}).get("version") == "2" for s in r.on("status")), timeout=30
                 ), "the daemon did not pick up the recalibrated version"
                 assert rec.wait_for(
-                    lambda r: r.on("stats") and r.on("stats")[-1]["commands"] == {"accepted": 1, "rejected": 3}
+                    lambda r: r.on("stats") and r.on("stats")[-1]["commands"] == {"accepted": 1, "rejected": 4}
                 ), rec.on("stats")[-1:]
+                assert rec.on("stats")[-1]["retained_ignored"] == 1
         finally:
             proc.send_signal(signal.SIGTERM)
             _, stderr = proc.communicate(timeout=30)
+            mqtt_publish.single(topic, b"", qos=1, retain=True, **auth)
     assert proc.returncode == 0, stderr
     assert "s3cret" not in stderr and "Traceback" not in stderr
+    assert [p.name for p in list_versions(tmp_path / "models" / "tiny")] == ["1", "2"]  # the stale one never ran
     assert load_bundle(tmp_path / "models" / "tiny").manifest.recalibration["source"] == "mqtt:r1"
 
 

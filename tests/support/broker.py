@@ -41,7 +41,7 @@ class Recorder:
     def _on_message(self, client, userdata, msg) -> None:
         try:
             payload = json.loads(msg.payload)
-        except ValueError:  # e.g. the junk a hostile-input test sends to the trigger topic
+        except (ValueError, RecursionError):  # the junk a hostile-input test sends to the trigger topic
             payload = {"_raw": bytes(msg.payload)}
         with self._lock:
             self.messages.append((msg.topic, payload, bool(msg.retain)))

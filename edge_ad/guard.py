@@ -1,0 +1,82 @@
+"""One guard for every thread that matters: an unexpected exception is counted, logged and alarmed, never fatal.
+
+paho's network thread, the sender, the model reloader and the case writer each run code that a
+hostile message, a strange file or a bug could make raise. Before this guard such an exception
+ended the thread silently (the station kept scoring but stopped delivering). Now it ends the one
+call: the thread lives on, ``stats``/``status`` say what happened and where.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from edge_ad.errors import first_line
+
+__all__ = ["Guard"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Guard:
+    """Runs callables so that an exception is counted and logged instead of killing the calling thread.
+
+    Args:
+        on_alarm: Called (outside the guard's lock) after the first failure at a place, so the status
+            can say so; its own failures are logged and ignored.
+        interval_s: A place's traceback is logged at most once per interval (the count goes on).
+    """
+
+    def __init__(self, on_alarm: Callable[[], None] | None = None, interval_s: float = 60.0) -> None:
+        self.on_alarm = on_alarm
+        self.interval_s = interval_s
+        self.errors: dict[str, int] = {}
+        self.last: str | None = None
+        self._logged: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def call(self, where: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``fn(*args, **kwargs)``, or None after counting and logging what it raised."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # the point of the guard: nothing may end the thread
+            self._failed(where, exc)
+            return None
+
+    def wrap(self, where: str, fn: Callable[..., T]) -> Callable[..., T | None]:
+        """``fn`` behind the guard (for callbacks handed to libraries)."""
+
+        def guarded(*args: Any, **kwargs: Any) -> T | None:
+            return self.call(where, fn, *args, **kwargs)
+
+        return guarded
+
+    def _failed(self, where: str, exc: Exception) -> None:
+        now = time.monotonic()
+        with self._lock:
+            first = where not in self.errors
+            self.errors[where] = self.errors.get(where, 0) + 1
+            self.last = f"{where}: {type(exc).__name__}: {first_line(exc)}"
+            loud = now - self._logged.get(where, -self.interval_s) >= self.interval_s
+            if loud:
+                self._logged[where] = now
+            count = self.errors[where]
+        if loud:
+            logger.error("unexpected error in %s (%d so far), the thread goes on", where, count, exc_info=exc)
+        if first and self.on_alarm is not None:
+            try:
+                self.on_alarm()
+            except Exception:
+                logger.exception("reporting the error in %s failed", where)
+
+    @property
+    def alarm(self) -> dict[str, Any] | None:
+        """Status detail while any unexpected error has happened: the last one and the count per place."""
+        with self._lock:
+            if not self.errors:
+                return None
+            return {"alarm": True, "message": self.last, "errors": dict(self.errors)}

@@ -1,0 +1,94 @@
+"""Inbound MQTT messages (PLC triggers, commands): bounded JSON parsing and rate-limited rejection logs.
+
+Anyone who may publish on a topic the daemon subscribes to can send anything: a megabyte, 1 000
+nested brackets (``json.loads`` then raises ``RecursionError``), ``NaN``, a 10 000-digit number,
+non-UTF-8 bytes. Each must end as a ``ValueError`` the handler counts, never as an exception that
+reaches paho's network thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from typing import Any
+
+__all__ = ["MAX_DEPTH", "RateLimitedLog", "load_json"]
+
+MAX_DEPTH = 8  # nesting depth of inbound JSON (a trigger needs 1, a command 1)
+
+
+def _depth(payload: bytes) -> int:
+    """Deepest bracket nesting outside strings (a byte scan: no recursion, no allocation)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def load_json(payload: bytes, max_bytes: int, what: str) -> Any:
+    """Parse a small JSON message or raise ``ValueError`` naming what is wrong with it.
+
+    Refused: more than ``max_bytes``, nesting deeper than :data:`MAX_DEPTH`, not UTF-8, not JSON,
+    ``NaN``/``Infinity``, integers longer than Python will convert.
+    """
+    if len(payload) > max_bytes:
+        raise ValueError(f"{what} of {len(payload)} bytes exceeds {max_bytes}")
+    if _depth(payload) > MAX_DEPTH:
+        raise ValueError(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} is not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{what} is not JSON ({str(exc).splitlines()[0][:80]})") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
+        raise ValueError(f"{what}: {str(exc).splitlines()[0][:80]}") from None
+
+
+class RateLimitedLog:
+    """Log each cause at most once per ``interval_s``; the next line says how many were not logged."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 60.0) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def warning(self, cause: str, message: str, *args: object) -> None:
+        """Log ``message`` under ``cause`` unless that cause was logged less than ``interval_s`` ago.
+
+        ``cause`` is reduced to its first 40 characters with digits folded, so "payload of 5000 bytes" and
+        "payload of 6000 bytes" are one cause.
+        """
+        cause = re.sub(r"\d+", "N", cause)[:40]
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(cause, -self.interval_s) < self.interval_s:
+                self._quiet[cause] = self._quiet.get(cause, 0) + 1
+                return
+            self._last[cause] = now
+            quiet = self._quiet.pop(cause, 0)
+        suffix = f" ({quiet} more like it in the last {self.interval_s:.0f} s not logged)" if quiet else ""
+        self.logger.warning(message + "%s", *args, suffix)

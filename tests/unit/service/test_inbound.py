@@ -1,0 +1,91 @@
+"""Inbound MQTT payloads: every input ends as a value or a ValueError, never another exception."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_ad.service.inbound import MAX_DEPTH, RateLimitedLog, load_json
+from edge_ad.service.modes import MAX_TRIGGER_BYTES, parse_trigger
+from edge_ad.service.recalibration import MAX_PAYLOAD, RecalibrationRunner
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+def _as_bytes(value: object) -> bytes:
+    return json.dumps(value).encode()  # NaN and Infinity come out as JSON's non-standard literals
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"[" * 1024, "nested deeper than 8 levels"),  # json.loads raised RecursionError here
+        (b'{"a":' * 9 + b"1" + b"}" * 9, "nested deeper than 8 levels"),
+        (b"x" * (MAX_TRIGGER_BYTES + 1), "exceeds 1024"),
+        (b"\xff\xfe{}", "not UTF-8 text"),
+        (b'{"id": NaN}', "NaN is not allowed"),
+        (b'{"id": -Infinity}', "-Infinity is not allowed"),
+        (b'{"id": ' + b"9" * 5000 + b"}", "exceeds 1024"),
+        (b"", "not JSON"),
+        (b'{"id": "a\x00b"', "not JSON"),
+    ],
+)
+def test_hostile_payloads_are_value_errors(payload, error):
+    with pytest.raises(ValueError, match=error):
+        load_json(payload, MAX_TRIGGER_BYTES, "trigger payload")
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    assert load_json(b'{"id": "[[[[[[[[[[[[\\"{{{{{{{{{{"}', 100, "x") == {"id": '[[[[[[[[[[[["{{{{{{{{{{'}
+    deepest = load_json(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH, 100, "x")  # the limit itself is allowed
+    for _ in range(MAX_DEPTH - 1):
+        deepest = deepest[0]
+    assert deepest == []
+
+
+@given(st.binary(max_size=1200))
+def test_any_bytes_on_the_trigger_topic_give_an_id_or_a_value_error(payload):
+    try:
+        part = parse_trigger(payload)
+    except ValueError:
+        return
+    assert 0 < len(part) <= 64
+
+
+@given(JSON_VALUES)
+def test_any_json_on_the_trigger_topic_gives_an_id_or_a_value_error(value):
+    try:
+        part = parse_trigger(_as_bytes(value))
+    except ValueError:
+        return
+    assert value == {"id": value["id"]} and part == str(value["id"])
+
+
+@given(st.one_of(st.binary(max_size=MAX_PAYLOAD + 100), JSON_VALUES.map(_as_bytes)))
+def test_any_command_is_answered_and_counted(payload):
+    replies = []
+    runner = RecalibrationRunner(config=None, publish=replies.append)  # type: ignore[arg-type]
+    runner.on_message(payload)
+    assert runner.accepted + runner.rejected == 1 and len(replies) == 1
+    assert replies[0]["state"] in ("rejected", "collecting")
+
+
+def test_rejections_are_logged_once_per_cause_per_interval(caplog):
+    log = RateLimitedLog(logging.getLogger("test.inbound"), interval_s=60)
+    with caplog.at_level(logging.WARNING, logger="test.inbound"):
+        for size in (5000, 6000, 7000):  # one cause: numbers are folded
+            log.warning(f"payload of {size} bytes exceeds 1024", "rejected: %s", size)
+        log.warning("not JSON", "rejected: %s", "garbage")
+    assert [r.getMessage() for r in caplog.records] == ["rejected: 5000", "rejected: garbage"]
+    log.interval_s = 0
+    with caplog.at_level(logging.WARNING, logger="test.inbound"):
+        log.warning("payload of 1 bytes exceeds 1024", "rejected: %s", 1)
+    assert caplog.records[-1].getMessage() == "rejected: 1 (2 more like it in the last 0 s not logged)"
