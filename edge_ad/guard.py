@@ -1,5 +1,8 @@
 """One guard for every thread that matters: an unexpected exception is counted, logged and alarmed, never fatal.
 
+Also :class:`RateLimitedLog`: whatever an outsider can make happen (junk messages, bad files) is
+logged at most once per cause per interval, so it cannot flood the journal.
+
 paho's network thread, the sender, the model reloader and the case writer each run code that a
 hostile message, a strange file or a bug could make raise. Before this guard such an exception
 ended the thread silently (the station kept scoring but stopped delivering). Now it ends the one
@@ -9,6 +12,7 @@ call: the thread lives on, ``stats``/``status`` say what happened and where.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +20,7 @@ from typing import Any, TypeVar
 
 from edge_ad.errors import first_line
 
-__all__ = ["Guard"]
+__all__ = ["Guard", "RateLimitedLog"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,3 +84,36 @@ class Guard:
             if not self.errors:
                 return None
             return {"alarm": True, "message": self.last, "errors": dict(self.errors)}
+
+
+class RateLimitedLog:
+    """Log each cause at most once per ``interval_s``; the next line says how many were not logged.
+
+    With ``fold_numbers`` (the default) causes that differ only in their numbers are one cause.
+    """
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 60.0, fold_numbers: bool = True) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self.fold_numbers = fold_numbers
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def warning(self, cause: str, message: str, *args: object) -> None:
+        """Log ``message`` under ``cause`` unless that cause was logged less than ``interval_s`` ago.
+
+        A folded cause is its first 40 characters with digits folded, so "payload of 5000 bytes" and
+        "payload of 6000 bytes" are one cause.
+        """
+        if self.fold_numbers:
+            cause = re.sub(r"\d+", "N", cause)[:40]
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(cause, -self.interval_s) < self.interval_s:
+                self._quiet[cause] = self._quiet.get(cause, 0) + 1
+                return
+            self._last[cause] = now
+            quiet = self._quiet.pop(cause, 0)
+        suffix = f" ({quiet} more like it in the last {self.interval_s:.0f} s not logged)" if quiet else ""
+        self.logger.warning(message + "%s", *args, suffix)

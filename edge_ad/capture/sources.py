@@ -13,6 +13,7 @@ import cv2
 from edge_ad.config import CameraConfig
 from edge_ad.datasets.layout import list_images
 from edge_ad.errors import CameraError
+from edge_ad.guard import RateLimitedLog
 from edge_ad.types import Frame
 
 __all__ = ["FolderSource", "FrameSource", "OpenCVSource", "Pacer", "open_source"]
@@ -53,7 +54,7 @@ class Pacer:
 
 
 class FolderSource:
-    """Replays the images of a folder in name order."""
+    """Replays the images of a folder in name order, skipping (and counting) files that do not decode."""
 
     def __init__(self, folder: Path, fps: float | None = None, loop: bool = False) -> None:
         self.name = str(folder)
@@ -66,21 +67,30 @@ class FolderSource:
         self._pacer = Pacer(fps)
         self._pos = 0
         self._count = 0
+        self.bad_frames = 0  # undecodable files met (each skipped)
+        self._log = RateLimitedLog(logger, fold_numbers=False)  # one line per bad file per minute
 
     def read(self) -> Frame | None:
-        """Next image of the folder."""
-        if self._pos >= len(self.files):
-            if not self.loop:
-                return None
-            self._pos = 0
-        path = self.files[self._pos]
-        self._pos += 1
-        self._pacer.wait()
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise CameraError(f"camera.source: {path} is not a readable image; remove or replace it")
-        self._count += 1
-        return Frame(image=image, ts=time.time(), index=self._count, origin=path.name)
+        """Next readable image of the folder; an unreadable file is counted (``bad_frames``) and skipped.
+
+        Raises:
+            CameraError: A whole pass over the folder found no readable image.
+        """
+        for _ in range(len(self.files) + 1):
+            if self._pos >= len(self.files):
+                if not self.loop:
+                    return None
+                self._pos = 0
+            path = self.files[self._pos]
+            self._pos += 1
+            self._pacer.wait()
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                self._count += 1
+                return Frame(image=image, ts=time.time(), index=self._count, origin=path.name)
+            self.bad_frames += 1
+            self._log.warning(path.name, "camera.source: %s is not a readable image; skipped", path)
+        raise CameraError(f"camera.source: no image in {self.name} is readable; remove or replace them")
 
     def close(self) -> None:
         """Nothing to release."""

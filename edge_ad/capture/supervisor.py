@@ -52,6 +52,7 @@ class CaptureSupervisor:
         self.state = "offline"
         self.dropped = 0
         self.reconnects = 0
+        self._bad_before = 0  # bad frames counted by sources replaced since
         self._frames: queue.Queue = queue.Queue(maxsize=2)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -62,6 +63,11 @@ class CaptureSupervisor:
         self._lossless = True
         self._watchdog = threading.Thread(target=self._watch, name="camera-watchdog", daemon=True)
         self._readers: list[threading.Thread] = []  # current and abandoned readers still inside read()
+
+    @property
+    def bad_frames(self) -> int:
+        """Undecodable frames the sources skipped since start."""
+        return self._bad_before + getattr(self._source, "bad_frames", 0)
 
     @property
     def name(self) -> str:
@@ -81,6 +87,7 @@ class CaptureSupervisor:
         with self._lock:
             self._generation += 1
             generation = self._generation
+            self._bad_before += getattr(self._source, "bad_frames", 0)
             self._source = source
             self._lossless = not isinstance(source, OpenCVSource) or source.is_file
             self._heartbeat = time.monotonic()

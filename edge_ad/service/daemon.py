@@ -16,14 +16,13 @@ from edge_ad.commissioning import load_model
 from edge_ad.config import EdgeAdConfig
 from edge_ad.config.loader import writable_dir
 from edge_ad.errors import ModelLoadError
-from edge_ad.guard import Guard
+from edge_ad.guard import Guard, RateLimitedLog
 from edge_ad.inference.engine import AnomalyModel, InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import Spool
 from edge_ad.publish.topics import Topics
 from edge_ad.service.evidence import EvidenceStore
-from edge_ad.service.inbound import RateLimitedLog
 from edge_ad.service.judge import judge
 from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
 from edge_ad.service.recalibration import RecalibrationRunner
@@ -196,6 +195,7 @@ class Daemon:
             {
                 **self.stats.snapshot(),
                 "dropped_frames": self.camera.dropped,
+                "bad_frames": self.camera.bad_frames,
                 "camera": self.camera.state,
                 "device": details["device"],
                 "model": details["model"],

@@ -1,4 +1,4 @@
-"""Inbound MQTT messages (PLC triggers, commands): bounded JSON parsing and rate-limited rejection logs.
+"""Inbound MQTT messages (PLC triggers, commands): bounded JSON parsing.
 
 Anyone who may publish on a topic the daemon subscribes to can send anything: a megabyte, 1 000
 nested brackets (``json.loads`` then raises ``RecursionError``), ``NaN``, a 10 000-digit number,
@@ -9,13 +9,9 @@ reaches paho's network thread.
 from __future__ import annotations
 
 import json
-import logging
-import re
-import threading
-import time
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "RateLimitedLog", "load_json"]
+__all__ = ["MAX_DEPTH", "load_json"]
 
 MAX_DEPTH = 8  # nesting depth of inbound JSON (a trigger needs 1, a command 1)
 
@@ -64,31 +60,3 @@ def load_json(payload: bytes, max_bytes: int, what: str) -> Any:
         raise ValueError(f"{what} is not JSON ({str(exc).splitlines()[0][:80]})") from None
     except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
         raise ValueError(f"{what}: {str(exc).splitlines()[0][:80]}") from None
-
-
-class RateLimitedLog:
-    """Log each cause at most once per ``interval_s``; the next line says how many were not logged."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 60.0) -> None:
-        self.logger = logger
-        self.interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self._quiet: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def warning(self, cause: str, message: str, *args: object) -> None:
-        """Log ``message`` under ``cause`` unless that cause was logged less than ``interval_s`` ago.
-
-        ``cause`` is reduced to its first 40 characters with digits folded, so "payload of 5000 bytes" and
-        "payload of 6000 bytes" are one cause.
-        """
-        cause = re.sub(r"\d+", "N", cause)[:40]
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last.get(cause, -self.interval_s) < self.interval_s:
-                self._quiet[cause] = self._quiet.get(cause, 0) + 1
-                return
-            self._last[cause] = now
-            quiet = self._quiet.pop(cause, 0)
-        suffix = f" ({quiet} more like it in the last {self.interval_s:.0f} s not logged)" if quiet else ""
-        self.logger.warning(message + "%s", *args, suffix)

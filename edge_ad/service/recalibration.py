@@ -22,7 +22,8 @@ from edge_ad.config import EdgeAdConfig
 from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.loader import describe_errors
 from edge_ad.errors import EdgeAdError
-from edge_ad.service.inbound import RateLimitedLog, load_json
+from edge_ad.guard import RateLimitedLog
+from edge_ad.service.inbound import load_json
 from edge_ad.types import Frame
 
 __all__ = ["RecalibrateCommand", "RecalibrationRunner"]

@@ -178,6 +178,21 @@ def test_the_variant_is_commissioned_once_and_every_restart_runs_the_same(tiny_m
     assert seen[0] == seen[1] == seen[2], seen  # same variant, same precision, the record untouched
 
 
+def test_bad_files_in_a_replay_folder_are_skipped_counted_and_never_stall_it(tiny_models, mosquitto, tmp_path):
+    folder = write_frames(tmp_path / "frames", [good_image(500 + i) for i in range(5)])
+    (folder / "0001.png").write_bytes(b"")  # zero bytes
+    (folder / "0003.png").write_text("not an image at all")  # text named .png
+    config = station_config(tmp_path, str(folder), tiny_models / "tiny", mosquitto.port, station="bad-files")
+    with Recorder(mosquitto, topic="edge_ad/bad-files/#") as rec:
+        proc = edge_ad("run", "--config", str(config), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        rec.wait_for(lambda r: any(s["state"] == "offline" for s in r.on("status")))
+    assert [v["frame"]["origin"] for v in rec.on("verdict")] == ["0000.png", "0002.png", "0004.png"]  # once each
+    assert rec.on("stats")[-1]["bad_frames"] == 2
+    assert [s["state"] for s in rec.on("status")] == ["online", "offline"]  # never camera_offline
+    assert proc.stderr.count("is not a readable image; skipped") == 2 and "Traceback" not in proc.stderr
+
+
 def test_verdicts_spooled_while_broker_down_arrive_after_restart(tiny_models, tmp_path):
     """Broker down for a whole run: verdicts wait on disk; the next run delivers them, in order, first."""
     from tests.support.broker import start_mosquitto

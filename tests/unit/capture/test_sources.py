@@ -88,15 +88,33 @@ def test_unopenable_sources_name_the_device(tmp_path, source, expected):
         open_source(CameraConfig(source=source, open_timeout_s=2))
 
 
-def test_empty_folder_and_corrupt_image(tmp_path):
+def test_empty_folder_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CameraError, match="has no images"):
         open_source(CameraConfig(source=str(tmp_path / "empty")))
-    write_folder(tmp_path / "f", 1)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_bad_files_are_skipped_and_counted_and_replay_moves_on(tmp_path, loop):
+    # before: a non-looping folder replayed the images before the bad one forever; a looping one never
+    # reached the images after it
+    write_folder(tmp_path / "f", 4)  # 000..003.png
     (tmp_path / "f" / "001.png").write_bytes(b"not a png")
-    source = open_source(CameraConfig(source=str(tmp_path / "f")))
-    source.read()
-    with pytest.raises(CameraError, match=r"001\.png is not a readable image"):
+    (tmp_path / "f" / "002.png").write_bytes(b"")
+    source = open_source(CameraConfig(source=str(tmp_path / "f"), loop=loop))
+    names = (
+        [frame.origin for frame in iter(source.read, None)] if not loop else [source.read().origin for _ in range(4)]
+    )
+    assert names == (["000.png", "003.png"] if not loop else ["000.png", "003.png", "000.png", "003.png"])
+    assert source.bad_frames == (2 if not loop else 4)
+
+
+def test_a_folder_of_only_bad_files_is_a_camera_error_not_a_spin(tmp_path):
+    write_folder(tmp_path / "f", 2)
+    for name in ("000.png", "001.png"):
+        (tmp_path / "f" / name).write_bytes(b"")
+    source = open_source(CameraConfig(source=str(tmp_path / "f"), loop=True))
+    with pytest.raises(CameraError, match=r"no image in .* is readable"):
         source.read()
 
 

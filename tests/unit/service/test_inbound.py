@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_ad.service.inbound import MAX_DEPTH, RateLimitedLog, load_json
+from edge_ad.guard import RateLimitedLog
+from edge_ad.service.inbound import MAX_DEPTH, load_json
 from edge_ad.service.modes import MAX_TRIGGER_BYTES, parse_trigger
 from edge_ad.service.recalibration import MAX_PAYLOAD, RecalibrationRunner
 

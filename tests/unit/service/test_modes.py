@@ -17,7 +17,7 @@ def test_valid_triggers(payload, expected):
     ("payload", "message"),
     [
         (b"not json", "not JSON"),
-        (b"\xff\xfe", "not JSON"),  # not UTF-8
+        (b"\xff\xfe", "not UTF-8 text"),  # not UTF-8
         (b'["id"]', "must be a JSON object"),
         (b"{}", "'id' must be"),  # missing id
         (b'{"id": ""}', "'id' must be"),
