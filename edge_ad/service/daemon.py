@@ -238,7 +238,7 @@ class Daemon:
             extra["raw_verdict"] = verdict.verdict
             verdict = replace(verdict, verdict="NG" if self.debouncer.update(verdict.verdict == "NG") else "OK")
         if self.evidence is not None and verdict.verdict == "NG":
-            path = self.evidence.save(frame, result, verdict.seq, threshold)
+            path = self.guard.call("evidence", self.evidence.save, frame, result, verdict.seq, threshold)
             if path is not None:
                 extra["evidence"] = path
         if self.cases is not None and result.embedding is not None and self.cases.wants(verdict.verdict):

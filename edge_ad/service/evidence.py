@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -80,7 +81,8 @@ class EvidenceStore:
                 written = None
         except OSError as exc:
             if written is not None:
-                written.unlink(missing_ok=True)  # no half-written JPEG left behind
+                with contextlib.suppress(OSError):
+                    written.unlink(missing_ok=True)  # no half-written JPEG left behind
             self.errors += 1
             why = exc.strerror or exc
             message = f"evidence: cannot write to {self.folder} ({why}); oldest evidence removed, verdicts continue"
@@ -114,11 +116,10 @@ class EvidenceStore:
             return None, True
         freed = 0
         while self._files and free + freed < reserve:
-            path, size = self._files.popleft()
-            path.unlink(missing_ok=True)
-            self._bytes -= size
+            size = self._drop_oldest()
+            if size is None:
+                return self.alarm, False
             freed += size
-            self.pruned += 1
         message = (
             f"evidence: less than evidence.min_free_mb ({self.config.min_free_mb:g} MB) free on the filesystem "
             f"of {self.folder}; oldest evidence removed"
@@ -138,13 +139,28 @@ class EvidenceStore:
         if self._on_alarm is not None:
             self._on_alarm()
 
+    def _drop_oldest(self) -> int | None:
+        """Remove the oldest file: its size, or None when the filesystem refuses (alarm raised, nothing lost)."""
+        path, size = self._files[0]
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # read-only or chmod-ed folder: inspection goes on without new evidence
+            self.errors += 1
+            self._raise(
+                f"evidence: cannot remove old evidence in {self.folder} ({exc.strerror or exc}); "
+                "new evidence not kept, verdicts continue"
+            )
+            return None
+        self._files.popleft()
+        self._bytes -= size
+        self.pruned += 1
+        return size
+
     def _prune(self, force: bool = False) -> None:
         max_bytes = self.config.max_mb * MB
         while self._files and (
             len(self._files) > self.config.max_files or self._bytes > max_bytes or (force and self._files)
         ):
-            path, size = self._files.popleft()
-            path.unlink(missing_ok=True)
-            self._bytes -= size
-            self.pruned += 1
+            if self._drop_oldest() is None:
+                return
             force = False  # free one file per failure, then respect the bounds

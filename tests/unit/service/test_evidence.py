@@ -107,3 +107,25 @@ def test_failed_write_leaves_no_partial_file_and_raises_the_alarm_once(tmp_path,
     store.save(*ng(2), seq=2, threshold=1.0)
     assert store.errors == 2 and list(tmp_path.iterdir()) == []
     assert alarm == store.alarm and "No space left on device" in alarm and str(tmp_path) in alarm
+
+
+def test_a_read_only_evidence_folder_degrades_and_recovers(tmp_path, monkeypatch):
+    # before: the PermissionError of pruning escaped the error handler, the frame's verdict was never
+    # published and the daemon stopped with status "error"
+    store = EvidenceStore(EvidenceConfig(max_files=2), tmp_path, on_alarm=lambda: None)
+    for i in (1, 2):
+        assert store.save(*ng(i), seq=i, threshold=1.0) is not None
+    real_write, real_unlink = Path.write_bytes, Path.unlink
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("pathlib.Path.write_bytes", read_only)
+    monkeypatch.setattr("pathlib.Path.unlink", read_only)
+    for i in (3, 4):
+        assert store.save(*ng(i), seq=i, threshold=1.0) is None  # no exception: evidence skipped
+    assert store.errors >= 2 and "Permission denied" in store.alarm
+    monkeypatch.setattr("pathlib.Path.write_bytes", real_write)
+    monkeypatch.setattr("pathlib.Path.unlink", real_unlink)
+    assert store.save(*ng(5), seq=5, threshold=1.0) is not None and store.alarm is None  # recovers by itself
+    assert len(list(tmp_path.glob("*.jpg"))) == 2
