@@ -79,6 +79,10 @@ def resolve_version_dir(path: Path) -> Path:
         return path
     active = path / ACTIVE_LINK
     if active.is_symlink() or active.exists():
+        if not active.is_symlink():
+            raise BundleError(
+                f"{active}: 'active' is not a link to a version; remove it and run 'edge-ad models activate VERSION'"
+            )
         if not (active / MANIFEST_NAME).is_file():
             raise BundleError(
                 f"{active}: 'active' points to {os.readlink(active)!r} which has no {MANIFEST_NAME}; "

@@ -10,4 +10,5 @@ __all__ = ["EdgeAdModel"]
 class EdgeAdModel(BaseModel):
     """Strict, immutable configuration model."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    # inf/NaN are never a meaningful setting (connect_timeout_s: .inf ended in an OverflowError traceback)
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)

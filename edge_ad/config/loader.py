@@ -38,6 +38,39 @@ def load_config(path: str | Path) -> EdgeAdConfig:
     return _resolve_paths(config, path.parent.resolve())
 
 
+MAX_YAML_BYTES = 1_000_000  # a station config or recipe is a few KB
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases (a 583-byte alias bomb took 2.2 GB) and duplicate keys."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML aliases (*name) are not allowed in edge_ad files", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (the second would silently win)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(path: Path) -> object:
+    data = path.read_bytes()
+    if len(data) > MAX_YAML_BYTES:
+        raise yaml.YAMLError(f"file of {len(data)} bytes is larger than {MAX_YAML_BYTES}")
+    return yaml.load(data.decode("utf-8"), Loader=_StrictLoader)
+
+
 def read_yaml_model(path: Path, model: type[M], what: str, hint: str) -> M:
     """Parse a YAML mapping and validate it against ``model``; every failure is one ConfigError line.
 
@@ -48,13 +81,20 @@ def read_yaml_model(path: Path, model: type[M], what: str, hint: str) -> M:
         hint: What to do when the file does not exist.
     """
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = _load_yaml(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} not found; {hint}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a {what}; {hint}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever YAML says
+        raise ConfigError(f"{path}:{where} is not valid YAML ({problem})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
     try:
@@ -67,17 +107,24 @@ def describe_errors(exc: ValidationError, root: type[BaseModel]) -> list[str]:
     """Turn pydantic errors into ``key.path: problem`` strings, suggesting near-miss keys."""
     messages = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = ".".join(_key(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             known = _known_keys(root, err["loc"][:-1])
-            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1) if known else []
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
             messages.append(f"{loc}: unknown key{hint}")
         elif err["type"] == "missing":
             messages.append(f"{loc}: required key is missing")
         else:
-            messages.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+            got = repr(err.get("input"))
+            messages.append(f"{loc}: {' '.join(err['msg'].split())} (got {got[:80]}{'...' if len(got) > 80 else ''})")
     return messages
+
+
+def _key(part: object) -> str:
+    """A key as it can be shown on one line (a key with control characters is shown quoted)."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -31,7 +31,11 @@ class MqttConfig(EdgeAdModel):
 
     host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
-    prefix: str = Field("edge_ad", pattern=r"^[^#+/][^#+]*$", description="First topic level: <prefix>/<station>/...")
+    prefix: str = Field(
+        "edge_ad",
+        pattern=r"^[^#+/\x00-\x1f][^#+\x00-\x1f]*$",
+        description="First topic level: <prefix>/<station>/... (no MQTT wildcards, no control characters).",
+    )
     client_id: str | None = Field(None, description="MQTT client id; default edge-ad-<station>.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval in seconds.")
     qos: Literal[0, 1] = Field(1, description="QoS of verdict messages.")

@@ -62,6 +62,12 @@ CASES = [
     ("recalibration.target_false_reject", 1.5, "recalibration.target_false_reject: Input should be less than 1"),
     ("recalibration.mqtt_command", True, "recalibration.mqtt_command needs mqtt.username"),
     ("evidence.max_files", "many", "evidence.max_files: Input should be a valid integer"),
+    (
+        "mqtt.connect_timeout_s",
+        float("inf"),
+        "mqtt.connect_timeout_s: Input should be a finite number",
+    ),  # was OverflowError
+    ("mqtt.prefix", "plant\x00one", "mqtt.prefix: String should match pattern"),  # the broker refused every connect
 ]
 
 
@@ -84,11 +90,15 @@ def test_broken_config_gives_one_line_with_the_key(tiny_models, tmp_path, key, v
         ("station: a\n  camera: [\n", "line 2 is not valid YAML"),
         ("- a\n- b\n", "expected a mapping"),
         ("", "expected a mapping"),
+        ("station: a\nstation: b\n", "duplicate key 'station' (the second would silently win)"),
+        ('a: &a ["x","x"]\nb: &b [*a,*a]\nc: [*b,*b]\n', "YAML aliases (*name) are not allowed"),  # the bomb's seed
+        (b"station: caf\xe9\n", "not UTF-8 text (byte 12)"),  # was a UnicodeDecodeError traceback
+        ("x: " + "y" * 1_000_001, "larger than 1000000"),
     ],
 )
 def test_unreadable_yaml_gives_one_line(tmp_path, text, expected):
     path = tmp_path / "station.yaml"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     proc = edge_ad("config", "check", str(path), timeout=60)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert expected in proc.stderr and "Traceback" not in proc.stderr

@@ -68,6 +68,14 @@ def test_dangling_active_link(models):
         load_bundle(models / "tiny")
 
 
+def test_active_replaced_by_a_regular_file_is_one_clear_error(models):
+    active = models / "tiny" / "active"
+    active.unlink()
+    active.write_text("1\n")  # a careless copy turned the link into a file: was an OSError traceback
+    with pytest.raises(BundleError, match=r"'active' is not a link to a version; remove it and run"):
+        load_bundle(models / "tiny")
+
+
 def test_install_never_exposes_a_partial_version(models):
     # versions appear by rename; leftovers of an interrupted install are not versions
     (models / "tiny" / ".2.incoming").mkdir()
