@@ -226,6 +226,16 @@ class MqttPublisher:
         return self._connected.is_set()
 
     @property
+    def alive(self) -> bool:
+        """Whether the threads that deliver verdicts still run (paho's network thread and the sender).
+
+        paho exposes its thread only privately; a client that was never started counts as alive.
+        """
+        network = getattr(self.client, "_thread", None)
+        started = self._sender.ident is not None
+        return not started or (self._sender.is_alive() and (network is None or network.is_alive()))
+
+    @property
     def connected(self) -> bool:
         """True while a broker session is up."""
         return self._connected.is_set()

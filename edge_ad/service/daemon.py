@@ -15,7 +15,7 @@ from edge_ad.cases.store import cases_dir, embedding_space, require_qdrant
 from edge_ad.commissioning import load_model
 from edge_ad.config import EdgeAdConfig
 from edge_ad.config.loader import writable_dir
-from edge_ad.errors import ModelLoadError
+from edge_ad.errors import BrokerError, ModelLoadError
 from edge_ad.guard import Guard, RateLimitedLog
 from edge_ad.inference.engine import AnomalyModel, InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
@@ -188,6 +188,21 @@ class Daemon:
         every = self.config.service.every_nth
         return {} if frame.index % every == 0 else None
 
+    def _check_delivery(self) -> None:
+        """Liveness means delivery: a dead MQTT thread ends the run so systemd restarts the station.
+
+        Verdicts are on disk in the spool, so nothing is lost; scoring on without delivering would be
+        a silent station (the watchdog would keep being fed).
+
+        Raises:
+            BrokerError: A delivery thread died.
+        """
+        if not self.publisher.alive:
+            raise BrokerError(
+                "mqtt: a delivery thread died; stopping so systemd restarts the station "
+                f"({self.publisher.unacknowledged} verdicts kept in the spool)"
+            )
+
     def _publish_stats(self) -> None:
         self.notifier.status(self._status_line())
         details = self._status_details()
@@ -287,6 +302,7 @@ class Daemon:
             next_stats = time.monotonic() + interval
             while not self.stop_event.is_set():
                 if time.monotonic() >= next_stats:
+                    self._check_delivery()
                     self._publish_stats()
                     next_stats = time.monotonic() + interval
                 try:

@@ -178,6 +178,50 @@ def test_the_variant_is_commissioned_once_and_every_restart_runs_the_same(tiny_m
     assert seen[0] == seen[1] == seen[2], seen  # same variant, same precision, the record untouched
 
 
+def test_a_dead_delivery_thread_stops_the_station_and_nothing_is_lost(tiny_models, mosquitto, tmp_path):
+    """Liveness means delivery: scoring on while nothing reaches the broker would be a silent station."""
+    import threading
+
+    from edge_ad.config import load_config
+    from edge_ad.errors import BrokerError
+    from edge_ad.service import Daemon
+
+    folder = write_frames(tmp_path / "frames", [good_image(600 + i) for i in range(3)])
+    sections = {"station": "liveness", "service": {"stats_interval_s": 0.3}, "mqtt": {"keepalive_s": 5}}
+    config = station_config(tmp_path, str(folder), tiny_models / "tiny", mosquitto.port,
+                            camera={"fps": 30, "loop": True}, **sections)  # fmt: skip
+    daemon = Daemon(load_config(config))
+    failures: list[Exception] = []
+
+    def serve() -> None:
+        try:
+            daemon.run()
+        except BrokerError as exc:
+            failures.append(exc)
+
+    with Recorder(mosquitto, topic="edge_ad/liveness/#") as rec:
+        runner = threading.Thread(target=serve)
+        runner.start()
+        assert rec.wait_for(lambda r: len(r.on("verdict")) >= 5, timeout=30)
+        dead = threading.Thread(target=lambda: None)
+        dead.start()
+        dead.join()
+        daemon.publisher.client._thread = dead  # paho's network thread, as the daemon sees it after a fatal error
+        runner.join(60)
+        assert not runner.is_alive() and failures, "the station kept scoring with no delivery thread"
+        assert "a delivery thread died; stopping so systemd restarts the station" in str(failures[0])
+        last = daemon.seq
+        restart = {**sections, "service": {"stats_interval_s": 0.3, "max_frames": 3}}
+        again = station_config(tmp_path, str(folder), tiny_models / "tiny", mosquitto.port,
+                               camera={"fps": 30, "loop": True}, **restart)  # fmt: skip
+        proc = edge_ad("run", "--config", str(again))  # what systemd does next
+        assert proc.returncode == 0, proc.stderr
+        assert rec.wait_for(lambda r: {v["seq"] for v in r.on("verdict")} >= set(range(1, last + 4)), timeout=20)
+    assert {v["seq"] for v in rec.on("verdict")} == set(
+        range(1, last + 4)
+    )  # every verdict delivered, none twice-numbered
+
+
 def test_bad_files_in_a_replay_folder_are_skipped_counted_and_never_stall_it(tiny_models, mosquitto, tmp_path):
     folder = write_frames(tmp_path / "frames", [good_image(500 + i) for i in range(5)])
     (folder / "0001.png").write_bytes(b"")  # zero bytes
