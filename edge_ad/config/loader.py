@@ -171,6 +171,11 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
             "cases": config.cases.model_copy(
                 update={"path": resolve(config.cases.path.expanduser()) if config.cases.path else None}
             ),
+            "recalibration": config.recalibration.model_copy(
+                update={
+                    "defects_root": resolve(root.expanduser()) if (root := config.recalibration.defects_root) else None
+                }
+            ),
         }
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from edge_ad.config.base import EdgeAdModel
@@ -28,5 +30,12 @@ class RecalibrationConfig(EdgeAdModel):
         description=(
             "Accept edge_ad/<station>/cmd/recalibrate. Only honoured when mqtt.username is set "
             "(a broker that authenticates its users)."
+        ),
+    )
+    defects_root: Path | None = Field(
+        None,
+        description=(
+            "Folder under which a cmd/recalibrate 'defects_dir' must lie (relative to it); unset: commands "
+            "cannot name a defects folder at all. Keeps a command from reading any folder on the device."
         ),
     )

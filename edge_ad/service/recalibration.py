@@ -40,7 +40,9 @@ class RecalibrateCommand(EdgeAdModel):
     interval_s: float = Field(0.2, ge=0, le=60, description="Seconds between collected frames.")
     refit_memory: bool = False
     dry_run: bool = False
-    defects_dir: Path | None = Field(None, description="Folder on the device with defect images (recall check).")
+    defects_dir: Path | None = Field(
+        None, description="Folder of defect images under recalibration.defects_root (recall check)."
+    )
 
 
 class RecalibrationRunner:
@@ -76,6 +78,12 @@ class RecalibrationRunner:
             self._log.warning(reason, "recalibrate command rejected: %s", reason)
             self._reply(_echo_id(raw), "rejected", reason=reason)
             return
+        if command.defects_dir is not None and self._defects(command.defects_dir) is None:
+            self.rejected += 1
+            reason = "defects_dir: not an allowed folder of defect images (see recalibration.defects_root)"
+            self._log.warning(reason, "recalibrate command rejected: %s", reason)
+            self._reply(command.id, "rejected", reason=reason)
+            return
         with self._lock:
             busy = self._command is not None or (self._worker is not None and self._worker.is_alive())
             if not busy:
@@ -87,6 +95,19 @@ class RecalibrationRunner:
         self.accepted += 1
         logger.info("recalibrate command %s: collecting %d frames", command.id, command.frames)
         self._reply(command.id, "collecting", frames=command.frames)
+
+    def _defects(self, folder: Path) -> Path | None:
+        """``folder`` inside ``recalibration.defects_root`` (symlinks resolved), or None.
+
+        The reply is the same for "outside the root", "missing" and "not a folder", so a command cannot
+        probe the device's filesystem.
+        """
+        root = self.config.recalibration.defects_root
+        if root is None or folder.is_absolute():
+            return None
+        base = root.resolve()
+        target = (base / folder).resolve()
+        return target if target.is_relative_to(base) and target.is_dir() else None
 
     def offer(self, frame: Frame) -> None:
         """Main loop: keep this frame if a command is collecting (``interval_s`` apart)."""
@@ -105,7 +126,8 @@ class RecalibrationRunner:
 
     def _run(self, command: RecalibrateCommand, frames: list[np.ndarray]) -> None:
         try:
-            defects = frames_from_folder(command.defects_dir, "defects_dir") if command.defects_dir else None
+            folder = self._defects(command.defects_dir) if command.defects_dir else None
+            defects = frames_from_folder(folder, "defects_dir") if folder else None
             outcome = recalibrate(
                 self.config,
                 frames,

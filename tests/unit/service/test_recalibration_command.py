@@ -1,0 +1,52 @@
+"""cmd/recalibrate may only name a defects folder under recalibration.defects_root, and cannot probe the disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from edge_ad.service.recalibration import RecalibrationRunner
+
+SAME = "defects_dir: not an allowed folder of defect images (see recalibration.defects_root)"
+
+
+def runner(root: Path | None) -> tuple[RecalibrationRunner, list[dict]]:
+    replies: list[dict] = []
+    config = SimpleNamespace(recalibration=SimpleNamespace(defects_root=root))
+    return RecalibrationRunner(config, replies.append), replies  # type: ignore[arg-type]
+
+
+def command(defects_dir: str) -> bytes:
+    return json.dumps({"id": "c1", "frames": 10, "defects_dir": defects_dir}).encode()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "root" / "scratches").mkdir(parents=True)
+    (tmp_path / "root" / "notes.txt").write_text("x")
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "root" / "escape").symlink_to(tmp_path / "secret")
+    return tmp_path / "root"
+
+
+@pytest.mark.parametrize(
+    "defects_dir",
+    ["../secret", "/etc", "/root", "escape", "missing", "notes.txt", "scratches/../../secret"],
+)
+def test_every_path_outside_the_root_gets_the_same_rejection(root, defects_dir):
+    station, replies = runner(root)
+    station.on_message(command(defects_dir))
+    assert station.rejected == 1 and replies == [replies[0] | {"state": "rejected", "reason": SAME}]
+
+
+def test_accepted_under_the_root_refused_without_one(root):
+    station, replies = runner(root)
+    station.on_message(command("scratches"))
+    assert station.accepted == 1 and replies[0]["state"] == "collecting"
+    assert station._defects(Path("scratches")) == (root / "scratches").resolve()
+    unconfined, replies = runner(None)
+    unconfined.on_message(command("scratches"))
+    assert unconfined.rejected == 1 and replies[0]["reason"] == SAME
