@@ -14,7 +14,7 @@ import numpy as np
 from edge_ad.bench.machine import machine
 from edge_ad.bundle import Bundle
 from edge_ad.calibrate.metrics import auroc, auroc_intervals
-from edge_ad.commissioning.measure import candidates
+from edge_ad.commissioning.measure import candidates, relative_drift
 from edge_ad.datasets.layout import find_category, list_images, read_images
 from edge_ad.errors import DatasetError, ModelLoadError
 from edge_ad.inference.engine import AnomalyModel, InferPipeline
@@ -106,9 +106,7 @@ def accuracy(bundle: Bundle, data: Path, device: str = "CPU") -> dict:
         name: {
             "auroc_drop": result["auroc"]["fp32"] - result["auroc"][name],
             "verdict_agreement": float(np.mean(verdicts[name] == verdicts["fp32"])),
-            "drift_max": float(
-                np.max(np.abs(scores[name] - scores["fp32"]) / np.maximum(np.abs(scores["fp32"]), 1e-12))
-            ),
+            "drift_max": float(relative_drift(scores[name], scores["fp32"]).max()),
         }
         for name in scores
         if name != "fp32"

@@ -66,18 +66,34 @@ class Outcome:
     refit_memory: bool
     old_threshold: float
     new_threshold: float
-    false_reject: float  # new model + threshold on held-back good frames
-    old_false_reject: float  # active bundle on the same frames
     target_false_reject: float
-    recall: float | None = None  # on the defect frames, new
-    old_recall: float | None = None
+    checks: dict[str, Check]  # every variant measured; ``variant`` among them
     frames: dict[str, int] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
     histogram: Path | None = None
     installed: Path | None = None
     parent: str = ""
-    checks: dict[str, Check] = field(default_factory=dict)  # every variant measured
     refused: dict[str, list[str]] = field(default_factory=dict)  # variants the new version will not run, and why
+
+    @property
+    def false_reject(self) -> float:
+        """New model and threshold on the held-back good frames (the variant that will run)."""
+        return self.checks[self.variant].false_reject
+
+    @property
+    def old_false_reject(self) -> float:
+        """The active bundle on the same frames."""
+        return self.checks[self.variant].old_false_reject
+
+    @property
+    def recall(self) -> float | None:
+        """New model and threshold on the defect frames (None without defects)."""
+        return self.checks[self.variant].recall
+
+    @property
+    def old_recall(self) -> float | None:
+        """The active bundle on the defect frames."""
+        return self.checks[self.variant].old_recall
 
 
 def _split(good: list[np.ndarray], every: int) -> tuple[list, list]:
@@ -256,8 +272,9 @@ def recalibrate(
         # IR installed) is then held to the held-back good frames and the defects, and refused if it fails
         proposed = _commission_staged(staging, manifest, config)
         accepted = [n for n, c in proposed.record.candidates.items() if c.accepted] if proposed.record else []
+        held_scores: dict[str, np.ndarray] = {}  # the held-back frames are scored once per variant
         checks = {
-            name: _check(name, current, candidate, fitted, held, defects, device, progress)
+            name: _check(name, current, candidate, fitted, held, defects, device, progress, held_scores)
             for name in dict.fromkeys([*fitted.models, *accepted])
         }
         failures = {name: _failures(c, rc.target_false_reject) for name, c in checks.items()}
@@ -266,7 +283,6 @@ def recalibrate(
         runs = decide(commissioned, config.model.variant).variant if commissioned else "fp32"
         ir = RUN_VARIANTS[runs].ir
         threshold, old_threshold = fitted.thresholds[ir], current.variant(ir).threshold.value
-        head = checks[runs]
         outcome = Outcome(
             passed=not failures["fp32"],
             variant=runs,
@@ -274,14 +290,10 @@ def recalibrate(
             refit_memory=refit_memory,
             old_threshold=old_threshold,
             new_threshold=threshold.value,
-            false_reject=head.false_reject,
-            old_false_reject=head.old_false_reject,
             target_false_reject=rc.target_false_reject,
-            recall=head.recall,
-            old_recall=head.old_recall,
+            checks=checks,
             frames={"good": len(good), "fit": len(fit), "held_back": len(held)},
             parent=current.manifest.version,
-            checks=checks,
             reasons=[f"fp32: {reason}" for reason in failures["fp32"]],
             refused=refused,
         )
@@ -292,7 +304,7 @@ def recalibrate(
             histogram_dir / f"recalibration-{started:%Y%m%dT%H%M%S}.png",
             {
                 "good (fit)": fitted.fit_scores[ir],
-                "good (held back)": fitted.models[ir].score_images(held),
+                "good (held back)": held_scores[ir],
                 "defects": fitted.defect_scores[ir],
             },
             {"old": old_threshold, "new": threshold.value},
@@ -350,13 +362,17 @@ def _check(
     defects: list[np.ndarray] | None,
     device: str,
     progress: Progress,
+    held_scores: dict[str, np.ndarray],
 ) -> Check:
-    """False rejects and recall of variant ``name``: the candidate at its new threshold vs the active bundle."""
+    """False rejects and recall of variant ``name``: the candidate at its new threshold vs the active bundle.
+
+    The candidate's scores of the held-back frames are kept in ``held_scores[name]`` (for the histogram).
+    """
     ir = RUN_VARIANTS[name].ir
     new = fitted.models[name] if name in fitted.models else AnomalyModel(candidate, name, device)
     old = AnomalyModel(current, name, device)
     threshold, old_threshold = fitted.thresholds[ir].value, current.variant(ir).threshold.value
-    held_new = _score(new, held, f"held-back {name}", progress)
+    held_new = held_scores[name] = _score(new, held, f"held-back {name}", progress)
     held_old = _score(old, held, f"held-back {name} (active)", progress)
     check = Check(
         false_reject=float(np.mean(is_ng(held_new, threshold))),

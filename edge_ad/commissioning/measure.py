@@ -12,7 +12,6 @@ import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
 import numpy as np
 import openvino as ov
 
@@ -23,9 +22,19 @@ from edge_ad.errors import EdgeAdError, ModelLoadError, first_line
 from edge_ad.inference.device import capabilities, device_identity, pick_device
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.precision import RUN_VARIANTS, RunVariant, plugin_default_precision
-from edge_ad.types import Frame, is_ng
+from edge_ad.inference.selftest import golden_frames
+from edge_ad.types import is_ng
 
-__all__ = ["BORDERLINE", "GAIN", "candidates", "choose", "commission", "commission_key", "judge_candidate"]
+__all__ = [
+    "BORDERLINE",
+    "GAIN",
+    "candidates",
+    "choose",
+    "commission",
+    "commission_key",
+    "judge_candidate",
+    "relative_drift",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +71,7 @@ def candidates(bundle: Bundle, device: str, core: ov.Core | None = None) -> tupl
 
 
 def _golden(model: AnomalyModel) -> dict[str, float]:
-    out = {}
-    for g in model.bundle.manifest.golden:
-        image = cv2.imread(str(model.bundle.path / g.file), cv2.IMREAD_COLOR)
-        if image is not None:
-            out[g.file] = model.infer(Frame(image=image, ts=0.0, index=1, origin=g.file)).score
-    return out
+    return {g.file: model.infer(frame).score for g, frame in golden_frames(model.bundle) if frame is not None}
 
 
 def _score(model: AnomalyModel, batches: np.ndarray) -> tuple[np.ndarray, float]:
@@ -81,6 +85,11 @@ def _score(model: AnomalyModel, batches: np.ndarray) -> tuple[np.ndarray, float]
         if i < len(batches):
             scores.append(result.score)
     return np.array(scores), float(np.median(times))
+
+
+def relative_drift(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-image relative change of ``scores`` against ``reference`` (guarded near zero)."""
+    return np.abs(scores - reference) / np.maximum(np.abs(reference), 1e-12)
 
 
 BORDERLINE = 1e-5  # relative distance of an FP32 score to the threshold below which its verdict is a coin toss
@@ -101,7 +110,7 @@ def judge_candidate(
     edge = np.abs(ref.fp32_scores - fp32_threshold) <= BORDERLINE * max(abs(fp32_threshold), 1e-12)
     same = (is_ng(scores, threshold) == is_ng(ref.fp32_scores, fp32_threshold))[~edge]
     variant_auroc, fp32_auroc = auroc(ref.labels, scores), auroc(ref.labels, ref.fp32_scores)
-    drift = np.abs(scores - ref.fp32_scores) / np.maximum(np.abs(ref.fp32_scores), 1e-12)
+    drift = relative_drift(scores, ref.fp32_scores)
     measured = {
         "agreement": float(same.mean()) if len(same) else 1.0,
         "disagreements": int((~same).sum()),
@@ -143,8 +152,7 @@ def _identity(model: AnomalyModel) -> dict:
 
 def _fp32_only(model: AnomalyModel) -> CandidateResult:
     """A bundle exported before acceptance sets: FP32 runs as exported (timed on its golden images)."""
-    images = [cv2.imread(str(model.bundle.path / g.file), cv2.IMREAD_COLOR) for g in model.bundle.manifest.golden]
-    batches = [model.batch(Frame(image=image, ts=0.0, index=1))[0] for image in images if image is not None]
+    batches = [model.batch(frame)[0] for _, frame in golden_frames(model.bundle) if frame is not None]
     p50 = _score(model, np.stack(batches))[1] if batches else None
     return CandidateResult(**_identity(model), accepted=True, p50_ms=p50)
 

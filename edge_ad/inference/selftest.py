@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 
 import cv2
 
+from edge_ad.bundle import Bundle, GoldenImage
 from edge_ad.errors import ModelLoadError
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.types import Frame
 
-__all__ = ["self_test"]
+__all__ = ["golden_frames", "self_test"]
 
 logger = logging.getLogger(__name__)
+
+
+def golden_frames(bundle: Bundle) -> Iterator[tuple[GoldenImage, Frame | None]]:
+    """Each golden image of the bundle with its decoded frame (None when the file cannot be read)."""
+    for golden in bundle.manifest.golden:
+        image = cv2.imread(str(bundle.path / golden.file), cv2.IMREAD_COLOR)
+        yield golden, None if image is None else Frame(image=image, ts=0.0, index=1, origin=golden.file)
 
 
 def self_test(model: AnomalyModel, tolerance: float) -> int:
@@ -33,18 +42,16 @@ def self_test(model: AnomalyModel, tolerance: float) -> int:
         ModelLoadError: An image cannot be read or scores outside the tolerance.
     """
     checked = 0
-    for golden in model.bundle.manifest.golden:
+    for golden, frame in golden_frames(model.bundle):
         if model.reference_scores is not None:
             expected = model.reference_scores.get(golden.file)
         else:
             expected = golden.scores.get(model.run_variant.ir)  # type: ignore[call-overload]
         if expected is None:
             continue
-        path = model.bundle.path / golden.file
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ModelLoadError(f"{path}: golden image unreadable; re-copy the bundle")
-        score = model.infer(Frame(image=image, ts=0.0, index=1, origin=golden.file)).score
+        if frame is None:
+            raise ModelLoadError(f"{model.bundle.path / golden.file}: golden image unreadable; re-copy the bundle")
+        score = model.infer(frame).score
         if not math.isfinite(score):
             raise ModelLoadError(
                 f"self-test failed on {model.device}: {golden.file} scored {score} (not a number); "
