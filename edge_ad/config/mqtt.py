@@ -44,6 +44,15 @@ class MqttConfig(EdgeAdModel):
         ge=100,
         description="Verdicts kept on disk while the broker is unreachable; the oldest are dropped beyond this.",
     )
+    spool_memory_messages: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description=(
+            "Verdicts held in memory while the spool database cannot be written (disk full); the oldest are "
+            "dropped beyond this (counted). They move to disk when space returns."
+        ),
+    )
     username: str | None = Field(None, description="Broker user name (password from password_file or password_env).")
     password_file: Path | None = Field(
         None,

@@ -20,7 +20,7 @@ from edge_ad.guard import Guard, RateLimitedLog
 from edge_ad.inference.engine import AnomalyModel, InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
-from edge_ad.publish.spool import Spool
+from edge_ad.publish.spool import open_spool
 from edge_ad.publish.topics import Topics
 from edge_ad.service.evidence import EvidenceStore
 from edge_ad.service.judge import judge
@@ -73,7 +73,7 @@ class Daemon:
         if config.cases.enabled:
             require_qdrant()
             cases_folder = writable_dir(cases_dir(config), "cases.path")
-        spool = Spool(state_dir / "spool.sqlite", config.mqtt.spool_max_messages)
+        spool = open_spool(state_dir, config.mqtt, on_alarm=self._publish_status)
         service = config.service
         self.triggers = TriggerInbox() if service.mode == "triggered" else None
         self._rejections = RateLimitedLog(logger)
@@ -109,6 +109,7 @@ class Daemon:
             else None,
             "cases": self._cases_problem(),
             "faults": self.guard.alarm,
+            "spool": self._spool_problem(),
             "model": model_info(self.model),
             "device": self.model.device,
             "device_note": self.model.fallback_note,
@@ -116,6 +117,13 @@ class Daemon:
             "commissioning": self.model.commissioning,
             "threshold": self.model.threshold,
         }
+
+    def _spool_problem(self) -> dict | None:
+        """Status detail while verdicts cannot be written to the spool database (held in memory)."""
+        spool = self.publisher.spool
+        if spool.alarm is None:
+            return None
+        return {"alarm": True, "message": spool.alarm, "in_memory": spool.in_memory, "dropped": spool.dropped}
 
     def _cases_problem(self) -> dict | None:
         """Why cases are not being remembered (status detail), or None."""
@@ -215,6 +223,7 @@ class Daemon:
                 "device": details["device"],
                 "model": details["model"],
                 "spooled": self.publisher.unacknowledged,
+                "spool": {"in_memory": self.publisher.spool.in_memory, "dropped": self.publisher.spool.dropped},
                 "evidence": self.evidence.counters() if self.evidence else None,
                 "cases": self.cases.counters() if self.cases else None,
                 "triggers": {"accepted": self.triggers.accepted, "rejected": self.triggers.rejected}

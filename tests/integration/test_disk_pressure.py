@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +80,48 @@ def test_full_evidence_disk_keeps_verdicts_flowing_and_raises_an_alarm(tiny_mode
         jsonschema.validate(status, load_schema("status"))
     for stats in rec.on("stats"):
         jsonschema.validate(stats, load_schema("stats"))
+
+
+def test_full_state_disk_with_broker_down_keeps_verdicts_in_memory_and_delivers_them(tiny_models, tmp_path, tiny_fs):
+    """Found: a full state filesystem while the broker was down ended the daemon ("database or disk is full",
+    then "cannot rollback") after 725 verdicts. Now the newest verdicts wait in memory with an alarm on the
+    status, reach the broker when it is back, and move to disk when space returns; nothing is lost."""
+    from tests.support.broker import start_mosquitto
+    from tests.support.net import free_port
+
+    port, broker_dir = free_port(), tmp_path / "broker"
+    broker_dir.mkdir()
+    frames = write_frames(tmp_path / "frames", [defect_image(600 + i) for i in range(3)])
+    config = station_config(
+        tmp_path, str(frames), tiny_models / "tiny", port, station="full-state",
+        camera={"fps": 20, "loop": True}, mqtt={"connect_timeout_s": 1},
+        service={"state_dir": str(tiny_fs), "stats_interval_s": 0.3},
+    )  # fmt: skip
+    proc = start_daemon(config)
+    try:
+        time.sleep(4)  # broker down: verdicts go to the spool on the tiny filesystem
+        filler = fill(tiny_fs, leave=0)
+        time.sleep(3)  # ...and now to memory
+        assert proc.poll() is None, proc.communicate()[1]
+        with start_mosquitto(broker_dir, port) as broker, Recorder(broker, topic="edge_ad/full-state/#") as rec:
+            assert rec.wait_for(lambda r: any("spool" in s for s in r.on("status")), timeout=20), "no spool alarm"
+            raised = next(s for s in rec.on("status") if "spool" in s)
+            assert "database or disk is full" in raised["spool"]["message"] and raised["state"] == "online"
+            count = len(rec.on("verdict"))
+            assert rec.wait_for(lambda r: len(r.on("verdict")) >= count + 20, timeout=15), "verdicts stopped"
+            filler.unlink()  # space returns
+            assert rec.wait_for(lambda r: "spool" not in r.on("status")[-1], timeout=10), "alarm did not clear"
+            assert rec.wait_for(lambda r: r.on("stats") and r.on("stats")[-1]["spool"]["in_memory"] == 0)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=20)
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "cannot be written" in stderr
+    first_seen = list(dict.fromkeys(v["seq"] for v in rec.on("verdict")))
+    assert first_seen == list(range(1, len(first_seen) + 1)), "lost or reordered verdicts"
+    assert rec.on("stats")[-1]["spool"]["dropped"] == 0
+    for message, kind in [*((s, "status") for s in rec.on("status")), *((s, "stats") for s in rec.on("stats"))]:
+        jsonschema.validate(message, load_schema(kind))
