@@ -100,8 +100,8 @@ class RateLimitedLog:
         self._quiet: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def warning(self, cause: str, message: str, *args: object) -> None:
-        """Log ``message`` under ``cause`` unless that cause was logged less than ``interval_s`` ago.
+    def warning(self, cause: str, message: str, *args: object) -> bool:
+        """Log ``message`` under ``cause`` unless that cause was logged less than ``interval_s`` ago (True: logged).
 
         A folded cause is its first 40 characters with digits folded, so "payload of 5000 bytes" and
         "payload of 6000 bytes" are one cause.
@@ -112,8 +112,9 @@ class RateLimitedLog:
         with self._lock:
             if now - self._last.get(cause, -self.interval_s) < self.interval_s:
                 self._quiet[cause] = self._quiet.get(cause, 0) + 1
-                return
+                return False
             self._last[cause] = now
             quiet = self._quiet.pop(cause, 0)
         suffix = f" ({quiet} more like it in the last {self.interval_s:.0f} s not logged)" if quiet else ""
         self.logger.warning(message + "%s", *args, suffix)
+        return True

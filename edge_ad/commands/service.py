@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 __all__ = ["add_parsers"]
@@ -41,6 +43,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_command(args: argparse.Namespace) -> int:
+    from edge_ad.config import load_config
+    from edge_ad.service.command_client import send_command
+
+    config = load_config(args.config or Path("/etc/edge-ad") / f"{args.station}.yaml")
+    command = {"frames": args.frames, "interval_s": args.interval, "dry_run": args.dry_run}
+    command |= {"refit_memory": True} if args.refit_memory else {}
+    command |= {"defects_dir": str(args.defects_dir)} if args.defects_dir else {}
+    command = {k: v for k, v in command.items() if v is not None}
+    state = None
+    for reply in send_command(config, "recalibrate", command, args.timeout):
+        state = reply.get("state")
+        print(json.dumps(reply, sort_keys=True))
+    if state is None:
+        print(f"edge-ad: error: no reply from station {config.station} within {args.timeout:.0f} s "
+              "(is the daemon running with recalibration.mqtt_command?)", file=sys.stderr)  # fmt: skip
+        return 2
+    return {"passed": 0, "failed": 4}.get(state, 2)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register the service commands on the main parser."""
     p = sub.add_parser("install-service", help="install a station as a systemd service (config, units, user)")
@@ -61,3 +83,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="station YAML instead of /etc/edge-ad/<station>.yaml")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the retained messages")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("command", help="send a signed command to a running station and follow its replies")
+    p.add_argument("name", choices=["recalibrate"])
+    p.add_argument("station", nargs="?", help="station name (reads /etc/edge-ad/<station>.yaml)")
+    p.add_argument("--config", type=Path, help="station YAML (broker, station name and commands key)")
+    p.add_argument("--frames", type=int, help="good frames the station collects (default: what acceptance needs)")
+    p.add_argument("--interval", type=float, help="seconds between collected frames")
+    p.add_argument("--dry-run", action="store_true", help="measure and report, change nothing")
+    p.add_argument("--refit-memory", action="store_true", help="PatchCore: also rebuild the memory bank")
+    p.add_argument("--defects-dir", type=Path, help="defect images, relative to recalibration.defects_root")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each reply")
+    p.set_defaults(func=_cmd_command)

@@ -2,6 +2,7 @@
 
 from edge_ad.config.camera import CameraConfig
 from edge_ad.config.cases import CasesConfig
+from edge_ad.config.commands import CommandsConfig
 from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.loader import load_config
 from edge_ad.config.model import ModelConfig
@@ -13,6 +14,7 @@ from edge_ad.config.service import ServiceConfig
 __all__ = [
     "CameraConfig",
     "CasesConfig",
+    "CommandsConfig",
     "EdgeAdConfig",
     "EvidenceConfig",
     "ModelConfig",

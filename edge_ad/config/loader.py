@@ -155,6 +155,7 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else (base / p)
 
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")  # relative secrets are looked up there
     source = config.camera.source
     if isinstance(source, str) and "://" not in source and not source.startswith("/dev/"):
         candidate = Path(source).expanduser()
@@ -170,6 +171,9 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
             ),
             "cases": config.cases.model_copy(
                 update={"path": resolve(config.cases.path.expanduser()) if config.cases.path else None}
+            ),
+            "commands": config.commands.model_copy(
+                update={"secret_file": resolve(f) if (f := config.commands.secret_file) and not credentials else f}
             ),
             "recalibration": config.recalibration.model_copy(
                 update={

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.camera import CameraConfig
 from edge_ad.config.cases import CasesConfig
+from edge_ad.config.commands import CommandsConfig
 from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
@@ -41,6 +42,7 @@ class EdgeAdConfig(EdgeAdModel):
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)
     cases: CasesConfig = Field(default_factory=CasesConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
 
     @model_validator(mode="after")
     def _commands_need_authentication(self) -> EdgeAdConfig:
@@ -48,5 +50,10 @@ class EdgeAdConfig(EdgeAdModel):
             raise ValueError(
                 "recalibration.mqtt_command needs mqtt.username (and a password): "
                 "commands are only accepted on a broker that authenticates its users"
+            )
+        if self.recalibration.mqtt_command and not self.commands.has_secret:
+            raise ValueError(
+                "recalibration.mqtt_command needs commands.secret_file or commands.secret_env: "
+                "the station accepts only commands signed with its key"
             )
         return self

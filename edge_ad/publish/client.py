@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import ssl
 import threading
 import time
@@ -16,14 +15,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge_ad.config import MqttConfig
-from edge_ad.errors import BrokerError
+from edge_ad.config.secrets import read_secret
+from edge_ad.errors import BrokerError, ConfigError
 from edge_ad.guard import Guard
 from edge_ad.publish.payloads import stats_payload, status_payload, to_json, verdict_payload
 from edge_ad.publish.spool import Spool
 from edge_ad.publish.topics import Topics
 from edge_ad.types import Verdict
 
-__all__ = ["MqttPublisher", "configure_security", "read_password"]
+__all__ = ["MqttPublisher", "configure_security", "connect_tool", "read_password"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,22 +36,10 @@ def read_password(config: MqttConfig) -> str | None:
     Raises:
         BrokerError: The variable is unset or the file unreadable.
     """
-    if config.password_env:
-        value = os.environ.get(config.password_env)
-        if value is None:
-            raise BrokerError(f"mqtt.password_env: environment variable {config.password_env} is not set")
-        return value
-    if config.password_file:
-        path = config.password_file
-        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not path.is_absolute() and credentials:
-            path = Path(credentials) / path
-        try:
-            lines = path.read_text().splitlines()
-        except OSError as exc:
-            raise BrokerError(f"mqtt.password_file: cannot read {path} ({exc.strerror})") from None
-        return lines[0] if lines else ""
-    return None
+    try:
+        return read_secret("mqtt.password", config.password_env, config.password_file)
+    except ConfigError as exc:
+        raise BrokerError(str(exc)) from None
 
 
 def configure_security(client: mqtt.Client, config: MqttConfig) -> None:
@@ -70,6 +58,26 @@ def configure_security(client: mqtt.Client, config: MqttConfig) -> None:
             )
         except (ssl.SSLError, ValueError) as exc:
             raise BrokerError(f"mqtt.tls: cannot load the certificates ({exc})") from None
+
+
+def connect_tool(config: MqttConfig, on_connect: Callable[..., None], on_message: Callable[..., None]) -> mqtt.Client:
+    """A short-lived client for a command-line tool, connected and looping (disconnect and loop_stop it).
+
+    Raises:
+        BrokerError: The broker is not reachable (one line, with what to check).
+    """
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    configure_security(client, config)
+    client.on_connect, client.on_message = on_connect, on_message
+    try:
+        client.connect(config.host, config.port, keepalive=10)
+    except OSError as exc:
+        raise BrokerError(
+            f"mqtt: broker {config.host}:{config.port} not reachable ({exc.strerror or exc}); "
+            "check mqtt.host/port and that mosquitto runs"
+        ) from None
+    client.loop_start()
+    return client
 
 
 class MqttPublisher:

@@ -22,6 +22,7 @@ from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import open_spool
 from edge_ad.publish.topics import Topics
+from edge_ad.service.command_auth import CommandVerifier, command_key
 from edge_ad.service.evidence import EvidenceStore
 from edge_ad.service.judge import judge
 from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
@@ -81,10 +82,13 @@ class Daemon:
         topics = Topics(config.station, config.mqtt.prefix)
         handlers = {topics.trigger(): self._on_trigger} if self.triggers else {}
         self.recalibration = None
-        if config.recalibration.mqtt_command:  # the config guarantees an authenticating broker
+        if config.recalibration.mqtt_command:  # the config guarantees a command key and an authenticating broker
             result_topic = topics.command_result("recalibrate")
+            verifier = CommandVerifier(
+                command_key(config.commands), config.commands.max_age_s, state_dir / "command-nonces.json"
+            )
             self.recalibration = RecalibrationRunner(
-                config, lambda payload: self.publisher.publish_event(result_topic, payload)
+                config, verifier, lambda payload: self.publisher.publish_event(result_topic, payload)
             )
             handlers[topics.command("recalibrate")] = self.recalibration.on_message
         # every thread below runs its callbacks through this guard; its first failure goes on status
@@ -310,8 +314,8 @@ class Daemon:
             interval = self.config.service.stats_interval_s
             next_stats = time.monotonic() + interval
             while not self.stop_event.is_set():
+                self._check_delivery()  # every frame: a dead client is noticed within a second, not a keepalive
                 if time.monotonic() >= next_stats:
-                    self._check_delivery()
                     self._publish_stats()
                     next_stats = time.monotonic() + interval
                 try:

@@ -1,8 +1,10 @@
 """``edge_ad/<station>/cmd/recalibrate``: recalibrate from the daemon's own camera, on request.
 
-Off by default; the config only allows it on a broker that authenticates users. The daemon owns
-the camera, so it collects the frames itself (no second process fighting for a USB device), then
-runs :func:`recalibrate` in a worker thread; the model reloader picks up the new active version.
+Off by default. The station accepts only commands signed with its key (:mod:`command_auth`), on a
+broker that authenticates users. The daemon owns the camera, so it collects the frames itself (no
+second process fighting for a USB device), then runs :func:`recalibrate` in a worker thread; the
+model reloader picks up the new active version. Unsigned junk is counted and answered at most once
+per cause a minute, so a flood cannot fill the journal or the broker.
 """
 
 from __future__ import annotations
@@ -23,13 +25,12 @@ from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.loader import describe_errors
 from edge_ad.errors import EdgeAdError
 from edge_ad.guard import RateLimitedLog
-from edge_ad.service.inbound import load_json
+from edge_ad.service.command_auth import CommandRejected, CommandVerifier
 from edge_ad.types import Frame
 
 __all__ = ["RecalibrateCommand", "RecalibrationRunner"]
 
 logger = logging.getLogger(__name__)
-MAX_PAYLOAD = 2048
 
 
 class RecalibrateCommand(EdgeAdModel):
@@ -48,8 +49,9 @@ class RecalibrateCommand(EdgeAdModel):
 class RecalibrationRunner:
     """Accepts commands (network thread), collects frames (main loop), recalibrates (worker thread)."""
 
-    def __init__(self, config: EdgeAdConfig, publish: Callable[[dict], None]) -> None:
+    def __init__(self, config: EdgeAdConfig, verifier: CommandVerifier, publish: Callable[[dict], None]) -> None:
         self.config = config
+        self.verifier = verifier
         self.publish = publish
         self.accepted = 0
         self.rejected = 0
@@ -64,37 +66,43 @@ class RecalibrationRunner:
         self.publish({"id": command_id, "state": state, "ts": round(time.time(), 3), **fields})
 
     def on_message(self, payload: bytes) -> None:
-        """Validate a command; reject (and count) anything malformed or arriving while busy."""
-        raw: object = None
+        """Verify and validate a command; reject (and count) anything unsigned, malformed or arriving while busy."""
+        body: dict | None = None
         try:
-            raw = load_json(payload, MAX_PAYLOAD, "payload")
-            command = RecalibrateCommand.model_validate(raw)
-        except (ValueError, ValidationError) as exc:
-            self.rejected += 1
+            body = self.verifier.open(payload)
+            command = RecalibrateCommand.model_validate(body)
+        except (CommandRejected, ValidationError) as exc:
             if isinstance(exc, ValidationError):
-                reason = describe_errors(exc, RecalibrateCommand)[0]
+                reason, signed = describe_errors(exc, RecalibrateCommand)[0], True
             else:
-                reason = str(exc).splitlines()[0]
-            self._log.warning(reason, "recalibrate command rejected: %s", reason)
-            self._reply(_echo_id(raw), "rejected", reason=reason)
+                reason, signed = str(exc), exc.authenticated
+            self._reject(_echo_id(body), reason, signed)
             return
         if command.defects_dir is not None and self._defects(command.defects_dir) is None:
-            self.rejected += 1
             reason = "defects_dir: not an allowed folder of defect images (see recalibration.defects_root)"
-            self._log.warning(reason, "recalibrate command rejected: %s", reason)
-            self._reply(command.id, "rejected", reason=reason)
+            self._reject(command.id, reason, signed=True)
             return
         with self._lock:
             busy = self._command is not None or (self._worker is not None and self._worker.is_alive())
             if not busy:
                 self._command, self._frames, self._last_ts = command, [], 0.0
         if busy:
-            self.rejected += 1
-            self._reply(command.id, "rejected", reason="a recalibration is already running")
+            self._reject(command.id, "a recalibration is already running", signed=True)
             return
         self.accepted += 1
         logger.info("recalibrate command %s: collecting %d frames", command.id, command.frames)
         self._reply(command.id, "collecting", frames=command.frames)
+
+    def _reject(self, command_id: str | None, reason: str, signed: bool) -> None:
+        """Count, log (once per cause a minute) and answer a rejected command.
+
+        A signed command always gets its answer; unsigned ones only with the log line, so junk cannot
+        make the station flood the broker.
+        """
+        self.rejected += 1
+        logged = self._log.warning(reason, "recalibrate command rejected: %s", reason)
+        if signed or logged:
+            self._reply(command_id, "rejected", reason=reason)
 
     def _defects(self, folder: Path) -> Path | None:
         """``folder`` inside ``recalibration.defects_root`` (symlinks resolved), or None.

@@ -9,16 +9,13 @@ import threading
 import time
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from edge_ad.bundle.store import active_version, list_versions, load_bundle, resolve_version_dir
 from edge_ad.commissioning import resolve_variant
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import BrokerError, EdgeAdError
 from edge_ad.inference.device import cpu_flags
 from edge_ad.inference.precision import RUN_VARIANTS
-from edge_ad.publish.client import configure_security
+from edge_ad.publish.client import connect_tool
 from edge_ad.publish.topics import Topics
 
 __all__ = ["read_station", "render_status"]
@@ -30,8 +27,6 @@ def read_station(config: EdgeAdConfig, timeout_s: float = 3.0) -> dict[str, Any]
     wanted = {topics.status(): "status", topics.stats(): "stats"}
     found: dict[str, Any] = {"status": None, "stats": None}
     done = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    configure_security(client, config.mqtt)
 
     def on_connect(c, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -48,15 +43,7 @@ def read_station(config: EdgeAdConfig, timeout_s: float = 3.0) -> dict[str, Any]
         if found["status"] is not None and found["stats"] is not None:
             done.set()
 
-    client.on_connect, client.on_message = on_connect, on_message
-    try:
-        client.connect(config.mqtt.host, config.mqtt.port, keepalive=10)
-    except OSError as exc:
-        raise BrokerError(
-            f"mqtt: broker {config.mqtt.host}:{config.mqtt.port} not reachable ({exc.strerror or exc}); "
-            "check mqtt.host/port and that mosquitto runs"
-        ) from None
-    client.loop_start()
+    client = connect_tool(config.mqtt, on_connect, on_message)
     done.wait(timeout_s)  # retained messages arrive right after subscribing
     client.disconnect()
     client.loop_stop()

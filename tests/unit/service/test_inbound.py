@@ -10,9 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_ad.guard import RateLimitedLog
+from edge_ad.service.command_auth import MAX_BODY, CommandVerifier, sign_command
 from edge_ad.service.inbound import MAX_DEPTH, load_json
 from edge_ad.service.modes import MAX_TRIGGER_BYTES, parse_trigger
-from edge_ad.service.recalibration import MAX_PAYLOAD, RecalibrationRunner
+from edge_ad.service.recalibration import RecalibrationRunner
+
+KEY = b"k" * 32
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -70,13 +73,23 @@ def test_any_json_on_the_trigger_topic_gives_an_id_or_a_value_error(value):
     assert value == {"id": value["id"]} and part == str(value["id"])
 
 
-@given(st.one_of(st.binary(max_size=MAX_PAYLOAD + 100), JSON_VALUES.map(_as_bytes)))
-def test_any_command_is_answered_and_counted(payload):
-    replies = []
-    runner = RecalibrationRunner(config=None, publish=replies.append)  # type: ignore[arg-type]
+def _answered(payload: bytes) -> dict:
+    replies: list[dict] = []
+    runner = RecalibrationRunner(None, CommandVerifier(KEY, 60), replies.append)  # type: ignore[arg-type]
     runner.on_message(payload)
     assert runner.accepted + runner.rejected == 1 and len(replies) == 1
-    assert replies[0]["state"] in ("rejected", "collecting")
+    return replies[0]
+
+
+@given(st.one_of(st.binary(max_size=2 * MAX_BODY + 300), JSON_VALUES.map(_as_bytes)))
+def test_any_unsigned_command_is_rejected_and_counted(payload):
+    assert _answered(payload)["state"] == "rejected"
+
+
+@given(st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=6))
+def test_any_signed_command_is_answered_and_counted(body):
+    reply = _answered(sign_command(body, KEY))
+    assert reply["state"] in ("rejected", "collecting")
 
 
 def test_rejections_are_logged_once_per_cause_per_interval(caplog):

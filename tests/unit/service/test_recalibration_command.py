@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from edge_ad.service.command_auth import CommandVerifier, sign_command
 from edge_ad.service.recalibration import RecalibrationRunner
+
+KEY = b"k" * 32
 
 SAME = "defects_dir: not an allowed folder of defect images (see recalibration.defects_root)"
 
@@ -16,11 +18,11 @@ SAME = "defects_dir: not an allowed folder of defect images (see recalibration.d
 def runner(root: Path | None) -> tuple[RecalibrationRunner, list[dict]]:
     replies: list[dict] = []
     config = SimpleNamespace(recalibration=SimpleNamespace(defects_root=root))
-    return RecalibrationRunner(config, replies.append), replies  # type: ignore[arg-type]
+    return RecalibrationRunner(config, CommandVerifier(KEY, 60), replies.append), replies  # type: ignore[arg-type]
 
 
 def command(defects_dir: str) -> bytes:
-    return json.dumps({"id": "c1", "frames": 10, "defects_dir": defects_dir}).encode()
+    return sign_command({"id": "c1", "frames": 10, "defects_dir": defects_dir}, KEY)
 
 
 @pytest.fixture
