@@ -32,6 +32,7 @@ class _JournalFormatter(logging.Formatter):
 
 
 EXPORT_ONLY = {"torch", "anomalib", "nncf", "skimage", "matplotlib", "lightning", "timm"}
+ERROR = 2  # every operator error (EdgeAdError)
 GATE_FAILED = 3
 
 
@@ -46,9 +47,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from edge_ad.config import load_config
+    from edge_ad.service.preflight import ServiceUser, preflight
 
+    user = ServiceUser.lookup(args.user)
     config = load_config(args.file)
-    print(f"{args.file}: OK (station {config.station})")
+    problems = preflight(config, user, args.file)
+    for problem in problems:
+        print(f"edge-ad: error: {args.file}: {problem}", file=sys.stderr)
+    if problems:
+        return ERROR
+    print(f"{args.file}: OK (station {config.station}); files and directories checked for user {user.name}")
     return 0
 
 
@@ -318,8 +326,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="check a config file, print its JSON Schema or reference")
     config_sub = p.add_subparsers(dest="config_command", required=True)
-    c = config_sub.add_parser("check", help="validate a station YAML file")
+    c = config_sub.add_parser("check", help="validate a station YAML file and what 'run' would refuse")
     c.add_argument("file", type=Path)
+    c.add_argument("--user", help="check files and directories for this user, e.g. edge-ad (default: you)")
     c.set_defaults(func=_cmd_config_check)
     c = config_sub.add_parser("schema", help="print the config JSON Schema")
     c.set_defaults(func=_cmd_config_schema)
@@ -401,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except EdgeAdError as exc:
         print(f"edge-ad: error: {exc}", file=sys.stderr)
-        return 2
+        return ERROR
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in EXPORT_ONLY:  # export-stage command on a runtime-only install
             print(
@@ -409,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pip install -e '.[export]'",
                 file=sys.stderr,
             )
-            return 2
+            return ERROR
         raise
 
 
