@@ -21,7 +21,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
     for command in plan.commands:
         print(f"ran      {' '.join(command)}")
     print(f"next     edit {args.root / 'etc/edge-ad' / (args.station + '.yaml')}, then "
-          f"edge-ad config check it and systemctl restart edge-ad@{args.station}")  # fmt: skip
+          f"edge-ad config check --user edge-ad it and systemctl restart edge-ad@{args.station}")  # fmt: skip
     return 0
 
 

@@ -59,7 +59,7 @@ def _config_template(station: str, model: str) -> str:
     }
     head = (
         f"# Station {station}: edit camera.source, mqtt and model.path, then\n"
-        f"#   edge-ad config check /etc/edge-ad/{station}.yaml && systemctl restart edge-ad@{station}\n"
+        f"#   edge-ad config check --user edge-ad /etc/edge-ad/{station}.yaml && systemctl restart edge-ad@{station}\n"
         "# Every key: docs/configuration.md\n"
     )
     return head + yaml.safe_dump(config, sort_keys=False)
