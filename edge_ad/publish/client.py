@@ -60,7 +60,12 @@ def configure_security(client: mqtt.Client, config: MqttConfig) -> None:
             raise BrokerError(f"mqtt.tls: cannot load the certificates ({exc})") from None
 
 
-def connect_tool(config: MqttConfig, on_connect: Callable[..., None], on_message: Callable[..., None]) -> mqtt.Client:
+def connect_tool(
+    config: MqttConfig,
+    on_connect: Callable[..., None],
+    on_message: Callable[..., None],
+    on_subscribe: Callable[..., None] | None = None,
+) -> mqtt.Client:
     """A short-lived client for a command-line tool, connected and looping (disconnect and loop_stop it).
 
     Raises:
@@ -68,7 +73,7 @@ def connect_tool(config: MqttConfig, on_connect: Callable[..., None], on_message
     """
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
     configure_security(client, config)
-    client.on_connect, client.on_message = on_connect, on_message
+    client.on_connect, client.on_message, client.on_subscribe = on_connect, on_message, on_subscribe
     try:
         client.connect(config.host, config.port, keepalive=10)
     except OSError as exc:

@@ -43,11 +43,12 @@ NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 class CommandRejected(ValueError):
-    """A command the station refuses; ``authenticated`` tells whether its signature was valid."""
+    """A command the station refuses; ``authenticated``: its signature was valid (then ``body`` is what it said)."""
 
-    def __init__(self, reason: str, authenticated: bool = False) -> None:
+    def __init__(self, reason: str, authenticated: bool = False, body: object = None) -> None:
         super().__init__(reason)
         self.authenticated = authenticated
+        self.body = body
 
 
 class Envelope(EdgeAdModel):
@@ -122,28 +123,33 @@ class CommandVerifier:
             raise CommandRejected(first_line(exc), authenticated=True) from None
         if not isinstance(body, dict):
             raise CommandRejected("body: not a JSON object", authenticated=True)
-        ts, nonce = body.pop("ts", None), body.pop("nonce", None)
+        try:
+            self._check_fresh(body.pop("ts", None), body.pop("nonce", None))
+        except CommandRejected as exc:
+            raise CommandRejected(str(exc), authenticated=True, body=body) from None
+        return body
+
+    def _check_fresh(self, ts: object, nonce: object) -> None:
+        """Refuse a timestamp outside the window or a nonce already accepted in it; remember the nonce."""
         if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
-            raise CommandRejected("ts: give the send time in Unix seconds", authenticated=True)
+            raise CommandRejected("ts: give the send time in Unix seconds")
         if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
-            raise CommandRejected("nonce: give 16-64 characters of A-Z a-z 0-9 _ -", authenticated=True)
+            raise CommandRejected("nonce: give 16-64 characters of A-Z a-z 0-9 _ -")
         now = time.time()
         if abs(now - ts) > self.max_age_s:
             raise CommandRejected(
                 f"ts: {now - ts:+.0f} s from the station's clock (allowed {self.max_age_s:.0f} s): "
-                "resend, or check both clocks (NTP)",
-                authenticated=True,
+                "resend, or check both clocks (NTP)"
             )
         self._remember(nonce, ts, now)
-        return body
 
     def _remember(self, nonce: str, ts: float, now: float) -> None:
         with self._lock:
             self._seen = {n: t for n, t in self._seen.items() if abs(now - t) <= self.max_age_s}
             if nonce in self._seen:
-                raise CommandRejected("nonce: already used (a replayed command)", authenticated=True)
+                raise CommandRejected("nonce: already used (a replayed command)")
             if len(self._seen) >= MAX_NONCES:
-                raise CommandRejected("too many commands in the replay window; wait", authenticated=True)
+                raise CommandRejected("too many commands in the replay window; wait")
             self._seen[nonce] = ts
             self._save()
 

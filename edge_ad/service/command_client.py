@@ -52,8 +52,7 @@ def send_command(config: EdgeAdConfig, name: str, command: dict[str, Any], timeo
         if isinstance(reply, dict) and reply.get("id") in (command["id"], None):
             replies.put(reply)
 
-    client = connect_tool(config.mqtt, on_connect, on_message)
-    client.on_subscribe = on_subscribe
+    client = connect_tool(config.mqtt, on_connect, on_message, on_subscribe)
     try:
         try:
             refused = subscribed.get(timeout=10)

@@ -75,7 +75,7 @@ class RecalibrationRunner:
             if isinstance(exc, ValidationError):
                 reason, signed = describe_errors(exc, RecalibrateCommand)[0], True
             else:
-                reason, signed = str(exc), exc.authenticated
+                reason, signed, body = str(exc), exc.authenticated, exc.body
             self._reject(_echo_id(body), reason, signed)
             return
         if command.defects_dir is not None and self._defects(command.defects_dir) is None:
