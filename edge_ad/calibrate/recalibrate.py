@@ -31,7 +31,7 @@ from edge_ad.calibrate.histogram import score_histogram
 from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.commissioning import CommissionRecord, Resolution, choose, decide, resolve_variant, write_record
 from edge_ad.commissioning.record import manifest_sha256
-from edge_ad.config import EdgeAdConfig
+from edge_ad.config import EdgeAdConfig, RecalibrationConfig
 from edge_ad.errors import BundleError, DatasetError, EdgeAdError
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, SCORE_OUTPUT, compose_patchcore, search_options
@@ -39,7 +39,7 @@ from edge_ad.inference.precision import RUN_VARIANTS, compile_pinned
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.types import Frame, is_ng
 
-__all__ = ["Outcome", "recalibrate"]
+__all__ = ["Outcome", "recalibrate", "require_frames"]
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[str, int], None]  # (stage, frames done in this stage)
@@ -94,6 +94,28 @@ class Outcome:
     def old_recall(self) -> float | None:
         """The active bundle on the defect frames."""
         return self.checks[self.variant].old_recall
+
+
+def require_frames(count: int, rc: RecalibrationConfig) -> None:
+    """Refuse ``count`` good frames before any work when they are fewer than ``rc.needed_good_frames()``.
+
+    Raises:
+        DatasetError: One line: how many are needed, and what to do.
+    """
+    if count >= rc.needed_good_frames():
+        return
+    if count < rc.min_frames:
+        raise DatasetError(
+            f"recalibrate: {count} good frames, need at least {rc.min_frames} "
+            "(capture more with --from-camera N, or lower recalibration.min_frames)"
+        )
+    every, needed = rc.holdback_every, rc.needed_held_back()
+    raise DatasetError(
+        f"recalibrate: {count} good frames hold back {count // every} for acceptance; "
+        f"a {rc.target_false_reject:.1%} false-reject target needs at least {needed} held back "
+        f"({every * needed} good frames at holdback_every {every}): capture more, "
+        "or raise recalibration.target_false_reject"
+    )
 
 
 def _split(good: list[np.ndarray], every: int) -> tuple[list, list]:
@@ -244,16 +266,12 @@ def recalibrate(
         report_dir: Where the histogram goes when nothing is installed (default: the state dir).
 
     Raises:
-        DatasetError: Too few frames.
+        DatasetError: Too few frames (see :func:`require_frames`).
         BundleError: The active bundle is missing or corrupt, or the disk is full.
     """
     rc = config.recalibration
     progress = progress or (lambda stage, n: None)
-    if len(good) < rc.min_frames:
-        raise DatasetError(
-            f"recalibrate: {len(good)} good frames, need at least {rc.min_frames} "
-            "(capture more with --from-camera N, or lower recalibration.min_frames)"
-        )
+    require_frames(len(good), rc)
     version_dir = resolve_version_dir(config.model.path)
     current = load_bundle(version_dir)
     model_dir = version_dir.parent
@@ -278,6 +296,7 @@ def recalibrate(
             for name in dict.fromkeys([*fitted.models, *accepted])
         }
         failures = {name: _failures(c, rc.target_false_reject) for name, c in checks.items()}
+        failures["fp32"] += _active_rejects(current, checks["fp32"], len(held), rc.max_active_false_reject)
         refused = {n: r for n, r in failures.items() if r and n != "fp32"}  # fp32 failing fails the outcome
         commissioned = _refuse(proposed.record, refused)
         runs = decide(commissioned, config.model.variant).variant if commissioned else "fp32"
@@ -475,6 +494,19 @@ def _failures(check: Check, target_false_reject: float) -> list[str]:
     if check.recall is not None and check.old_recall is not None and check.recall < check.old_recall:
         out.append(f"recall {check.recall:.1%} < active bundle's {check.old_recall:.1%}")
     return out
+
+
+def _active_rejects(current: Bundle, check: Check, held: int, limit: float) -> list[str]:
+    """Why the held-back "good" frames may be defects: the active bundle rejects more than ``limit`` of them."""
+    if check.old_false_reject <= limit:
+        return []
+    threshold = current.variant(RUN_VARIANTS["fp32"].ir).threshold.value
+    return [
+        f"the active model (v{current.manifest.version}, threshold {threshold:.6g}) rejects "
+        f"{round(check.old_false_reject * held)} of {held} held-back frames ({check.old_false_reject:.1%}) "
+        f"> {limit:.1%}: the camera may be showing defects; check the parts, "
+        "or after checking them run edge-ad recalibrate --parts-checked"
+    ]
 
 
 def _new_manifest(

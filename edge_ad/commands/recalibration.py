@@ -52,10 +52,15 @@ def _frames(args: argparse.Namespace, config, bar: _Bar):
 
 def _cmd_recalibrate(args: argparse.Namespace) -> int:
     from edge_ad.calibrate.frames import frames_from_folder
-    from edge_ad.calibrate.recalibrate import recalibrate
+    from edge_ad.calibrate.recalibrate import recalibrate, require_frames
     from edge_ad.config import load_config
 
     config = load_config(args.config)
+    if args.parts_checked:  # this run only: the config keeps guarding remote and later recalibrations
+        rc = config.recalibration.model_copy(update={"max_active_false_reject": 1.0})
+        config = config.model_copy(update={"recalibration": rc})
+    if args.from_camera is not None:  # before minutes of capturing, not after
+        require_frames(args.from_camera, config.recalibration)
     bar = _Bar({"capture": args.from_camera or 0})
     good, source = _frames(args, config, bar)
     defects = frames_from_folder(args.defects, "--defects") if args.defects else None
@@ -240,6 +245,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--defects", type=Path, help="folder of defect images (enables f1 and the recall check)")
     p.add_argument("--refit-memory", action="store_true", help="PatchCore: rebuild the memory bank too")
     p.add_argument("--dry-run", action="store_true", help="measure and report, change nothing")
+    p.add_argument("--parts-checked", action="store_true",
+                   help="I checked the parts under the camera are good: accept even if the active model "
+                   "rejects most of them (recalibration.max_active_false_reject, this run only)")  # fmt: skip
     p.set_defaults(func=_cmd_recalibrate)
 
     p = sub.add_parser("models", help="list, activate or roll back installed bundle versions")

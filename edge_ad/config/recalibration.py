@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pydantic import Field
@@ -15,7 +16,24 @@ class RecalibrationConfig(EdgeAdModel):
     """How ``edge-ad recalibrate`` re-teaches "good" on the device and when it accepts the result."""
 
     target_false_reject: float = Field(
-        0.01, ge=0, lt=1, description="Largest false-reject rate accepted on held-back good frames."
+        0.01,
+        gt=0,
+        lt=1,
+        description=(
+            "Largest false-reject rate accepted on held-back good frames. n held-back frames measure it in "
+            "steps of 1/n, so it needs at least 1/target of them (1 %: 100, i.e. 400 good frames at "
+            "holdback_every 4)."
+        ),
+    )
+    max_active_false_reject: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description=(
+            "Largest share of the held-back 'good' frames the active model may reject. A recalibration after "
+            "drift is normal, but when the active model rejects most of them they may be defects. After "
+            "checking the parts, a technician on site runs edge-ad recalibrate --parts-checked (that run only)."
+        ),
     )
     min_frames: int = Field(20, ge=8, description="Fewest good frames a recalibration accepts.")
     holdback_every: int = Field(
@@ -39,3 +57,11 @@ class RecalibrationConfig(EdgeAdModel):
             "cannot name a defects folder at all. Keeps a command from reading any folder on the device."
         ),
     )
+
+    def needed_held_back(self) -> int:
+        """Fewest held-back frames whose false-reject rate (steps of 1/n) can show ``target_false_reject``."""
+        return math.ceil(1 / self.target_false_reject - 1e-9)  # 1e-9: 1 / (1 / 49) is 49.00000000000001
+
+    def needed_good_frames(self) -> int:
+        """Fewest good frames a recalibration accepts: ``min_frames``, and enough held back for the target."""
+        return max(self.min_frames, self.holdback_every * self.needed_held_back())

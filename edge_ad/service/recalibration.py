@@ -19,11 +19,11 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from edge_ad.calibrate.frames import frames_from_folder
-from edge_ad.calibrate.recalibrate import recalibrate
+from edge_ad.calibrate.recalibrate import recalibrate, require_frames
 from edge_ad.config import EdgeAdConfig
 from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.loader import describe_errors
-from edge_ad.errors import EdgeAdError
+from edge_ad.errors import DatasetError, EdgeAdError
 from edge_ad.guard import RateLimitedLog
 from edge_ad.service.command_auth import CommandRejected, CommandVerifier
 from edge_ad.types import Frame
@@ -31,13 +31,16 @@ from edge_ad.types import Frame
 __all__ = ["RecalibrateCommand", "RecalibrationRunner"]
 
 logger = logging.getLogger(__name__)
+MAX_FRAMES = 2000  # frames a command may hold in memory
 
 
 class RecalibrateCommand(EdgeAdModel):
     """Payload of ``cmd/recalibrate`` (unknown fields are rejected)."""
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    frames: int = Field(40, ge=8, le=2000)
+    frames: int | None = Field(
+        None, ge=8, le=MAX_FRAMES, description="Good frames to collect; default: what acceptance needs for the target."
+    )
     interval_s: float = Field(0.2, ge=0, le=60, description="Seconds between collected frames.")
     refit_memory: bool = False
     dry_run: bool = False
@@ -81,6 +84,19 @@ class RecalibrationRunner:
         if command.defects_dir is not None and self._defects(command.defects_dir) is None:
             reason = "defects_dir: not an allowed folder of defect images (see recalibration.defects_root)"
             self._reject(command.id, reason, signed=True)
+            return
+        command = command.model_copy(
+            update={"frames": command.frames or self.config.recalibration.needed_good_frames()}
+        )
+        try:
+            require_frames(command.frames, self.config.recalibration)  # refused now, not after collecting
+            if command.frames > MAX_FRAMES:
+                raise DatasetError(
+                    f"frames: the false-reject target needs {command.frames} good frames, more than a command "
+                    f"collects ({MAX_FRAMES}); raise recalibration.target_false_reject or run edge-ad recalibrate"
+                )
+        except DatasetError as exc:
+            self._reject(command.id, str(exc), signed=True)
             return
         with self._lock:
             busy = self._command is not None or (self._worker is not None and self._worker.is_alive())

@@ -31,11 +31,15 @@ def brighter(image: np.ndarray, delta: int) -> np.ndarray:
     return np.clip(image.astype(np.int16) + delta, 0, 255).astype(np.uint8)
 
 
+# a 10 % false-reject target is measured by 10 held-back frames: 40 good frames (the default 1 % needs 400)
+QUICK = {"target_false_reject": 0.1}
+
+
 @pytest.fixture
 def station(tmp_path) -> Path:
-    """A station on its own copy of the tiny bundle (v1 active)."""
+    """A station on its own copy of the tiny bundle (v1 active), accepting recalibrations from 40 frames."""
     make_tiny_bundle(tmp_path / "models")
-    return station_config(tmp_path, str(tmp_path), tmp_path / "models" / "tiny", 1883)
+    return station_config(tmp_path, str(tmp_path), tmp_path / "models" / "tiny", 1883, recalibration=QUICK)
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -75,17 +79,62 @@ def test_dry_run_and_failed_acceptance_change_nothing(station, tmp_path):
     assert sorted(p.name for p in model_dir.iterdir()) == before and active_version(model_dir) == "1"
 
 
-def test_too_few_frames_is_a_clear_error(station, tmp_path):
+def test_too_few_frames_is_a_clear_error(tmp_path):
+    make_tiny_bundle(tmp_path / "models")
+    loose = {"target_false_reject": 0.5, "min_frames": 20}  # 2 held back would do: min_frames decides
+    config = station_config(tmp_path, str(tmp_path), tmp_path / "models" / "tiny", 1883, recalibration=loose)
     images = write_frames(tmp_path / "few", [good_image(s) for s in range(5)])
-    proc = run("recalibrate", "--config", str(station), "--images", str(images))
+    proc = run("recalibrate", "--config", str(config), "--images", str(images))
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("edge-ad: error: recalibrate: 5 good frames, need at least")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "edge-ad: error: recalibrate: 5 good frames, need at least 20 "
+        "(capture more with --from-camera N, or lower recalibration.min_frames)"
+    )
+
+
+def test_too_few_held_back_frames_for_the_false_reject_target(tmp_path):
+    """With n held-back frames the false-reject rate moves in steps of 1/n: 1 % needs 100 of them."""
+    make_tiny_bundle(tmp_path / "models")
+    config = station_config(tmp_path, "/dev/video9", tmp_path / "models" / "tiny", 1883)  # default 1 % target
+    images = write_frames(tmp_path / "fresh", [good_image(s) for s in range(40)])
+    proc = run("recalibrate", "--config", str(config), "--images", str(images))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "edge-ad: error: recalibrate: 40 good frames hold back 10 for acceptance; a 1.0% false-reject target "
+        "needs at least 100 held back (400 good frames at holdback_every 4): capture more, "
+        "or raise recalibration.target_false_reject"
+    ]
+    assert active_version(tmp_path / "models" / "tiny") == "1"
+    # --from-camera asks for too few before the camera is opened (this one is gone: no camera error)
+    proc = run("recalibrate", "--config", str(config), "--from-camera", "399")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+        "edge-ad: error: recalibrate: 399 good frames hold back 99 for acceptance; a 1.0% false-reject target "
+        "needs at least 100 held back (400 good frames"
+    ), proc.stderr
+
+
+def test_good_frames_the_active_model_calls_defects_fail_acceptance(station, tmp_path):
+    """The camera showed defects during a recalibration: fitted on them, the held-back ones pass the new
+    threshold too, but the active model rejects them all - the outcome fails and nothing changes."""
+    model_dir = tmp_path / "models" / "tiny"
+    before = sorted(p.name for p in model_dir.iterdir())
+    threshold = load_bundle(model_dir).manifest.variants["fp32"].threshold.value
+    images = write_frames(tmp_path / "defects", [defect_image(s) for s in range(1200, 1240)])
+    proc = run("recalibrate", "--config", str(station), "--images", str(images), "--dry-run")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    fail = next(line for line in proc.stdout.splitlines() if line.startswith("FAIL"))
+    assert fail == (
+        f"FAIL           fp32: the active model (v1, threshold {threshold:.6g}) rejects 10 of 10 held-back frames "
+        "(100.0%) > 50.0%: the camera may be showing defects; check the parts, or after checking them run "
+        "edge-ad recalibrate --parts-checked - nothing was changed"
+    )
+    assert sorted(p.name for p in model_dir.iterdir()) == before and active_version(model_dir) == "1"
 
 
 def test_camera_that_is_gone_is_a_clear_error(tmp_path):
     make_tiny_bundle(tmp_path / "models")
-    config = station_config(tmp_path, "/dev/video9", tmp_path / "models" / "tiny", 1883)
-    proc = run("recalibrate", "--config", str(config), "--from-camera", "30")
+    config = station_config(tmp_path, "/dev/video9", tmp_path / "models" / "tiny", 1883, recalibration=QUICK)
+    proc = run("recalibrate", "--config", str(config), "--from-camera", "40")
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert "/dev/video9" in last and "stop it first" in last and "Traceback" not in proc.stderr
@@ -94,10 +143,10 @@ def test_camera_that_is_gone_is_a_clear_error(tmp_path):
 def test_frames_from_the_station_camera(tmp_path):
     make_tiny_bundle(tmp_path / "models")
     folder = write_frames(tmp_path / "camera", [brighter(good_image(s), 5) for s in range(600, 640)])
-    config = station_config(tmp_path, str(folder), tmp_path / "models" / "tiny", 1883)
-    proc = run("recalibrate", "--config", str(config), "--from-camera", "32", "--interval", "0", "--dry-run")
+    config = station_config(tmp_path, str(folder), tmp_path / "models" / "tiny", 1883, recalibration=QUICK)
+    proc = run("recalibrate", "--config", str(config), "--from-camera", "40", "--interval", "0", "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    assert "'good': 32" in proc.stdout
+    assert "'good': 40" in proc.stdout
 
 
 def test_refit_memory_needs_no_torch(station, tmp_path):
@@ -177,14 +226,18 @@ def test_shifted_look_needs_a_memory_bank_refit(exported, dataset, tmp_path):
     """Threshold-only cannot bring false rejects under target without losing recall; a bank refit can."""
     from edge_ad.datasets.layout import find_category, list_images
 
-    shutil.copytree(exported.bundle.parent, tmp_path / "models" / exported.bundle.parent.name, symlinks=True)
-    config = station_config(tmp_path, str(tmp_path), tmp_path / "models" / exported.bundle.parent.name, 1883)
+    model_dir = tmp_path / "models" / exported.bundle.parent.name
+    shutil.copytree(exported.bundle.parent, model_dir, symlinks=True)
+    # 56 frames hold back 14: a 7.5 % target is the tightest they measure
+    recalibration = {"target_false_reject": 0.075}
+    config = station_config(tmp_path, str(tmp_path), model_dir, 1883, recalibration=recalibration)
     category = find_category(dataset)
     good_paths = list_images(category.train_good) + list_images(category.test_good)  # 56 frames
     good = write_frames(tmp_path / "good", [shifted(cv2.imread(str(p))) for p in good_paths])
     defect_paths = [p for kind in category.defect_kinds for p in list_images(category.root / "test" / kind)]
     defects = write_frames(tmp_path / "defects", [shifted(cv2.imread(str(p))) for p in defect_paths])
-    args = ("recalibrate", "--config", str(config), "--images", str(good), "--defects", str(defects))
+    # the active model rejects most of the shifted good frames: a technician checked the parts
+    args = ("recalibrate", "--config", str(config), "--images", str(good), "--defects", str(defects), "--parts-checked")
 
     threshold_only = run(*args)
     assert threshold_only.returncode == 4, threshold_only.stdout + threshold_only.stderr
@@ -192,101 +245,20 @@ def test_shifted_look_needs_a_memory_bank_refit(exported, dataset, tmp_path):
     refit = run(*args, "--refit-memory")
     assert refit.returncode == 0, refit.stdout + refit.stderr
     assert "PASS" in refit.stdout
-    bundle = load_bundle(tmp_path / "models" / exported.bundle.parent.name)
+    bundle = load_bundle(model_dir)
     m = bundle.manifest
-    assert m.recalibration["false_reject"] <= 0.01 and m.recalibration["old_false_reject"] > 0.5
+    target = recalibration["target_false_reject"]
+    assert m.recalibration["false_reject"] <= target and m.recalibration["old_false_reject"] > 0.5
     assert m.recalibration["recall"] >= m.recalibration["old_recall"]
     # the new version was commissioned on this device before it was installed: what it runs passed the
     # held-back frames and the defects; a variant that failed them is refused in its record, never run
     runs, checks = m.recalibration["variant"], m.recalibration["checks"]
-    assert {"fp32", "int8"} <= set(checks) and checks[runs]["false_reject"] <= 0.01
+    assert {"fp32", "int8"} <= set(checks) and checks[runs]["false_reject"] <= target
     record = read_record(tmp_path / "state", bundle)
     assert record.context == "recalibrate" and record.key.bundle == f"brick v{m.version}" and record.chosen == runs
     for name, why in m.recalibration["refused"].items():
         assert not record.candidates[name].accepted and f"recalibration: {why[0]}" in record.candidates[name].reasons
         assert f"not run        {name}: " in refit.stdout
-
-
-def test_mqtt_recalibrate_command_on_an_authenticating_broker(tmp_path):
-    """The daemon collects frames from its own camera, recalibrates and swaps in the new version."""
-    import json
-
-    import paho.mqtt.publish as mqtt_publish
-
-    from tests.support.broker import Recorder, start_mosquitto
-
-    passwd = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "station", "s3cret"], check=True)
-    passwd.chmod(0o644)
-    make_tiny_bundle(tmp_path / "models")
-    frames = write_frames(tmp_path / "frames", [brighter(good_image(s), 8) for s in range(1000, 1012)])
-    (tmp_path / "secret.txt").write_text("s3cret\n")
-    broker_dir = tmp_path / "broker"
-    broker_dir.mkdir()
-
-    def login(client):
-        client.username_pw_set("station", "s3cret")
-
-    with start_mosquitto(broker_dir, extra=f"allow_anonymous false\npassword_file {passwd}\n") as broker:
-        config = station_config(
-            tmp_path, str(frames), tmp_path / "models" / "tiny", broker.port,
-            camera={"fps": 30, "loop": True}, recalibration={"mqtt_command": True, "min_frames": 20},
-            mqtt={"username": "station", "password_file": str(tmp_path / "secret.txt")},
-        )  # fmt: skip
-        topic = "edge_ad/test-station/cmd/recalibrate"
-        auth = {"hostname": broker.host, "port": broker.port, "auth": {"username": "station", "password": "s3cret"}}
-        stale = json.dumps({"id": "stale", "frames": 24, "interval_s": 0})  # yesterday's, left retained
-        mqtt_publish.single(topic, stale, qos=1, retain=True, **auth)  # must never run, at this or any restart
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
-            with Recorder(broker, setup=login) as rec:
-                assert rec.wait_for(lambda r: any(s["state"] == "online" for s in r.on("status")), timeout=30)
-                anonymous = subprocess.run(
-                    ["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic,
-                     "-m", json.dumps({"id": "intruder", "frames": 24, "interval_s": 0})],
-                    capture_output=True, text=True, timeout=10,
-                )  # fmt: skip
-                assert anonymous.returncode != 0 and "not authori" in anonymous.stderr.lower(), anonymous.stderr
-                rec.client.publish(topic, b"\xff not json", qos=1)
-                rec.client.publish(topic, b"[" * 2000, qos=1)  # used to kill paho's network thread
-                rec.client.publish(topic, json.dumps({"id": "big", "frames": 24, "pad": "x" * 5000}), qos=1)
-                rec.client.publish(topic, json.dumps({"id": "r0", "frames": 24, "bogus": 1}), qos=1)
-                rec.client.publish(topic, json.dumps({"id": "r1", "frames": 24, "interval_s": 0}), qos=1)
-                assert rec.wait_for(lambda r: any(m.get("state") == "passed" for m in r.on("result")), timeout=60)
-                results = rec.on("result")
-                assert [m["state"] for m in results if m["id"] is None] == ["rejected"] * 3  # junk, nested, oversized
-                assert not any(m["id"] in ("intruder", "stale") for m in results)
-                assert any(m["id"] == "r0" and m["state"] == "rejected" and "bogus" in m["reason"] for m in results)
-                passed = next(m for m in results if m["state"] == "passed")
-                assert passed["id"] == "r1" and passed["version"] == "2"
-                assert rec.wait_for(
-                    lambda r: any(s.get("model", {}).get("version") == "2" for s in r.on("status")), timeout=30
-                ), "the daemon did not pick up the recalibrated version"
-                assert rec.wait_for(
-                    lambda r: r.on("stats") and r.on("stats")[-1]["commands"] == {"accepted": 1, "rejected": 4}
-                ), rec.on("stats")[-1:]
-                assert rec.on("stats")[-1]["retained_ignored"] == 1
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=30)
-            mqtt_publish.single(topic, b"", qos=1, retain=True, **auth)
-    assert proc.returncode == 0, stderr
-    assert "s3cret" not in stderr and "Traceback" not in stderr
-    assert [p.name for p in list_versions(tmp_path / "models" / "tiny")] == ["1", "2"]  # the stale one never ran
-    assert load_bundle(tmp_path / "models" / "tiny").manifest.recalibration["source"] == "mqtt:r1"
-
-
-def test_commands_are_refused_without_broker_authentication(tmp_path):
-    make_tiny_bundle(tmp_path / "models")
-    config = station_config(
-        tmp_path, str(tmp_path), tmp_path / "models" / "tiny", 1883, recalibration={"mqtt_command": True}
-    )
-    proc = run("config", "check", str(config))
-    assert proc.returncode == 2
-    assert "recalibration.mqtt_command needs mqtt.username" in proc.stderr
 
 
 def test_full_disk_is_a_clear_error_and_changes_nothing(station, tmp_path, monkeypatch):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge_ad.config import RecalibrationConfig
 from edge_ad.guard import RateLimitedLog
 from edge_ad.service.command_auth import MAX_BODY, CommandVerifier, sign_command
 from edge_ad.service.inbound import MAX_DEPTH, load_json
@@ -75,7 +77,8 @@ def test_any_json_on_the_trigger_topic_gives_an_id_or_a_value_error(value):
 
 def _answered(payload: bytes) -> dict:
     replies: list[dict] = []
-    runner = RecalibrationRunner(None, CommandVerifier(KEY, 60), replies.append)  # type: ignore[arg-type]
+    config = SimpleNamespace(recalibration=RecalibrationConfig())
+    runner = RecalibrationRunner(config, CommandVerifier(KEY, 60), replies.append)  # type: ignore[arg-type]
     runner.on_message(payload)
     assert runner.accepted + runner.rejected == 1 and len(replies) == 1
     return replies[0]

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from edge_ad.config import RecalibrationConfig
 from edge_ad.service.command_auth import CommandVerifier, sign_command
 from edge_ad.service.recalibration import RecalibrationRunner
 
@@ -17,7 +18,9 @@ SAME = "defects_dir: not an allowed folder of defect images (see recalibration.d
 
 def runner(root: Path | None) -> tuple[RecalibrationRunner, list[dict]]:
     replies: list[dict] = []
-    config = SimpleNamespace(recalibration=SimpleNamespace(defects_root=root))
+    config = SimpleNamespace(
+        recalibration=RecalibrationConfig(defects_root=root, min_frames=8, target_false_reject=0.5)
+    )
     return RecalibrationRunner(config, CommandVerifier(KEY, 60), replies.append), replies  # type: ignore[arg-type]
 
 
@@ -52,3 +55,23 @@ def test_accepted_under_the_root_refused_without_one(root):
     unconfined, replies = runner(None)
     unconfined.on_message(command("scratches"))
     assert unconfined.rejected == 1 and replies[0]["reason"] == SAME
+
+
+def test_the_frame_count_defaults_to_what_acceptance_needs_and_too_few_are_refused_at_once():
+    replies: list[dict] = []
+    config = SimpleNamespace(recalibration=RecalibrationConfig(target_false_reject=0.01))  # 100 held back: 400
+    station = RecalibrationRunner(config, CommandVerifier(KEY, 60), replies.append)  # type: ignore[arg-type]
+    station.on_message(sign_command({"id": "c1"}, KEY))
+    assert replies[-1] == replies[-1] | {"id": "c1", "state": "collecting", "frames": 400}
+    station._command = None  # finished collecting
+    station.on_message(sign_command({"id": "c2", "frames": 40}, KEY))
+    assert (
+        replies[-1]["state"] == "rejected"
+        and "needs at least 100 held back (400 good frames" in (replies[-1]["reason"])
+    )
+    tight = SimpleNamespace(recalibration=RecalibrationConfig(target_false_reject=0.001))
+    RecalibrationRunner(tight, CommandVerifier(KEY, 60), replies.append).on_message(sign_command({"id": "c3"}, KEY))  # type: ignore[arg-type]
+    assert (
+        replies[-1]["state"] == "rejected"
+        and "needs 4000 good frames, more than a command collects" in (replies[-1]["reason"])
+    )
