@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from edge_ad.commands.cases import add_parsers as add_cases_parsers
+from edge_ad.commands.keys import add_parsers as add_keys_parsers
 from edge_ad.commands.recalibration import add_parsers as add_recalibration_parsers
 from edge_ad.commands.service import add_parsers as add_service_parsers
 from edge_ad.errors import EdgeAdError
@@ -127,6 +128,7 @@ def _recipe_from_args(args: argparse.Namespace):
         ("threshold", "percentile"): args.percentile,
         ("int8", "mode"): "none" if args.no_int8 else args.int8,
         ("int8", "max_drop"): args.max_drop,
+        ("signing", "key"): args.sign_key,
     }
     for keys, value in overrides.items():
         if value is not None:
@@ -220,7 +222,7 @@ def _cmd_distill_teacher(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from edge_ad.export.report import rebuild_report
 
-    print(rebuild_report(args.bundle))
+    print(rebuild_report(args.bundle, args.out))
     return 0
 
 
@@ -286,6 +288,7 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", type=Path, help="calibration recipe YAML; the options below override it")
     p.add_argument("--data", type=Path, help="category directory (train/good, test/good, test/<defect>)")
     p.add_argument("--model", choices=["patchcore", "padim", "stfpm", "efficientad"])
+    p.add_argument("--sign-key", type=Path, help="Ed25519 private key that signs the bundle (edge-ad keys new)")
     p.add_argument("--out", type=Path, help="models root (default models/)")
     p.add_argument("--name", help="bundle name (default: the category directory name)")
     p.add_argument("--backbone", help="timm backbone (default tf_efficientnet_lite0)")
@@ -349,6 +352,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     add_recalibration_parsers(sub)
     add_service_parsers(sub)
+    add_keys_parsers(sub)
     add_cases_parsers(sub)
 
     p = sub.add_parser("distill-teacher", help="distil EfficientAD's PDN teacher offline (export extra)")
@@ -395,6 +399,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="rebuild a bundle's evaluation report (export extra)")
     p.add_argument("bundle", type=Path)
+    p.add_argument("--out", type=Path, help="folder to write (default report-<name>-v<version>; never the bundle)")
     p.set_defaults(func=_cmd_report)
     return parser
 

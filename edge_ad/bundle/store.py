@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,11 +172,18 @@ def activate(model_dir: Path, version: str) -> None:
     fsync_dir(model_dir)
 
 
-def install_bundle(staging: Path, models_root: Path, manifest: Manifest, make_active: bool = True) -> Path:
+def install_bundle(
+    staging: Path,
+    models_root: Path,
+    manifest: Manifest,
+    make_active: bool = True,
+    sign: Callable[[Path], object] | None = None,
+) -> Path:
     """Write the manifest into ``staging`` and move it into place as a new version.
 
     ``manifest.files`` must already describe the files in ``staging``; ``manifest.version`` is
-    replaced by the next free integer version.
+    replaced by the next free integer version. ``sign`` (e.g. :func:`sign_manifest` with a key)
+    is called on ``staging`` once the final manifest is written, so a version never appears unsigned.
 
     Returns:
         The installed version directory.
@@ -186,6 +194,8 @@ def install_bundle(staging: Path, models_root: Path, manifest: Manifest, make_ac
     version = str(int(existing[-1].name) + 1 if existing else 1)
     manifest = manifest.model_copy(update={"version": version})
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
+    if sign is not None:
+        sign(staging)
     _fsync_tree(staging)
     target = model_dir / version
     tmp_target = model_dir / f".{version}.incoming"

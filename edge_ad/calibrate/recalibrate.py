@@ -25,16 +25,25 @@ import openvino as ov
 
 from edge_ad.bundle import Bundle, Manifest, Threshold, load_bundle, read_acceptance
 from edge_ad.bundle.manifest import MANIFEST_NAME
+from edge_ad.bundle.signing import read_signature, sign_manifest
 from edge_ad.bundle.store import file_entry, install_bundle, prune_versions, resolve_version_dir
+from edge_ad.bundle.trust import Trust
 from edge_ad.calibrate.coreset import kcenter_greedy
 from edge_ad.calibrate.histogram import score_histogram
 from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.commissioning import CommissionRecord, Resolution, choose, decide, resolve_variant, write_record
 from edge_ad.commissioning.record import manifest_sha256
 from edge_ad.config import EdgeAdConfig, RecalibrationConfig
-from edge_ad.errors import BundleError, DatasetError, EdgeAdError
+from edge_ad.errors import BundleError, ConfigError, DatasetError, EdgeAdError
 from edge_ad.inference.engine import AnomalyModel
-from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, SCORE_OUTPUT, compose_patchcore, search_options
+from edge_ad.inference.patchcore_graph import (
+    EMBEDDING_OUTPUT,
+    SCORE_OUTPUT,
+    compose_patchcore,
+    features_ir,
+    save_scoring_ir,
+    search_options,
+)
 from edge_ad.inference.precision import RUN_VARIANTS, compile_pinned
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.types import Frame, is_ng
@@ -179,12 +188,11 @@ def _refit_memory(bundle: Bundle, images: list[np.ndarray], staging: Path, progr
     core, spec = ov.Core(), m.input
     scores: dict[str, np.ndarray] = {}
     for name, variant in m.variants.items():
-        features_xml = "features.xml" if name == "fp32" else "features_int8.xml"
+        features_xml = features_ir(name)
         if variant.status != "ok" or features_xml not in m.files:
             continue
+        save_scoring_ir(staging / features_xml, bank, m.model.params, staging / variant.xml)
         extractor = core.read_model(staging / features_xml)
-        head = search_options(m.model.params, bank.shape[0])
-        ov.save_model(compose_patchcore(extractor, bank, **head), staging / variant.xml, compress_to_fp16=False)
         cross = np.zeros(len(images))
         for scored, fold_bank in zip(folds, fold_banks, strict=True):
             compiled = compile_pinned(
@@ -272,8 +280,15 @@ def recalibrate(
     rc = config.recalibration
     progress = progress or (lambda stage, n: None)
     require_frames(len(good), rc)
+    trust = Trust.from_config(config.security)
+    if trust.require and trust.station is None:
+        raise ConfigError(
+            "recalibrate: security.require_signature is on but security.station_key is not set, so the new "
+            "version could not be signed; set it to the station key install-service created"
+        )
     version_dir = resolve_version_dir(config.model.path)
     current = load_bundle(version_dir)
+    trust.check(current)  # a version the station would refuse is not recalibrated either
     model_dir = version_dir.parent
     root = model_dir.parent
     state_dir = config.service.state_dir
@@ -330,11 +345,25 @@ def recalibrate(
         )
         if not outcome.passed or dry_run:
             return outcome
-        record = {**(refit.record if refit else {}), **_record(outcome, started, source)}
-        outcome.installed = install_bundle(staging, root, manifest.model_copy(update={"recalibration": record}))
+        record = {**(refit.record if refit else {}), **_record(outcome, started, source), **_lineage(current)}
+        outcome.installed = install_bundle(
+            staging, root, manifest.model_copy(update={"recalibration": record}), sign=_signer(trust, config.station)
+        )
         _keep_commissioning(commissioned, outcome.installed, state_dir)
         prune_versions(model_dir, rc.keep_versions)
         return outcome
+
+
+def _signer(trust: Trust, station: str) -> Callable[[Path], object] | None:
+    """Signs the new version with the station's own key (None: the station has none, the version is unsigned)."""
+    private = trust.station
+    return None if private is None else (lambda staging: sign_manifest(staging, private, f"station {station}"))
+
+
+def _lineage(current: Bundle) -> dict:
+    """The parent's signature, kept in the new version's manifest (the chain ``models verify`` prints)."""
+    signature = read_signature(current.path)
+    return {"parent_signature": signature.model_dump() if signature else None}
 
 
 def _commission_staged(staging: Path, manifest: Manifest, config: EdgeAdConfig) -> Resolution:

@@ -1,4 +1,4 @@
-"""Technician commands: ``edge-ad recalibrate`` and ``edge-ad models list|activate|rollback|commission``."""
+"""Technician commands: ``edge-ad recalibrate`` and ``edge-ad models list|activate|rollback|verify|commission``."""
 
 from __future__ import annotations
 
@@ -128,6 +128,28 @@ def _station(args: argparse.Namespace):
     return config.model, config.service.state_dir
 
 
+def _trust(args: argparse.Namespace):
+    """The station's trust policy with ``--config``; with ``--models`` alone, signatures are shown, not verified."""
+    from edge_ad.bundle.trust import Trust
+    from edge_ad.config import load_config
+
+    return Trust.from_config(load_config(args.config).security) if args.config is not None else None
+
+
+def _signed_by(path: Path, trust) -> str:
+    """Who signed a version: verified against the station's keys when known, else as the file says."""
+    from edge_ad.bundle.signing import read_signature
+    from edge_ad.bundle.store import load_bundle
+
+    try:
+        if trust is not None:
+            return trust.check(load_bundle(path)).describe()
+        signature = read_signature(path)
+    except EdgeAdError as exc:
+        return f"REFUSED: {str(exc).removeprefix(str(path)).lstrip(': /')}"
+    return "not signed" if signature is None else f"signed by {signature.signer} (key {signature.key_id}, not verified)"
+
+
 def _cmd_models_list(args: argparse.Namespace) -> int:
     from edge_ad.bundle.store import active_version, list_versions, load_bundle
     from edge_ad.commissioning import resolve_variant
@@ -135,6 +157,7 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
     model_dir = _model_dir(args)
     model_config, state_dir = _station(args)
+    trust = _trust(args)
     active = active_version(model_dir)
     rows = []
     for path in list_versions(model_dir):
@@ -151,6 +174,7 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
             note = f"recalibrated from v{m.parent}" if m.parent else "exported"
             if m.acceptance is None:
                 note += ", no acceptance set (fp32 only)"
+            note += f", {_signed_by(path, trust)}"
             rows.append((path.name, m.created, m.model.type, runs, precision, m.variants[ir].threshold.value, note))  # type: ignore[index]
         except EdgeAdError as exc:
             rows.append((path.name, "", "", "", "", float("nan"), f"BROKEN: {exc}"))
@@ -206,11 +230,51 @@ def _cmd_models_commission(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models_verify(args: argparse.Namespace) -> int:
+    from edge_ad.bundle.signing import SIGNATURE_NAME, read_signature
+    from edge_ad.bundle.store import active_version, file_entry, load_bundle
+
+    model_dir = _model_dir(args)
+    trust = _trust(args)
+    version = args.version or active_version(model_dir)
+    if version is None:
+        raise BundleError(f"{model_dir}: no active version; name one: edge-ad models verify VERSION")
+    bad = 0
+    while version is not None:
+        path = model_dir / version
+        bundle = load_bundle(path, verify=False)
+        m = bundle.manifest
+        print(f"v{version}  {m.name}  created {m.created}" + (f"  recalibrated from v{m.parent}" if m.parent else ""))
+        for name, expected in m.files.items():
+            actual = file_entry(path / name) if (path / name).is_file() else None
+            ok = actual == expected
+            bad += not ok
+            state = "ok " if ok else ("MISSING" if actual is None else "CHANGED")
+            print(f"  {state:7s} {expected.sha256[:16]}  {expected.size:>10d} B  {name}")
+        signature = read_signature(path)
+        if signature is None:
+            print(f"  {SIGNATURE_NAME}: none (not signed)")
+        else:
+            print(f"  {SIGNATURE_NAME}: {signature.signer}, key {signature.key_id}, signed {signature.signed}")
+        verdict = _signed_by(path, trust)
+        bad += verdict.startswith("REFUSED")
+        print(f"  trust    {verdict if trust is not None else verdict + ' (give --config to verify)'}")
+        version = m.parent if args.chain and m.parent and (model_dir / m.parent).is_dir() else None
+    if bad:
+        print(f"FAIL: {bad} problem(s); the station refuses this version", file=sys.stderr)
+        return 2
+    print("OK")
+    return 0
+
+
 def _cmd_models_activate(args: argparse.Namespace) -> int:
     from edge_ad.bundle.store import activate, load_bundle
 
     model_dir = _model_dir(args)
-    load_bundle(model_dir / args.version)  # verify every file before pointing the station at it
+    bundle = load_bundle(model_dir / args.version)  # verify every file before pointing the station at it
+    trust = _trust(args)
+    if trust is not None:
+        trust.check(bundle)  # and its signature, as the station will
     activate(model_dir, args.version)
     print(f"active -> v{args.version} ({model_dir}); a running daemon switches within seconds")
     return 0
@@ -256,6 +320,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         ("list", _cmd_models_list, "installed versions (* = active) and the variant this device runs"),
         ("activate", _cmd_models_activate, "make VERSION the active one"),
         ("rollback", _cmd_models_rollback, "go back to the active version's parent"),
+        ("verify", _cmd_models_verify, "file hashes, signature, key id and trust of a version (exit 2 on a problem)"),
         ("commission", _cmd_models_commission, "measure every variant on this device again and record the choice"),
     ):
         c = models_sub.add_parser(name, help=helptext)
@@ -271,4 +336,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             c.add_argument("version")
         if name == "list":
             c.add_argument("--json", action="store_true")
+        if name == "verify":
+            c.add_argument("version", nargs="?", help="version (default: the active one)")
+            c.add_argument("--chain", action="store_true", help="also every parent it was recalibrated from")
         c.set_defaults(func=func)

@@ -9,6 +9,7 @@ from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
 from edge_ad.config.recalibration import RecalibrationConfig
 from edge_ad.config.schema import EdgeAdConfig
+from edge_ad.config.security import SecurityConfig
 from edge_ad.config.service import ServiceConfig
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ModelConfig",
     "MqttConfig",
     "RecalibrationConfig",
+    "SecurityConfig",
     "ServiceConfig",
     "load_config",
 ]

@@ -175,6 +175,12 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
             "commands": config.commands.model_copy(
                 update={"secret_file": resolve(f) if (f := config.commands.secret_file) and not credentials else f}
             ),
+            "security": config.security.model_copy(
+                update={
+                    "trusted_keys": [resolve(k.expanduser()) for k in config.security.trusted_keys],
+                    "station_key": resolve(k.expanduser()) if (k := config.security.station_key) else None,
+                }
+            ),
             "recalibration": config.recalibration.model_copy(
                 update={
                     "defects_root": resolve(root.expanduser()) if (root := config.recalibration.defects_root) else None

@@ -14,6 +14,7 @@ from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
 from edge_ad.config.recalibration import RecalibrationConfig
+from edge_ad.config.security import SecurityConfig
 from edge_ad.config.service import ServiceConfig
 
 __all__ = ["STATION_MAX_LENGTH", "STATION_PATTERN", "EdgeAdConfig", "valid_station"]
@@ -43,6 +44,7 @@ class EdgeAdConfig(EdgeAdModel):
     recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)
     cases: CasesConfig = Field(default_factory=CasesConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     @model_validator(mode="after")
     def _commands_need_authentication(self) -> EdgeAdConfig:

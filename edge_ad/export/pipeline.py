@@ -10,6 +10,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -34,6 +35,7 @@ from edge_ad.bundle import (
     install_bundle,
     pick_acceptance,
 )
+from edge_ad.bundle.signing import load_private_key, sign_manifest
 from edge_ad.calibrate.metrics import auroc, classification_stats, pr_auc, spearman
 from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.datasets.layout import Category, find_category, list_images, read_images
@@ -185,6 +187,14 @@ def quantized_ops(model: ov.Model) -> int:
     return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops())
 
 
+def _signer(recipe: ExportRecipe) -> Callable[[Path], object] | None:
+    """What signs the new version's manifest (None: unsigned). The key is read before training, not after."""
+    if recipe.signing.key is None:
+        return None
+    private = load_private_key(recipe.signing.key, "signing.key (--sign-key)")
+    return lambda staging: sign_manifest(staging, private, "export")
+
+
 def export_bundle(recipe: ExportRecipe) -> ExportResult:
     """Train the recipe's model and install a new bundle version under ``recipe.out/<name>/``.
 
@@ -194,6 +204,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
     """
     from edge_ad.export.report import build_report
 
+    sign = _signer(recipe)
     category = find_category(recipe.data)
     name = recipe.name or category.name
     val, test = split_test(category)
@@ -328,8 +339,10 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
         files = {**manifest.files, **{name: file_entry(staging / name) for name in added}}
         manifest = manifest.model_copy(update={"golden": golden, "acceptance": acceptance, "files": files})
         logger.info("[5/5] writing the evaluation report and installing the bundle")
-        build_report(staging, manifest, {"validation": val, "test": test}, scores)
-        path = install_bundle(staging, Path(recipe.out), manifest)
+        report = build_report(staging, manifest, {"validation": val, "test": test}, scores)
+        reported = {str(p.relative_to(staging)): file_entry(p) for p in sorted(report.parent.rglob("*")) if p.is_file()}
+        manifest = manifest.model_copy(update={"files": {**manifest.files, **reported}})  # signed with the rest
+        path = install_bundle(staging, Path(recipe.out), manifest, sign=sign)
     seconds["total"] = time.perf_counter() - clock
     final = Manifest.model_validate_json((path / "manifest.json").read_bytes())
     return ExportResult(

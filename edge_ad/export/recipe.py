@@ -122,6 +122,14 @@ class Int8Options(EdgeAdModel):
     )
 
 
+class SigningOptions(EdgeAdModel):
+    """Who signs the bundle (``manifest.sig``): a private key from ``edge-ad keys new``."""
+
+    key: Path | None = Field(
+        None, description="Ed25519 private key (PEM) that signs the manifest; unset: the bundle is not signed."
+    )
+
+
 class ExportRecipe(EdgeAdModel):
     """One product/station: data, model, threshold and INT8 budget."""
 
@@ -134,6 +142,7 @@ class ExportRecipe(EdgeAdModel):
     model: ModelOptions = Field(default_factory=ModelOptions)
     threshold: ThresholdOptions = Field(default_factory=ThresholdOptions)
     int8: Int8Options = Field(default_factory=Int8Options)
+    signing: SigningOptions = Field(default_factory=SigningOptions)
     seed: int = Field(0, ge=0)
 
     @property
@@ -171,5 +180,6 @@ def load_recipe(path: str | Path) -> ExportRecipe:
             "data": resolve(recipe.data) or recipe.data,
             "out": resolve(recipe.out) or recipe.out,
             "model": model,
+            "signing": SigningOptions(key=resolve(recipe.signing.key) or recipe.signing.key),
         }
     )

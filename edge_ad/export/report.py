@@ -148,17 +148,24 @@ def _html(out: Path, manifest: Manifest, sections: dict[str, list[str]], tables:
     (out / "report.html").write_text("\n".join(parts))
 
 
-def build_report(bundle_dir: Path, manifest: Manifest, splits: dict, scores: dict[str, dict[str, np.ndarray]]) -> Path:
-    """Write ``bundle_dir/report/`` from per-variant, per-split scores.
+def build_report(
+    bundle_dir: Path,
+    manifest: Manifest,
+    splits: dict,
+    scores: dict[str, dict[str, np.ndarray]],
+    out: Path | None = None,
+) -> Path:
+    """Write ``bundle_dir/report/`` (or ``out``) from per-variant, per-split scores; returns ``report.html``.
 
     Args:
         bundle_dir: Bundle (or staging) directory holding the IRs.
         manifest: Its manifest, with thresholds and metrics filled in.
         splits: ``{"validation": Split, "test": Split}`` (paths, labels, kinds).
         scores: ``{variant: {split name: scores}}`` in split order.
+        out: Where to write; default the bundle's own ``report/`` (export only: it is signed with the bundle).
     """
-    out = bundle_dir / REPORT_DIR
-    out.mkdir(exist_ok=True)
+    out = out or bundle_dir / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
     rows = {
         v: {
             name: [
@@ -202,8 +209,12 @@ def build_report(bundle_dir: Path, manifest: Manifest, splits: dict, scores: dic
     return out / "report.html"
 
 
-def rebuild_report(path: str | Path) -> Path:
-    """Rebuild a bundle's report from its stored scores (``edge-ad report``)."""
+def rebuild_report(path: str | Path, out: Path | None = None) -> Path:
+    """Rebuild a bundle's report from its stored scores into ``out`` (``edge-ad report``).
+
+    Never into the installed bundle: its report is covered by the manifest (and its signature).
+    Default ``out``: ``report-<name>-v<version>`` in the current directory.
+    """
     from edge_ad.export.pipeline import Split
 
     bundle = load_bundle(path)
@@ -222,4 +233,5 @@ def rebuild_report(path: str | Path) -> Path:
         v: {name: np.array([r["score"] for r in rows]) for name, rows in by_split.items()}
         for v, by_split in stored.items()
     }
-    return build_report(bundle.path, bundle.manifest, splits, scores)
+    m = bundle.manifest
+    return build_report(bundle.path, m, splits, scores, out or Path.cwd() / f"report-{m.name}-v{m.version}")

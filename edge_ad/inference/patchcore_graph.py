@@ -19,11 +19,26 @@ Built without torch so the device can write a new scoring model after a memory-b
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import openvino as ov
 import openvino.opset15 as ops
 
-__all__ = ["EMBEDDING_OUTPUT", "MAP_OUTPUT", "SCORE_OUTPUT", "compose_patchcore", "output_names", "search_options"]
+from edge_ad.bundle.store import Bundle, file_entry
+
+__all__ = [
+    "EMBEDDING_OUTPUT",
+    "MAP_OUTPUT",
+    "SCORE_OUTPUT",
+    "compose_patchcore",
+    "features_ir",
+    "output_names",
+    "save_scoring_ir",
+    "scoring_ir_matches",
+    "search_options",
+]
 
 SCORE_OUTPUT = "pred_score"
 MAP_OUTPUT = "anomaly_map"
@@ -143,3 +158,38 @@ def compose_patchcore(
     embedding_node = ops.result(worst_feat)
     embedding_node.output(0).get_tensor().set_names({EMBEDDING_OUTPUT})
     return ov.Model([score_node, map_node, embedding_node], features.get_parameters(), "patchcore")
+
+
+def features_ir(variant: str) -> str:
+    """The feature-extractor IR a PatchCore variant's scoring IR is composed from."""
+    return "features.xml" if variant == "fp32" else "features_int8.xml"
+
+
+def save_scoring_ir(features_xml: Path, bank: np.ndarray, params: dict, out_xml: Path) -> None:
+    """Write the scoring IR a memory-bank refit installs: ``features_xml`` with the head for ``bank``.
+
+    One recipe for the refit and for checking a refitted version against its parent (byte for byte).
+    """
+    extractor = ov.Core().read_model(features_xml)
+    model = compose_patchcore(extractor, bank, **search_options(params, bank.shape[0]))
+    for i, op in enumerate(model.get_ordered_ops()):  # OpenVINO numbers new nodes globally: name them by position
+        if op.get_type_name() != "Parameter":
+            op.set_friendly_name(f"{op.get_type_name()}_{i}")
+    ov.save_model(model, out_xml, compress_to_fp16=False)
+
+
+def scoring_ir_matches(bundle: Bundle, parent: Bundle, name: str) -> bool:
+    """Whether file ``name`` of ``bundle`` is a scoring IR rebuilt from the parent's feature IR and its own bank."""
+    m = bundle.manifest
+    if m.model.type != "patchcore" or "memory_bank.npy" not in m.files:
+        return False
+    for variant_name, variant in m.variants.items():
+        features = features_ir(variant_name)
+        if name not in (variant.xml, variant.bin) or features not in parent.manifest.files:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "scoring.xml"
+            save_scoring_ir(parent.path / features, np.load(bundle.path / "memory_bank.npy"), m.model.params, out)
+            rebuilt = {variant.xml: file_entry(out), variant.bin: file_entry(out.with_suffix(".bin"))}
+        return rebuilt[name] == m.files[name]
+    return False

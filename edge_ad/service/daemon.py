@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 
 from edge_ad.bundle import load_bundle
+from edge_ad.bundle.trust import Trust
 from edge_ad.capture import CaptureSupervisor, EndOfSource
 from edge_ad.cases.recorder import CaseRecorder
 from edge_ad.cases.store import cases_dir, embedding_space, require_qdrant
@@ -55,7 +56,9 @@ class Daemon:
         self.stop_event = threading.Event()
         self.notifier = SystemdNotifier()
         state_dir = writable_dir(config.service.state_dir, "service.state_dir")
+        self.trust = Trust.from_config(config.security)
         bundle = load_bundle(config.model.path)
+        self.signature = self.trust.check(bundle)  # refused before it judges a frame
         # the first start of a version commissions it (seconds to a minute): tell systemd and the operator
         self.notifier.extend_start(300, f"loading {bundle.manifest.name} v{bundle.manifest.version} (commissioning)")
         self.model = load_model(bundle, config.model, state_dir)
@@ -98,7 +101,9 @@ class Daemon:
         self.drift = DriftMonitor(service.drift.window, service.drift.fraction) if service.drift else None
         self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)  # reports via _status_details
         self.camera.start()
-        self.reloader = ModelReloader(config.model, state_dir, bundle.path, self._reload_failed, guard=self.guard)
+        self.reloader = ModelReloader(
+            config.model, state_dir, bundle.path, self._reload_failed, guard=self.guard, trust=self.trust
+        )
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
         self.scored = 0  # frames judged and published
         self.submitted = 0  # frames handed to the model (some may still be in flight)
@@ -120,6 +125,7 @@ class Daemon:
             "variant_note": self.model.variant_note,
             "commissioning": self.model.commissioning,
             "threshold": self.model.threshold,
+            "signature": self.signature.describe(),
         }
 
     def _spool_problem(self) -> dict | None:
@@ -171,9 +177,10 @@ class Daemon:
         self._publish_status(message)
 
     def _swap_model(self) -> None:
-        model = self.reloader.take()
-        if model is None:
+        taken = self.reloader.take()
+        if taken is None:
             return
+        model, self.signature = taken
         self._handle_all(self.pipeline.drain())  # frames in flight are judged by the model that scored them
         old = self.model.bundle.manifest
         self.model = model

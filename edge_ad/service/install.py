@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from edge_ad.bundle.signing import new_key_pair
 from edge_ad.config.schema import valid_station
 from edge_ad.errors import EdgeAdError
 
@@ -23,6 +24,7 @@ __all__ = ["InstallPlan", "install_service", "uninstall_service"]
 logger = logging.getLogger(__name__)
 UNITS = ("edge-ad@.service", "edge-ad-recalibrate@.service")
 PLACEHOLDER = "/opt/edge-ad/.venv/bin/edge-ad"
+STATION_KEYS = "var/lib/edge-ad/keys"  # the stations' own signing keys (readable by the service user only)
 SYSUSERS = 'u edge-ad - "edge_ad inspection station" /var/lib/edge-ad\nm edge-ad video\n'
 
 
@@ -56,6 +58,7 @@ def _config_template(station: str, model: str) -> str:
         "model": {"path": f"/var/lib/edge-ad/models/{model}", "device": "CPU", "variant": "auto"},
         "mqtt": {"host": "localhost", "port": 1883},
         "service": {"state_dir": f"/var/lib/edge-ad/{station}", "log_level": "INFO"},
+        "security": {"trusted_keys": [], "station_key": f"/{STATION_KEYS}/{station}.key"},
     }
     head = (
         f"# Station {station}: edit camera.source, mqtt and model.path, then\n"
@@ -104,6 +107,11 @@ def install_service(
             plan.written.append(target)
     model = bundle.name if bundle is not None else "MODEL"
     _write(plan, root / f"etc/edge-ad/{station}.yaml", _config_template(station, model), overwrite=False)
+    key = root / STATION_KEYS / f"{station}.key"
+    if key.exists():
+        plan.kept.append(key)
+    else:  # signs the versions this station's recalibrations write; mode 0600, owned by edge-ad below
+        plan.written += list(new_key_pair(key.parent, station))
     _write(plan, root / "etc/sysusers.d/edge-ad.conf", SYSUSERS)
     units = root / "etc/systemd/system"
     for name in UNITS:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge_ad.bundle import load_bundle
 from edge_ad.bundle.store import resolve_version_dir
+from edge_ad.bundle.trust import Trust, Verdict
 from edge_ad.commissioning import load_model
 from edge_ad.config import ModelConfig
 from edge_ad.errors import EdgeAdError, first_line
@@ -37,6 +38,7 @@ class ModelReloader:
         on_error: Called with the error message of a failed reload.
         interval_s: How often the active link is checked.
         guard: Keeps the watcher alive through anything unexpected.
+        trust: Which versions may be judged with (signatures); default: any verified version.
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class ModelReloader:
         on_error: Callable[[str], None],
         interval_s: float = 2.0,
         guard: Guard | None = None,
+        trust: Trust | None = None,
     ) -> None:
         self.guard = guard or Guard()
+        self.trust = trust or Trust()
         self.config = config
         self.state_dir = state_dir
         self.on_error = on_error
@@ -56,7 +60,7 @@ class ModelReloader:
         self._target = current.resolve()
         self._request = threading.Event()
         self._stop = threading.Event()
-        self._ready: AnomalyModel | None = None
+        self._ready: tuple[AnomalyModel, Verdict] | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._watch, name="model-reload", daemon=True)
 
@@ -68,8 +72,8 @@ class ModelReloader:
         """Reload now, even if the active version did not change (SIGHUP handler; signal-safe)."""
         self._request.set()
 
-    def take(self) -> AnomalyModel | None:
-        """A verified replacement model, once (None most of the time)."""
+    def take(self) -> tuple[AnomalyModel, Verdict] | None:
+        """A verified replacement model and how it is signed, once (None most of the time)."""
         with self._lock:
             model, self._ready = self._ready, None
         return model
@@ -97,7 +101,9 @@ class ModelReloader:
     def _load(self, target: Path) -> None:
         logger.info("loading model from %s", target)
         try:
-            model = load_model(load_bundle(target), self.config, self.state_dir, context="hot reload")
+            bundle = load_bundle(target)
+            verdict = self.trust.check(bundle)  # an untrusted version never judges a frame
+            model = load_model(bundle, self.config, self.state_dir, context="hot reload")
             self_test(model, self.config.selftest_tolerance)
         except EdgeAdError as exc:
             logger.error("reload failed, the running model stays in service: %s", exc)
@@ -108,7 +114,7 @@ class ModelReloader:
             self.on_error(f"reload failed: {type(exc).__name__}: {first_line(exc)}")
             return
         with self._lock:
-            self._ready = model
+            self._ready = (model, verdict)
 
     def close(self) -> None:
         """Stop watching."""

@@ -9,7 +9,8 @@ import threading
 import time
 from typing import Any
 
-from edge_ad.bundle.store import active_version, list_versions, load_bundle, resolve_version_dir
+from edge_ad.bundle.store import Bundle, active_version, list_versions, load_bundle, resolve_version_dir
+from edge_ad.bundle.trust import Trust
 from edge_ad.commissioning import resolve_variant
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import BrokerError, EdgeAdError
@@ -63,6 +64,7 @@ def _local(config: EdgeAdConfig) -> dict[str, Any]:
         resolution = resolve_variant(bundle, config.model, config.service.state_dir, commission_missing=False)
         local["commissioning"] = resolution.record.summary() if resolution.record else None
         local["threshold"] = bundle.variant(RUN_VARIANTS[resolution.variant].ir).threshold.value
+        local["signature"] = _signature_line(config, bundle)
     except EdgeAdError as exc:
         local["bundle"] = f"PROBLEM: {exc}"
     if shutil.which("systemctl"):
@@ -70,6 +72,18 @@ def _local(config: EdgeAdConfig) -> dict[str, Any]:
         result = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True)
         local["systemd"] = f"{unit} {result.stdout.strip() or 'unknown'}"
     return local
+
+
+def _signature_line(config: EdgeAdConfig, bundle: Bundle) -> str:
+    """How the active version is signed, as the station would judge it (``bundles not signed`` without keys)."""
+    try:
+        trust = Trust.from_config(config.security)
+        verdict = trust.check(load_bundle(bundle.path))
+    except EdgeAdError as exc:
+        return f"REFUSED: {exc}"
+    if not trust.keys:
+        return "bundles not signed (no security.trusted_keys): anyone who can write models/ decides what is judged"
+    return verdict.describe()
 
 
 def _precision_lines(status: dict[str, Any], local: dict[str, Any]) -> list[str]:
@@ -128,6 +142,7 @@ def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
     if status.get("device_note"):
         lines.append(f"note       {status['device_note']}")
     lines.append(f"local      {local.get('bundle')}    versions {', '.join(local.get('versions', [])) or '-'}")
+    lines.append(f"signature  {local.get('signature', '?')}")
     if "systemd" in local:
         lines.append(f"systemd    {local['systemd']}")
     return "\n".join(lines)

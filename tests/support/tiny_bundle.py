@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import openvino as ov
 import openvino.opset15 as ops
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_ad.bundle import (
     ACCEPTANCE_FILE,
@@ -26,6 +27,7 @@ from edge_ad.bundle import (
     file_entry,
     install_bundle,
 )
+from edge_ad.bundle.signing import sign_manifest
 from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, compose_patchcore
 from edge_ad.inference.precision import compile_pinned
 from edge_ad.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, embed_preprocessing, to_batch
@@ -74,12 +76,14 @@ def make_tiny_bundle(
     acceptance: bool = True,
     budget: float = 0.003,
     int8_alias: bool = False,
+    sign: Ed25519PrivateKey | None = None,
 ) -> Path:
     """Install a tiny FP32 bundle under ``models_root/name`` and return the version directory.
 
     ``embedding=False`` leaves out the case-search embedding output (like EfficientAD/STFPM bundles);
     ``acceptance=False`` makes a bundle like those exported before commissioning existed;
-    ``int8_alias=True`` lists the FP32 IR a second time as an "int8" variant (a candidate on every CPU).
+    ``int8_alias=True`` lists the FP32 IR a second time as an "int8" variant (a candidate on every CPU);
+    ``sign`` signs the manifest with that key, as ``edge-ad export --sign-key`` does.
     """
     features = tiny_features()
     compiled = compile_pinned(ov.Core(), features, "CPU", "f32")
@@ -144,4 +148,5 @@ def make_tiny_bundle(
             golden=golden,
             acceptance=spec,
         )
-        return install_bundle(staging, models_root, manifest)
+        signer = None if sign is None else (lambda folder: sign_manifest(folder, sign, "export"))
+        return install_bundle(staging, models_root, manifest, sign=signer)

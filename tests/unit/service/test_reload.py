@@ -51,6 +51,6 @@ def test_a_version_that_raises_anything_leaves_the_watcher_alive(tiny_models, tm
         make_tiny_bundle(models)  # version 3: the watcher is still there
         taken: list = []
         assert wait_for(lambda: bool(taken.append(reloader.take()) or taken[-1])), "version 3 never picked up"
-        assert taken[-1].bundle.manifest.version == "3"
+        assert taken[-1][0].bundle.manifest.version == "3" and taken[-1][1].describe() == "not signed"
     finally:
         reloader.close()
