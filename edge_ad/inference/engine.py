@@ -8,6 +8,7 @@ Which variant a station runs is decided by :mod:`edge_ad.commissioning`, not her
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ import openvino as ov
 
 from edge_ad.bundle import Bundle
 from edge_ad.errors import ModelLoadError, first_line
+from edge_ad.inference.compile_cache import verified_cache
 from edge_ad.inference.device import pick_device
 from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, output_names
 from edge_ad.inference.precision import RUN_VARIANTS, compile_pinned, read_precision
@@ -41,7 +43,8 @@ class AnomalyModel:
         variant: Run variant (:data:`~edge_ad.inference.precision.RUN_VARIANTS`): ``fp32``, ``int8``,
             ``bf16`` or ``f16``. It names the IR and the precision; nothing is left to the plugin.
         device: OpenVINO device ("CPU", "GPU"); an absent device falls back to CPU.
-        cache_dir: Compiled-blob cache directory, or None to disable caching. Never the CWD.
+        cache_dir: Compiled-blob cache directory (blobs checked against the station's ledger,
+            :mod:`compile_cache`), or None to disable caching. Never the CWD.
         streams: 1 compiles for latency (one request uses every core); N > 1 compiles N
             throughput streams for an :class:`InferPipeline` with N requests in flight.
 
@@ -78,6 +81,7 @@ class AnomalyModel:
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(cache_dir)})
+        cache = verified_cache(cache_dir) if cache_dir is not None else contextlib.nullcontext()
         self.device, self.fallback_note = pick_device(core, device)
         if self.fallback_note:
             logger.warning("%s", self.fallback_note)
@@ -90,7 +94,10 @@ class AnomalyModel:
                 f"{xml}: OpenVINO cannot read the IR ({first_line(exc)}); re-run 'edge-ad export'"
             ) from None
         self._check_io(model, xml)
-        self.compiled = compile_pinned(core, model, self.device, self.run_variant.precision, _hints(streams), str(xml))
+        with cache:  # a cached blob is used only if it is the one the station wrote
+            self.compiled = compile_pinned(
+                core, model, self.device, self.run_variant.precision, _hints(streams), str(xml)
+            )
         self.precision = read_precision(self.compiled)
         self.compile_ms = (time.perf_counter() - started) * 1000
         self.request = self.compiled.create_infer_request()

@@ -18,6 +18,7 @@ from edge_ad.config import EdgeAdConfig
 from edge_ad.config.loader import writable_dir
 from edge_ad.errors import BrokerError, ModelLoadError
 from edge_ad.guard import Guard, RateLimitedLog
+from edge_ad.inference import compile_cache
 from edge_ad.inference.engine import AnomalyModel, InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
 from edge_ad.publish import MqttPublisher
@@ -245,6 +246,7 @@ class Daemon:
                 else None,
                 "retained_ignored": self.publisher.retained_ignored,
                 "faults": dict(self.guard.errors) or None,
+                "compile_cache": {"discarded": compile_cache.discarded()},
             }
         )
 
