@@ -83,6 +83,7 @@ class Outcome:
     installed: Path | None = None
     parent: str = ""
     refused: dict[str, list[str]] = field(default_factory=dict)  # variants the new version will not run, and why
+    known: dict[str, float] = field(default_factory=dict)  # the bundle's acceptance set: recall and false rejects
 
     @property
     def false_reject(self) -> float:
@@ -260,6 +261,7 @@ def recalibrate(
     progress: Progress | None = None,
     source: str = "",
     report_dir: Path | None = None,
+    parts_checked: bool = False,
 ) -> Outcome:
     """Fit a new threshold (and optionally memory bank) and install it as a new version on PASS.
 
@@ -272,6 +274,9 @@ def recalibrate(
         progress: Called as frames are processed.
         source: Where the frames came from (recorded in the manifest).
         report_dir: Where the histogram goes when nothing is installed (default: the state dir).
+        parts_checked: A technician checked that the frames show good parts: the look may have moved,
+            so the active model rejecting them and the bundle's own good images failing are accepted
+            (the bundle's own defects must still be caught).
 
     Raises:
         DatasetError: Too few frames (see :func:`require_frames`).
@@ -299,7 +304,7 @@ def recalibrate(
         candidate = Bundle(path=staging, manifest=current.manifest)
         fitted = _fit(candidate, fit, defects, refit, config, progress)
         device = config.model.device
-        _rescore_acceptance(current, staging, fitted.models["fp32"])
+        known = _rescore_acceptance(current, staging, fitted.models["fp32"])
         manifest = _new_manifest(current, staging, fitted.models, fitted.thresholds, {})
         # the new version is commissioned here, on this device; every variant it would accept (and every
         # IR installed) is then held to the held-back good frames and the defects, and refused if it fails
@@ -311,7 +316,10 @@ def recalibrate(
             for name in dict.fromkeys([*fitted.models, *accepted])
         }
         failures = {name: _failures(c, rc.target_false_reject) for name, c in checks.items()}
-        failures["fp32"] += _active_rejects(current, checks["fp32"], len(held), rc.max_active_false_reject)
+        if not parts_checked:
+            failures["fp32"] += _active_rejects(current, checks["fp32"], len(held), rc.max_active_false_reject)
+        known_numbers = known.judge(current.variant("fp32").threshold.value, fitted.thresholds["fp32"].value)
+        failures["fp32"] += _known_failures(known_numbers, rc.target_false_reject, parts_checked)
         refused = {n: r for n, r in failures.items() if r and n != "fp32"}  # fp32 failing fails the outcome
         commissioned = _refuse(proposed.record, refused)
         runs = decide(commissioned, config.model.variant).variant if commissioned else "fp32"
@@ -330,6 +338,7 @@ def recalibrate(
             parent=current.manifest.version,
             reasons=[f"fp32: {reason}" for reason in failures["fp32"]],
             refused=refused,
+            known=known_numbers,
         )
         if defects:
             outcome.frames["defects"] = len(defects)
@@ -441,13 +450,64 @@ def _check(
     )
 
 
-def _rescore_acceptance(current: Bundle, staging: Path, fp32: AnomalyModel) -> None:
+@dataclass(frozen=True)
+class _Known:
+    """The bundle's own labelled images (acceptance set): FP32 scores by the active and by the new model."""
+
+    labels: np.ndarray
+    old: np.ndarray
+    new: np.ndarray
+
+    def judge(self, old_threshold: float, new_threshold: float) -> dict[str, float]:
+        """Recall on its defects and false rejects on its good images, before and after (empty without a set)."""
+        if not len(self.labels):
+            return {}
+        bad, good = self.labels == 1, self.labels == 0
+        return {
+            "recall_old": float(np.mean(is_ng(self.old[bad], old_threshold))),
+            "recall_new": float(np.mean(is_ng(self.new[bad], new_threshold))),
+            "false_reject_old": float(np.mean(is_ng(self.old[good], old_threshold))),
+            "false_reject_new": float(np.mean(is_ng(self.new[good], new_threshold))),
+            "defects": int(bad.sum()),
+            "good": int(good.sum()),
+        }
+
+
+def _rescore_acceptance(current: Bundle, staging: Path, fp32: AnomalyModel) -> _Known:
     """The acceptance set of the new version: the same images with the new FP32 model's scores."""
     spec, ref = current.manifest.acceptance, read_acceptance(current)
     if spec is None or ref is None:
-        return
+        return _Known(np.array([]), np.array([]), np.array([]))
     scores = np.array([fp32.infer_batch(batch[None]).score for batch in ref.batches])
     ref.rescored(scores).write(staging / spec.file)
+    return _Known(ref.labels, ref.fp32_scores, scores)
+
+
+def _known_failures(known: dict[str, float], target: float, parts_checked: bool) -> list[str]:
+    """Why the new threshold would misjudge the bundle's own labelled images (empty: it does not).
+
+    Its defects must be caught at least as well as by the active model, always: "good" frames with
+    defects among them raise the threshold above real defects. Its good images must not be rejected
+    more than by the active model (or the target): frames of an empty belt or a still part pull the
+    threshold below every real part; a technician who checked the parts may accept that
+    (``parts_checked``: the look really moved).
+    """
+    if not known:
+        return []
+    out = []
+    if known["recall_new"] < known["recall_old"]:
+        out.append(
+            f"the bundle's own {known['defects']} defect images would be caught {known['recall_old']:.1%} -> "
+            f"{known['recall_new']:.1%}: the frames may contain defects (or refit the memory bank if the look moved)"
+        )
+    limit = max(known["false_reject_old"], target)
+    if not parts_checked and known["false_reject_new"] > limit:
+        out.append(
+            f"the bundle's own {known['good']} good images would be rejected {known['false_reject_old']:.1%} -> "
+            f"{known['false_reject_new']:.1%}: the frames may not show parts (empty belt, a still part); "
+            "check them, or after checking run edge-ad recalibrate --parts-checked"
+        )
+    return out
 
 
 @dataclass
@@ -497,6 +557,7 @@ def _record(outcome: Outcome, started: datetime, source: str) -> dict:
         "variant": outcome.variant,
         "checks": {name: asdict(check) for name, check in outcome.checks.items()},
         "refused": outcome.refused,
+        "acceptance_set": outcome.known,
     }
 
 

@@ -56,9 +56,6 @@ def _cmd_recalibrate(args: argparse.Namespace) -> int:
     from edge_ad.config import load_config
 
     config = load_config(args.config)
-    if args.parts_checked:  # this run only: the config keeps guarding remote and later recalibrations
-        rc = config.recalibration.model_copy(update={"max_active_false_reject": 1.0})
-        config = config.model_copy(update={"recalibration": rc})
     if args.from_camera is not None:  # before minutes of capturing, not after
         require_frames(args.from_camera, config.recalibration)
     bar = _Bar({"capture": args.from_camera or 0})
@@ -70,7 +67,14 @@ def _cmd_recalibrate(args: argparse.Namespace) -> int:
     bar.totals.update({"features": fit, "threshold": fit, "held-back": held, "defects": len(defects or [])})
     try:
         outcome = recalibrate(
-            config, good, defects, refit_memory=args.refit_memory, dry_run=args.dry_run, progress=bar, source=source
+            config,
+            good,
+            defects,
+            refit_memory=args.refit_memory,
+            dry_run=args.dry_run,
+            progress=bar,
+            source=source,
+            parts_checked=args.parts_checked,  # this run only: remote commands never pass it
         )
     finally:
         bar.close()
@@ -88,6 +92,11 @@ def _summary(o, dry_run: bool) -> None:
     )
     if o.recall is not None:
         print(f"recall         {o.old_recall:.1%} -> {o.recall:.1%} on defect frames (must not fall)")
+    if o.known:
+        k = o.known
+        print(f"bundle's own   recall {k['recall_old']:.1%} -> {k['recall_new']:.1%} on its {k['defects']} defect "
+              f"images, false rejects {k['false_reject_old']:.1%} -> {k['false_reject_new']:.1%} on its {k['good']} "
+              "good images")  # fmt: skip
     for name, c in o.checks.items():
         recall = "" if c.recall is None else f", recall {c.old_recall:.1%} -> {c.recall:.1%}"
         print(f"  {name:12s} false rejects {c.old_false_reject:.1%} -> {c.false_reject:.1%}{recall}")
@@ -311,7 +320,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="measure and report, change nothing")
     p.add_argument("--parts-checked", action="store_true",
                    help="I checked the parts under the camera are good: accept even if the active model "
-                   "rejects most of them (recalibration.max_active_false_reject, this run only)")  # fmt: skip
+                   "rejects most of them (recalibration.max_active_false_reject) or the bundle's own good images "
+                   "fail the new threshold (the look moved); this run only")  # fmt: skip
     p.set_defaults(func=_cmd_recalibrate)
 
     p = sub.add_parser("models", help="list, activate or roll back installed bundle versions")

@@ -123,10 +123,10 @@ def test_good_frames_the_active_model_calls_defects_fail_acceptance(station, tmp
     proc = run("recalibrate", "--config", str(station), "--images", str(images), "--dry-run")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     fail = next(line for line in proc.stdout.splitlines() if line.startswith("FAIL"))
-    assert fail == (
+    assert fail.startswith(
         f"FAIL           fp32: the active model (v1, threshold {threshold:.6g}) rejects 10 of 10 held-back frames "
         "(100.0%) > 50.0%: the camera may be showing defects; check the parts, or after checking them run "
-        "edge-ad recalibrate --parts-checked - nothing was changed"
+        "edge-ad recalibrate --parts-checked; fp32: the bundle's own 8 defect images would be caught 100.0% -> "
     )
     assert sorted(p.name for p in model_dir.iterdir()) == before and active_version(model_dir) == "1"
 
@@ -154,7 +154,10 @@ def test_refit_memory_needs_no_torch(station, tmp_path):
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['anomalib'] = None\n"
         "from edge_ad.cli import main\n"
-        f"rc = main(['recalibrate', '--config', {str(station)!r}, '--images', {str(images)!r}, '--refit-memory'])\n"
+        # a bank of frames 25 grey levels brighter rejects the bundle's own (darker) good images: the look moved,
+        # and the technician checked the parts
+        f"rc = main(['recalibrate', '--config', {str(station)!r}, '--images', {str(images)!r}, '--refit-memory',"
+        " '--parts-checked'])\n"
         "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
         "sys.exit(rc)\n"
     )
@@ -192,7 +195,7 @@ def test_power_cut_during_recalibration_never_breaks_the_active_bundle(station, 
     rng = random.Random(7)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "edge_ad.cli", "--log-level", "WARNING", "recalibrate", "--config", str(station)]
-    cmd += ["--images", str(images), "--refit-memory"]
+    cmd += ["--images", str(images), "--refit-memory", "--parts-checked"]  # brighter: the look moved
     started = time.monotonic()
     full = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
     assert full.returncode == 0, full.stderr
@@ -280,3 +283,28 @@ def test_full_disk_is_a_clear_error_and_changes_nothing(station, tmp_path, monke
         recalibrate(load_config(station), images)
     assert sorted(p.name for p in model_dir.iterdir()) == before and active_version(model_dir) == "1"
     assert not list((tmp_path / "models").glob(".recalibrate-*")), "staging copy left behind"
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("one-in-four-are-defects", "the bundle's own 8 defect images would be caught 100.0% -> "),
+        (
+            "empty-belt",
+            "the bundle's own 8 good images would be rejected 0.0% -> 100.0%: the frames may not show parts",
+        ),
+    ],
+)
+def test_frames_that_would_misjudge_the_bundles_own_images_fail(station, tmp_path, kind, reason):
+    """Found by the probe: a quarter of the 'good' frames being defects passed (the active model rejects only
+    25 %) and raised the threshold above real defects; an empty belt passed and lowered it below every part."""
+    rng = np.random.default_rng(0)
+    if kind == "empty-belt":
+        frames = [np.clip(128 + rng.normal(0, 1.5, (64, 64, 3)), 0, 255).astype(np.uint8) for _ in range(40)]
+    else:
+        frames = [defect_image(s) if s % 4 == 0 else good_image(s) for s in range(700, 740)]
+    model_dir = tmp_path / "models" / "tiny"
+    proc = run("recalibrate", "--config", str(station), "--images", str(write_frames(tmp_path / kind, frames)))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert reason in proc.stdout and "bundle's own   recall" in proc.stdout, proc.stdout
+    assert active_version(model_dir) == "1"
