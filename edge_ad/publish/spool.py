@@ -14,7 +14,9 @@ says so, and they move to disk, in order and with the same ids, as soon as a wri
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -25,12 +27,51 @@ from edge_ad.config import MqttConfig
 from edge_ad.errors import ConfigError, first_line
 from edge_ad.guard import RateLimitedLog
 
-__all__ = ["Spool", "SpooledMessage", "open_spool"]
+__all__ = ["SPOOL_FILES", "SeqFile", "Spool", "SpooledMessage", "check_spool", "open_spool"]
 
 logger = logging.getLogger(__name__)
 
 SpooledMessage = tuple[int, str, bytes, int, bool]  # (id, topic, payload, qos, retain)
 RETRY_S = 1.0  # a failing database is tried again at most this often
+SPOOL_NAME = "spool.sqlite"
+SPOOL_FILES = (SPOOL_NAME, f"{SPOOL_NAME}-wal", f"{SPOOL_NAME}-shm", f"{SPOOL_NAME}.seq")  # in the state directory
+
+
+class SeqFile:
+    """The last sequence number in a small file rewritten in place, next to the database.
+
+    A write inside a file's existing size needs no new block, so on a full filesystem (ext4, xfs,
+    tmpfs) the number still reaches the disk when the database cannot take a row: a restart then
+    never reuses a number consumers have seen (they de-duplicate by it).
+    """
+
+    SIZE = 24
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self.value = 0
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            text = os.pread(self._fd, self.SIZE, 0).decode(errors="replace").strip()
+            self.value = int(text) if text.isdigit() else 0
+            if os.fstat(self._fd).st_size < self.SIZE:
+                self.write(self.value)
+        except OSError as exc:
+            logger.warning("spool: %s unusable (%s); the sequence lives in the database only", path, exc.strerror)
+
+    def write(self, seq: int) -> None:
+        """Record ``seq`` (best effort: the database has it too)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.pwrite(self._fd, f"{seq:>{self.SIZE - 1}d}\n".encode(), 0)
+                self.value = seq
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Spool:
@@ -74,6 +115,7 @@ class Spool:
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         self._next_id = (int(row[0]) if row else 0) + 1  # ids are ours, so a message keeps its id on disk
+        self._seq_file = SeqFile(path.with_name(path.name + ".seq")) if str(path) != ":memory:" else None
 
     def append(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, seq: int | None = None) -> int:
         """Store a message (and, atomically, the sequence number it carries); returns its id.
@@ -86,6 +128,8 @@ class Spool:
             self._memory[ident] = (ident, topic, payload, qos, retain)
             if seq is not None:
                 self._memory_seq = seq
+                if self._seq_file is not None:
+                    self._seq_file.write(seq)
             if len(self._memory) > 1 and time.monotonic() < self._retry_at:
                 stored, overflow = False, 0
             else:
@@ -184,7 +228,8 @@ class Spool:
     def last_seq(self) -> int:
         """The last verdict sequence number ever spooled (0 for a new station)."""
         with self._lock:
-            return max(self._stored_seq(), self._memory_seq)
+            on_file = self._seq_file.value if self._seq_file is not None else 0
+            return max(self._stored_seq(), self._memory_seq, on_file)
 
     def _count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
@@ -210,6 +255,8 @@ class Spool:
             if self._memory_seq and self._memory_seq > self._stored_seq():
                 self._save_seq()  # else a restart would reuse sequence numbers consumers have seen
             self._db.close()
+            if self._seq_file is not None:
+                self._seq_file.close()
 
     def _stored_seq(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
@@ -219,11 +266,11 @@ class Spool:
         try:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (self._memory_seq,))
         except sqlite3.DatabaseError as exc:
-            logger.error(
-                "spool: last sequence number %d not saved (%s); after a restart seq continues from %d",
+            logger.warning(
+                "spool: last sequence number %d not saved in the database (%s); %s has it",
                 self._memory_seq,
                 first_line(exc),
-                self._stored_seq(),
+                self._seq_file.path if self._seq_file is not None else "nothing else",
             )
 
 
@@ -233,11 +280,41 @@ def open_spool(state_dir: Path, config: MqttConfig, on_alarm: Callable[[], None]
     Raises:
         ConfigError: The database cannot be opened or created (one line, with what to do).
     """
-    path = state_dir / "spool.sqlite"
+    path = state_dir / SPOOL_NAME
+    for part in (state_dir / name for name in SPOOL_FILES):
+        if part.exists() and not os.access(part, os.W_OK):
+            raise ConfigError(
+                f"service.state_dir: {part} is not writable by this user (owner uid {part.stat().st_uid}); "
+                f"give the service user its state directory: chown -R edge-ad:edge-ad {state_dir}"
+            )
     try:
         return Spool(path, config.spool_max_messages, config.spool_memory_messages, on_alarm)
     except sqlite3.DatabaseError as exc:
         raise ConfigError(
             f"service.state_dir: cannot open the spool {path} ({first_line(exc)}); free space there, "
             "or move a damaged file aside (its unsent verdicts are lost)"
+        ) from None
+
+
+def check_spool(state_dir: Path) -> None:
+    """Refuse an existing spool that ``run`` could not open (not a database, a folder); creates nothing.
+
+    Raises:
+        ConfigError: One line naming the file and what to do.
+    """
+    path = state_dir / SPOOL_NAME
+    if not path.exists():
+        return
+    try:
+        if not path.is_file():
+            raise sqlite3.DatabaseError("not a file")
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(
+            f"service.state_dir: {path} is not a spool database ({first_line(exc)}); move it aside "
+            "(its unsent verdicts are lost) and start again"
         ) from None

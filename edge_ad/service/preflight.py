@@ -19,10 +19,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_ad.bundle import MANIFEST_NAME, load_bundle
 from edge_ad.capture.sources import open_source
 from edge_ad.cases.store import cases_dir, require_qdrant
+from edge_ad.commissioning.resolve import compile_cache
 from edge_ad.config import CameraConfig, CommandsConfig, EdgeAdConfig, MqttConfig
 from edge_ad.config.loader import writable_dir
+from edge_ad.datasets.layout import list_images
 from edge_ad.errors import BrokerError, CameraError, ConfigError, EdgeAdError, first_line
 from edge_ad.publish.client import configure_security, read_password
+from edge_ad.publish.spool import SPOOL_FILES, check_spool
 from edge_ad.service.command_auth import command_key
 
 __all__ = ["ServiceUser", "preflight"]
@@ -123,6 +126,8 @@ def preflight(config: EdgeAdConfig, user: ServiceUser | None = None, config_file
             continue  # inside a directory already reported: one line per cause
         if not _collect(problems, key, _writable, user, path, key):
             failed.append(path)
+    if state not in failed:
+        _collect(problems, "service.state_dir", _check_state_files, state, user)
     if (root := config.recalibration.defects_root) is not None:
         _collect(problems, "recalibration.defects_root", _check_folder, root, user)
     if config.recalibration.mqtt_command:
@@ -191,6 +196,9 @@ def _check_camera(camera: CameraConfig, user: ServiceUser) -> None:
         )
     open_source(camera).close()  # run's opener: a folder lists its images, a video file is opened by OpenCV
     _readable(user, path, "camera.source")
+    if path.is_dir():
+        for image in list_images(path)[:1000]:  # each unreadable one would be skipped: a station with no frames
+            _readable(user, image, "camera.source")
 
 
 def _check_password(config: MqttConfig, user: ServiceUser) -> None:
@@ -225,6 +233,24 @@ def _check_command_key(config: CommandsConfig, user: ServiceUser) -> None:
     command_key(config)  # run's reader: set, readable, long enough
     if config.secret_file is not None and config.secret_file.is_absolute():
         _readable(user, config.secret_file, "commands.secret_file")
+
+
+def _check_state_files(state: Path, user: ServiceUser) -> None:
+    """What an earlier run (often as root) left in the state directory must be usable by ``user``."""
+    check_spool(state)
+    cache = compile_cache(state)
+    for path in [*(state / name for name in SPOOL_FILES), cache, *sorted(cache.glob("*"))[:1000]]:
+        if path.exists():
+            _writable_file(user, path, "service.state_dir")
+
+
+def _writable_file(user: ServiceUser, path: Path, key: str) -> None:
+    blocker = user.denies(path, os.W_OK | (os.X_OK if path.is_dir() else 0) | os.R_OK)
+    if blocker is not None:
+        raise ConfigError(
+            f"{key}: user {user.name} cannot write {path} (permissions of {blocker}; left by a run as another "
+            f"user?); chown -R {user.name} {path.parent}"
+        )
 
 
 def _check_folder(root: Path, user: ServiceUser) -> None:

@@ -68,3 +68,17 @@ def test_close_with_a_full_database_still_saves_the_sequence(tmp_path):
     spool.ack(ident)  # delivered from memory while the disk was full
     spool.close()
     assert Spool(path).last_seq() == 2, "a restart must not reuse a sequence number consumers have seen"
+
+
+def test_a_crash_while_the_database_is_full_never_reuses_a_sequence_number(tmp_path):
+    """Found by the probe: SIGKILL (or a failed save at SIGTERM) while the disk was full, and the restarted station
+    published 3535.. again, numbers consumers had already seen with other verdicts (they de-duplicate by seq)."""
+    path = tmp_path / "spool.sqlite"
+    spool = Spool(path)
+    spool.append("t", b"a", seq=1)
+    spool._db.execute(f"PRAGMA max_page_count = {spool._db.execute('PRAGMA page_count').fetchone()[0]}")
+    for seq in range(2, 50):
+        spool.ack(spool.append("t", b"x" * 8192, seq=seq))  # delivered straight from memory
+    assert spool.alarm is not None
+    restarted = Spool(path)  # no close: the process was killed
+    assert restarted.last_seq() == 49

@@ -13,6 +13,7 @@ import yaml
 
 from edge_ad.config import load_config
 from edge_ad.errors import EdgeAdError
+from edge_ad.publish.spool import Spool
 from edge_ad.service.preflight import ServiceUser, preflight
 from tests.support.tiny_bundle import good_image, write_frames
 
@@ -178,3 +179,35 @@ def test_the_command_key_is_checked_when_commands_are_on(tmp_path, tiny_models):
     ]
     (tmp_path / "good.key").write_text("k" * 64)
     assert check(tmp_path, tiny_models, **commands_on, commands={"secret_file": str(tmp_path / "good.key")}) == []
+
+
+def test_what_an_earlier_run_left_in_the_state_directory(tmp_path, tiny_models, open_dir):
+    """Found by the probe: a corrupt spool, a spool and compile cache left by a run as root, and images only root
+    could read all passed 'config check' and then stopped (or silently idled) 'run'."""
+    state = open_dir / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    (state / "spool.sqlite").write_bytes(b"\x13" * 20_000)
+    assert check(tmp_path, tiny_models, service={"state_dir": str(state)}) == [
+        f"service.state_dir: {state}/spool.sqlite is not a spool database (file is not a database); move it aside "
+        "(its unsent verdicts are lost) and start again"
+    ]
+    (state / "spool.sqlite").unlink()
+    Spool(state / "spool.sqlite").close()  # a run as root made it (mode 0644) ...
+    (state / "ov_cache").mkdir(mode=0o755)  # ... and this
+    problems = check(tmp_path, tiny_models, SOMEONE, service={"state_dir": str(state)})
+    assert f"service.state_dir: user someone cannot write {state}/spool.sqlite (permissions of " in "\n".join(problems)
+    for leftover in state.glob("spool.sqlite*"):
+        leftover.unlink()
+    problems = check(tmp_path, tiny_models, SOMEONE, service={"state_dir": str(state)})
+    assert (
+        f"service.state_dir: user someone cannot write {state}/ov_cache (permissions of {state}/ov_cache; left by a "
+        f"run as another user?); chown -R someone {state}"
+    ) in problems
+    frames = open_dir / "frames"
+    shutil.copytree(tmp_path / "frames", frames)
+    frames.chmod(0o755)
+    for image in frames.iterdir():
+        image.chmod(0o600)
+    problems = check(tmp_path, tiny_models, SOMEONE, camera={"source": str(frames)}, service={"state_dir": str(state)})
+    assert any(p.startswith(f"camera.source: user someone cannot read {frames}/") for p in problems), problems
