@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 
 from edge_ad.errors import first_line
 
-__all__ = ["Guard", "RateLimitedLog"]
+__all__ = ["MAX_CAUSES", "Guard", "RateLimitedLog"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_CAUSES = 256
 
 
 class Guard:
@@ -89,7 +90,9 @@ class Guard:
 class RateLimitedLog:
     """Log each cause at most once per ``interval_s``; the next line says how many were not logged.
 
-    With ``fold_numbers`` (the default) causes that differ only in their numbers are one cause.
+    With ``fold_numbers`` (the default) causes that differ only in their numbers, or in what they
+    quote (a sender's field names, its values), are one cause. At most :data:`MAX_CAUSES` causes are
+    remembered; beyond them every new cause is one ("other"), so senders cannot grow the table.
     """
 
     def __init__(self, logger: logging.Logger, interval_s: float = 60.0, fold_numbers: bool = True) -> None:
@@ -103,13 +106,16 @@ class RateLimitedLog:
     def warning(self, cause: str, message: str, *args: object) -> bool:
         """Log ``message`` under ``cause`` unless that cause was logged less than ``interval_s`` ago (True: logged).
 
-        A folded cause is its first 40 characters with digits folded, so "payload of 5000 bytes" and
-        "payload of 6000 bytes" are one cause.
+        A folded cause is its first 40 characters with digits and quoted or bracketed parts folded, so
+        "payload of 5000 bytes" and "payload of 6000 bytes" are one cause, and so are "unknown field(s)
+        ['a']" and "unknown field(s) ['b']".
         """
         if self.fold_numbers:
-            cause = re.sub(r"\d+", "N", cause)[:40]
+            cause = re.sub(r"\d+", "N", re.sub(r"'[^']*'?|\"[^\"]*\"?|\[[^\]]*\]?|\([^)]*\)?", "_", cause))[:40]
         now = time.monotonic()
         with self._lock:
+            if cause not in self._last and len(self._last) >= MAX_CAUSES - 1:  # one left for "other"
+                cause = "other"
             if now - self._last.get(cause, -self.interval_s) < self.interval_s:
                 self._quiet[cause] = self._quiet.get(cause, 0) + 1
                 return False

@@ -58,7 +58,8 @@ def _cmd_command(args: argparse.Namespace) -> int:
         print(json.dumps(reply, sort_keys=True))
     if state is None:
         print(f"edge-ad: error: no reply from station {config.station} within {args.timeout:.0f} s "
-              "(is the daemon running with recalibration.mqtt_command?)", file=sys.stderr)  # fmt: skip
+              "(is the daemon running with recalibration.mqtt_command? a command signed with another key is "
+              "answered at most once a minute: check commands.secret_file)", file=sys.stderr)  # fmt: skip
         return 2
     return {"passed": 0, "failed": 4}.get(state, 2)
 

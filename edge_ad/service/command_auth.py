@@ -5,8 +5,9 @@ A command on ``<prefix>/<station>/cmd/<name>`` is an envelope ``{"body": "<JSON 
 signed bytes are exactly the bytes sent (no canonical JSON needed in any language). The body is
 the command (e.g. ``{"id": "r1", "dry_run": true}``) plus ``ts`` (Unix seconds) and ``nonce``
 (16-64 characters of ``[A-Za-z0-9_-]``). The station refuses a bad signature, a ``ts`` further than
-``commands.max_age_s`` from its clock, and a nonce it has already accepted within that window
-(kept on disk, so a restart does not reopen the window). The broker's ACLs are the second layer.
+``commands.max_age_s`` from its clock or earlier than its own start (so a restart does not reopen
+the window), and a nonce it has already accepted within that window. The broker's ACLs are the
+second layer.
 """
 
 from __future__ import annotations
@@ -15,13 +16,10 @@ import hashlib
 import hmac
 import json
 import logging
-import math
-import os
 import re
 import secrets
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -43,11 +41,16 @@ NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 class CommandRejected(ValueError):
-    """A command the station refuses; ``authenticated``: its signature was valid (then ``body`` is what it said)."""
+    """A command the station refuses.
 
-    def __init__(self, reason: str, authenticated: bool = False, body: object = None) -> None:
+    ``answer`` tells whether the sender must always get a reply: only for a valid signature on a fresh
+    command (a replayed or stale one is answered at most once a minute, like junk). ``body`` is what
+    the command said, when it could be read (its ``id`` is echoed).
+    """
+
+    def __init__(self, reason: str, answer: bool = False, body: object = None) -> None:
         super().__init__(reason)
-        self.authenticated = authenticated
+        self.answer = answer
         self.body = body
 
 
@@ -75,8 +78,8 @@ def command_key(config: CommandsConfig) -> bytes:
     return key.strip().encode()
 
 
-def _mac(key: bytes, body: str) -> str:
-    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+def _mac(key: bytes, body: bytes) -> str:
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 def sign_command(command: dict[str, Any], key: bytes, ts: float | None = None, nonce: str | None = None) -> bytes:
@@ -85,7 +88,7 @@ def sign_command(command: dict[str, Any], key: bytes, ts: float | None = None, n
         {**command, "ts": round(time.time() if ts is None else ts, 3), "nonce": nonce or secrets.token_hex(16)},
         separators=(",", ":"),
     )
-    return json.dumps({"body": body, "hmac": _mac(key, body)}, separators=(",", ":")).encode()
+    return json.dumps({"body": body, "hmac": _mac(key, body.encode())}, separators=(",", ":")).encode()
 
 
 class CommandVerifier:
@@ -94,15 +97,16 @@ class CommandVerifier:
     Args:
         key: The station's command key.
         max_age_s: Largest difference between a command's ``ts`` and the station's clock.
-        nonce_file: Where accepted nonces are kept across restarts (None: memory only).
+        started: When the station started (default now): a command signed before it is refused, so a
+            command captured before a restart cannot be replayed after it (no nonce store to lose).
     """
 
-    def __init__(self, key: bytes, max_age_s: float, nonce_file: Path | None = None) -> None:
+    def __init__(self, key: bytes, max_age_s: float, started: float | None = None) -> None:
         self.key = key
         self.max_age_s = max_age_s
-        self.nonce_file = nonce_file
+        self.started = time.time() if started is None else started
         self._lock = threading.Lock()
-        self._seen: dict[str, float] = self._load()
+        self._seen: dict[str, float] = {}
 
     def open(self, payload: bytes) -> dict[str, Any]:
         """The command in a signed payload, without ``ts`` and ``nonce``.
@@ -115,23 +119,25 @@ class CommandVerifier:
         except (ValueError, ValidationError) as exc:
             reason = "not a signed command" if isinstance(exc, ValidationError) else first_line(exc)
             raise CommandRejected(f"{reason}: send {{'body': <command JSON text>, 'hmac': <hex>}}") from None
-        if not hmac.compare_digest(_mac(self.key, envelope.body), envelope.hmac):
-            raise CommandRejected("signature does not match: sign with this station's commands key")
+        if not hmac.compare_digest(_mac(self.key, envelope.body.encode()), envelope.hmac):
+            raise CommandRejected(
+                "signature does not match: sign with this station's commands key", body=_readable(envelope.body)
+            )
         try:
             body = load_json(envelope.body.encode(), MAX_BODY, "body")
         except ValueError as exc:
-            raise CommandRejected(first_line(exc), authenticated=True) from None
+            raise CommandRejected(first_line(exc), answer=True) from None
         if not isinstance(body, dict):
-            raise CommandRejected("body: not a JSON object", authenticated=True)
+            raise CommandRejected("body: not a JSON object", answer=True)
         try:
             self._check_fresh(body.pop("ts", None), body.pop("nonce", None))
         except CommandRejected as exc:
-            raise CommandRejected(str(exc), authenticated=True, body=body) from None
+            raise CommandRejected(str(exc), body=body) from None
         return body
 
     def _check_fresh(self, ts: object, nonce: object) -> None:
-        """Refuse a timestamp outside the window or a nonce already accepted in it; remember the nonce."""
-        if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        """Refuse a timestamp outside the window or before the start, or a nonce already used; remember it."""
+        if isinstance(ts, bool) or not isinstance(ts, int | float) or not -1e11 < ts < 1e11:  # 1e11 s: year 5138
             raise CommandRejected("ts: give the send time in Unix seconds")
         if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
             raise CommandRejected("nonce: give 16-64 characters of A-Z a-z 0-9 _ -")
@@ -141,6 +147,8 @@ class CommandVerifier:
                 f"ts: {now - ts:+.0f} s from the station's clock (allowed {self.max_age_s:.0f} s): "
                 "resend, or check both clocks (NTP)"
             )
+        if ts < self.started - 1.0:  # 1 s: ts is rounded to milliseconds; a restart takes longer than that
+            raise CommandRejected("ts: signed before the station started (a replay after a restart?); resend")
         self._remember(nonce, ts, now)
 
     def _remember(self, nonce: str, ts: float, now: float) -> None:
@@ -151,25 +159,11 @@ class CommandVerifier:
             if len(self._seen) >= MAX_NONCES:
                 raise CommandRejected("too many commands in the replay window; wait")
             self._seen[nonce] = ts
-            self._save()
 
-    def _load(self) -> dict[str, float]:
-        if self.nonce_file is None or not self.nonce_file.exists():
-            return {}
-        try:
-            seen = json.loads(self.nonce_file.read_text())
-            return {str(n): float(t) for n, t in seen.items()}
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
-            logger.warning("commands: %s unreadable (%s); starting with no remembered nonces", self.nonce_file, exc)
-            return {}
 
-    def _save(self) -> None:
-        """Write the remembered nonces atomically (a failure is logged; they stay in memory)."""
-        if self.nonce_file is None:
-            return
-        part = self.nonce_file.with_suffix(".part")
-        try:
-            part.write_text(json.dumps(self._seen))
-            os.replace(part, self.nonce_file)
-        except OSError as exc:
-            logger.warning("commands: cannot write %s (%s); nonces kept in memory only", self.nonce_file, exc.strerror)
+def _readable(body: str) -> object:
+    """The body of an unsigned command as far as it parses (only to echo a plausible id), else None."""
+    try:
+        return load_json(body.encode(), MAX_BODY, "body")
+    except ValueError:
+        return None

@@ -49,7 +49,7 @@ def send_command(config: EdgeAdConfig, name: str, command: dict[str, Any], timeo
             reply = json.loads(msg.payload)
         except ValueError:
             return
-        if isinstance(reply, dict) and reply.get("id") in (command["id"], None):
+        if isinstance(reply, dict) and reply.get("id") == command["id"]:  # the station echoes it, even unsigned
             replies.put(reply)
 
     client = connect_tool(config.mqtt, on_connect, on_message, on_subscribe)

@@ -88,9 +88,7 @@ class Daemon:
         self.recalibration = None
         if config.recalibration.mqtt_command:  # the config guarantees a command key and an authenticating broker
             result_topic = topics.command_result("recalibrate")
-            verifier = CommandVerifier(
-                command_key(config.commands), config.commands.max_age_s, state_dir / "command-nonces.json"
-            )
+            verifier = CommandVerifier(command_key(config.commands), config.commands.max_age_s)
             self.recalibration = RecalibrationRunner(
                 config, verifier, lambda payload: self.publisher.publish_event(result_topic, payload)
             )
@@ -324,6 +322,8 @@ class Daemon:
             next_stats = time.monotonic() + interval
             while not self.stop_event.is_set():
                 self._check_delivery()  # every frame: a dead client is noticed within a second, not a keepalive
+                if self.recalibration is not None:
+                    self.recalibration.tick()  # a command collecting from a camera gone offline gives up
                 if time.monotonic() >= next_stats:
                     self._publish_stats()
                     next_stats = time.monotonic() + interval

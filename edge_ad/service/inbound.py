@@ -38,6 +38,13 @@ def _depth(payload: bytes) -> int:
     return deepest
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate keys in an object")  # no key named: the sender chooses it (log causes)
+    return out
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
@@ -46,14 +53,15 @@ def load_json(payload: bytes, max_bytes: int, what: str) -> Any:
     """Parse a small JSON message or raise ``ValueError`` naming what is wrong with it.
 
     Refused: more than ``max_bytes``, nesting deeper than :data:`MAX_DEPTH`, not UTF-8, not JSON,
-    ``NaN``/``Infinity``, integers longer than Python will convert.
+    ``NaN``/``Infinity``, integers longer than Python will convert, duplicate keys in an object (a
+    reader that takes the first value would see another command than the station, which takes the last).
     """
     if len(payload) > max_bytes:
         raise ValueError(f"{what} of {len(payload)} bytes exceeds {max_bytes}")
     if _depth(payload) > MAX_DEPTH:
         raise ValueError(f"{what} is nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+        return json.loads(payload.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique)
     except UnicodeDecodeError:
         raise ValueError(f"{what} is not UTF-8 text") from None
     except (json.JSONDecodeError, RecursionError) as exc:

@@ -14,9 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field, Strict, StrictBool, StrictInt, StrictStr, ValidationError
 
 from edge_ad.calibrate.frames import frames_from_folder
 from edge_ad.calibrate.recalibrate import recalibrate, require_frames
@@ -32,18 +33,20 @@ __all__ = ["RecalibrateCommand", "RecalibrationRunner"]
 
 logger = logging.getLogger(__name__)
 MAX_FRAMES = 2000  # frames a command may hold in memory
+MAX_COLLECT_S = 1800.0  # a command may take this long to collect its frames (frames x interval_s)
+STALL_S = 120.0  # collecting gives up when it runs this much longer than frames x interval_s (camera offline?)
 
 
 class RecalibrateCommand(EdgeAdModel):
-    """Payload of ``cmd/recalibrate`` (unknown fields are rejected)."""
+    """Payload of ``cmd/recalibrate`` (unknown fields are rejected; JSON types only: ``"no"`` is not false)."""
 
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    frames: int | None = Field(
+    id: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    frames: StrictInt | None = Field(
         None, ge=8, le=MAX_FRAMES, description="Good frames to collect; default: what acceptance needs for the target."
     )
-    interval_s: float = Field(0.2, ge=0, le=60, description="Seconds between collected frames.")
-    refit_memory: bool = False
-    dry_run: bool = False
+    interval_s: Annotated[float, Strict()] = Field(0.2, ge=0, le=60, description="Seconds between collected frames.")
+    refit_memory: StrictBool = False
+    dry_run: StrictBool = False
     defects_dir: Path | None = Field(
         None, description="Folder of defect images under recalibration.defects_root (recall check)."
     )
@@ -62,6 +65,7 @@ class RecalibrationRunner:
         self._command: RecalibrateCommand | None = None
         self._frames: list[np.ndarray] = []
         self._last_ts = 0.0
+        self._deadline = 0.0
         self._worker: threading.Thread | None = None
         self._log = RateLimitedLog(logger)
 
@@ -78,7 +82,7 @@ class RecalibrationRunner:
             if isinstance(exc, ValidationError):
                 reason, signed = describe_errors(exc, RecalibrateCommand)[0], True
             else:
-                reason, signed, body = str(exc), exc.authenticated, exc.body
+                reason, signed, body = str(exc), exc.answer, exc.body
             self._reject(_echo_id(body), reason, signed)
             return
         if command.defects_dir is not None and self._defects(command.defects_dir) is None:
@@ -90,6 +94,11 @@ class RecalibrationRunner:
         )
         try:
             require_frames(command.frames, self.config.recalibration)  # refused now, not after collecting
+            if command.frames * command.interval_s > MAX_COLLECT_S:
+                raise DatasetError(
+                    f"frames x interval_s: {command.frames * command.interval_s:.0f} s of collecting, more than "
+                    f"{MAX_COLLECT_S:.0f} s; collect fewer frames or closer together"
+                )
             if command.frames > MAX_FRAMES:
                 raise DatasetError(
                     f"frames: the false-reject target needs {command.frames} good frames, more than a command "
@@ -102,6 +111,7 @@ class RecalibrationRunner:
             busy = self._command is not None or (self._worker is not None and self._worker.is_alive())
             if not busy:
                 self._command, self._frames, self._last_ts = command, [], 0.0
+                self._deadline = time.monotonic() + command.frames * command.interval_s + STALL_S
         if busy:
             self._reject(command.id, "a recalibration is already running", signed=True)
             return
@@ -132,6 +142,17 @@ class RecalibrationRunner:
         base = root.resolve()
         target = (base / folder).resolve()
         return target if target.is_relative_to(base) and target.is_dir() else None
+
+    def tick(self) -> None:
+        """Main loop, every pass: give up a collection that stalled (camera offline), so commands work again."""
+        with self._lock:
+            command = self._command
+            if command is None or time.monotonic() < self._deadline:
+                return
+            got, self._command, self._frames = len(self._frames), None, []
+        reason = f"collected {got} of {command.frames} frames in time (camera offline?); nothing was changed"
+        logger.error("recalibrate command %s: %s", command.id, reason)
+        self._reply(command.id, "error", reason=reason)
 
     def offer(self, frame: Frame) -> None:
         """Main loop: keep this frame if a command is collecting (``interval_s`` apart)."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import time
 from types import SimpleNamespace
 
 import pytest
 
-from edge_ad.config import CommandsConfig
+from edge_ad.config import CommandsConfig, RecalibrationConfig
 from edge_ad.errors import ConfigError
 from edge_ad.service.command_auth import CommandRejected, CommandVerifier, command_key, sign_command
 from edge_ad.service.recalibration import RecalibrationRunner
@@ -22,14 +25,14 @@ def rejected(verifier: CommandVerifier, payload: bytes) -> CommandRejected:
     return info.value
 
 
-def test_a_signed_command_opens_once(tmp_path):
-    verifier = CommandVerifier(KEY, 60, tmp_path / "nonces.json")
-    payload = sign_command({"id": "r1", "dry_run": True}, KEY)
+def test_a_signed_command_opens_once_and_never_after_a_restart():
+    verifier = CommandVerifier(KEY, 60, started=time.time() - 5)
+    payload = sign_command({"id": "r1", "dry_run": True}, KEY, ts=time.time() - 3)  # sent 3 s ago
     assert verifier.open(payload) == {"id": "r1", "dry_run": True}
     again = rejected(verifier, payload)
-    assert "already used" in str(again) and again.authenticated
-    restarted = CommandVerifier(KEY, 60, tmp_path / "nonces.json")  # a restart does not reopen the window
-    assert "already used" in str(rejected(restarted, payload))
+    assert "already used" in str(again) and not again.answer and again.body == {"id": "r1", "dry_run": True}
+    restarted = CommandVerifier(KEY, 60)  # a restart does not reopen the window (and keeps no file to lose)
+    assert "signed before the station started" in str(rejected(restarted, payload))
 
 
 @pytest.mark.parametrize(
@@ -40,10 +43,11 @@ def test_a_signed_command_opens_once(tmp_path):
         (b"[" * 2000, "nested deeper than 8 levels"),
         (sign_command({"id": "r1"}, KEY, ts=0), "from the station's clock"),
         (sign_command({"id": "r1"}, KEY, nonce="short"), "nonce: give 16-64"),
+        (sign_command({"id": "r1"}, KEY, ts=10**400), "ts: give the send time in Unix seconds"),  # was OverflowError
     ],
 )
 def test_unsigned_forged_stale_and_malformed_commands_are_refused(payload, reason):
-    assert reason in str(rejected(CommandVerifier(KEY, 60), payload))
+    assert reason in str(rejected(CommandVerifier(KEY, 60, started=0), payload))
 
 
 def test_a_tampered_body_breaks_the_signature():
@@ -84,3 +88,48 @@ def test_a_flood_of_junk_gets_one_log_line_and_one_reply(caplog):
     assert runner.rejected == 10_000 and runner.accepted == 0
     assert len(replies) == 1 and replies[0]["reason"].startswith("not a signed command")
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+
+
+def test_duplicate_keys_and_loose_types_are_refused_even_when_signed():
+    """Found by the probe: a signed body with "dry_run" twice ran for real (the last value wins), and
+    "dry_run": "no" or 0 meant a real run."""
+    replies: list[dict] = []
+    config = SimpleNamespace(recalibration=RecalibrationConfig(target_false_reject=0.5, min_frames=8))
+    runner = RecalibrationRunner(config, CommandVerifier(KEY, 60, started=0), replies.append)  # type: ignore[arg-type]
+    body = f'{{"id":"dup","frames":8,"dry_run":true,"ts":{time.time():f},"nonce":"{"n" * 16}","dry_run":false}}'
+    mac = hmac.new(KEY, body.encode(), hashlib.sha256).hexdigest()
+    runner.on_message(json.dumps({"body": body, "hmac": mac}).encode())
+    assert replies[-1]["state"] == "rejected" and replies[-1]["reason"].startswith("body: duplicate keys")
+    for loose in ({"dry_run": "no"}, {"dry_run": 0}, {"frames": "400"}):
+        runner.on_message(sign_command({"id": "loose", **loose}, KEY))
+        assert replies[-1]["state"] == "rejected", loose
+    assert runner.accepted == 0 and runner.rejected == 4
+
+
+def test_a_replayed_command_is_answered_at_most_once_a_minute():
+    """Found by the probe: 5 000 replays of one captured command gave 3 373 replies in 6 s."""
+    replies: list[dict] = []
+    config = SimpleNamespace(recalibration=RecalibrationConfig(target_false_reject=0.5, min_frames=8))
+    runner = RecalibrationRunner(config, CommandVerifier(KEY, 60, started=0), replies.append)  # type: ignore[arg-type]
+    payload = sign_command({"id": "once", "frames": 8}, KEY)
+    for _ in range(1000):
+        runner.on_message(payload)
+    assert [r["state"] for r in replies] == ["collecting", "rejected"] and replies[1]["id"] == "once"
+    assert runner.rejected == 999
+
+
+def test_a_collection_that_stalls_gives_up_and_frees_the_station(monkeypatch):
+    """Found by the probe: a command collecting from a camera gone offline blocked every later command."""
+    import edge_ad.service.recalibration as recalibration
+
+    monkeypatch.setattr(recalibration, "STALL_S", 0.0)
+    replies: list[dict] = []
+    config = SimpleNamespace(recalibration=RecalibrationConfig(target_false_reject=0.5, min_frames=8))
+    runner = RecalibrationRunner(config, CommandVerifier(KEY, 60, started=0), replies.append)  # type: ignore[arg-type]
+    runner.on_message(sign_command({"id": "stuck", "frames": 8, "interval_s": 0}, KEY))
+    runner.tick()
+    assert replies[-1]["state"] == "error" and replies[-1]["reason"].startswith("collected 0 of 8 frames")
+    runner.on_message(sign_command({"id": "next", "frames": 8}, KEY))
+    assert replies[-1]["state"] == "collecting"
+    runner.on_message(sign_command({"id": "long", "frames": 2000, "interval_s": 60}, KEY))
+    assert "120000 s of collecting, more than 1800 s" in replies[-1]["reason"]

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_ad.config import RecalibrationConfig
-from edge_ad.guard import RateLimitedLog
+from edge_ad.guard import MAX_CAUSES, RateLimitedLog
 from edge_ad.service.command_auth import MAX_BODY, CommandVerifier, sign_command
 from edge_ad.service.inbound import MAX_DEPTH, load_json
 from edge_ad.service.modes import MAX_TRIGGER_BYTES, parse_trigger
@@ -106,3 +106,16 @@ def test_rejections_are_logged_once_per_cause_per_interval(caplog):
     with caplog.at_level(logging.WARNING, logger="test.inbound"):
         log.warning("payload of 1 bytes exceeds 1024", "rejected: %s", 1)
     assert caplog.records[-1].getMessage() == "rejected: 1 (2 more like it in the last 0 s not logged)"
+
+
+def test_sender_chosen_names_do_not_make_new_causes(caplog):
+    """Found by the probe: 3 000 triggers with a different unknown field name each gave 2 517 log lines (the
+    field name fell inside the 40 characters a cause is folded to) and grew the table of causes without bound."""
+    log = RateLimitedLog(logging.getLogger("test.inbound"), interval_s=60)
+    with caplog.at_level(logging.WARNING, logger="test.inbound"):
+        for i in range(3000):
+            log.warning(f"trigger payload has unknown field(s) ['{chr(0x4E00 + i)}']", "rejected: %s", i)
+        for i in range(1000):  # causes that differ in their words, not their quotes: the table stays bounded
+            log.warning(f"{chr(0x4E00 + i)} is not a field", "rejected: %s", i)
+    assert len(caplog.records) <= 1 + MAX_CAUSES and len(log._last) <= MAX_CAUSES
+    assert caplog.records[0].getMessage() == "rejected: 0"
