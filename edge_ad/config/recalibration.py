@@ -42,6 +42,11 @@ class RecalibrationConfig(EdgeAdModel):
     sigma_k: float | None = Field(
         None, gt=0, description="k for the sigma method; null keeps the bundle's own (default 3)."
     )
+    max_collect_mb: float = Field(
+        1024,
+        gt=0,
+        description="Memory a cmd/recalibrate may use for its frames (frames x frame size); more is refused.",
+    )
     keep_versions: int = Field(5, ge=2, description="Bundle versions kept per model (the active one always).")
     mqtt_command: bool = Field(
         False,

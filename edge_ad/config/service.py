@@ -50,6 +50,13 @@ class ServiceConfig(EdgeAdModel):
         ),
     )
     every_nth: int = Field(1, ge=1, description="free_run: score every Nth frame (1 = all).")
+    trigger_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="triggered: a trigger with no frame captured within this many seconds expires unanswered "
+        "(a later frame would show another part); counted in stats.triggers.expired.",
+    )
     debounce: DebounceConfig | None = Field(None, description="Optional NG debounce; null reports every raw verdict.")
     drift: DriftConfig | None = Field(
         default_factory=DriftConfig, description="Drift alarm settings; null disables it."

@@ -80,7 +80,7 @@ class Daemon:
             cases_folder = writable_dir(cases_dir(config), "cases.path")
         spool = open_spool(state_dir, config.mqtt, on_alarm=self._publish_status)
         service = config.service
-        self.triggers = TriggerInbox() if service.mode == "triggered" else None
+        self.triggers = TriggerInbox(timeout_s=service.trigger_timeout_s) if service.mode == "triggered" else None
         self._rejections = RateLimitedLog(logger)
         self.debouncer = Debouncer(service.debounce.n, service.debounce.m) if service.debounce else None
         topics = Topics(config.station, config.mqtt.prefix)
@@ -236,7 +236,12 @@ class Daemon:
                 "spool": {"in_memory": self.publisher.spool.in_memory, "dropped": self.publisher.spool.dropped},
                 "evidence": self.evidence.counters() if self.evidence else None,
                 "cases": self.cases.counters() if self.cases else None,
-                "triggers": {"accepted": self.triggers.accepted, "rejected": self.triggers.rejected}
+                "triggers": {
+                    "accepted": self.triggers.accepted,
+                    "rejected": self.triggers.rejected,
+                    "dropped": self.triggers.dropped,
+                    "expired": self.triggers.expired,
+                }
                 if self.triggers
                 else None,
                 "commands": {"accepted": self.recalibration.accepted, "rejected": self.recalibration.rejected}

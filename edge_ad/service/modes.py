@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 
+from edge_ad.guard import RateLimitedLog
 from edge_ad.service.inbound import load_json
 
 __all__ = ["MAX_TRIGGER_BYTES", "Debouncer", "TriggerInbox", "parse_trigger"]
 
 MAX_TRIGGER_BYTES = 1024
+
+logger = logging.getLogger(__name__)
 
 
 def parse_trigger(payload: bytes) -> str:
@@ -31,19 +35,36 @@ def parse_trigger(payload: bytes) -> str:
 
 
 class TriggerInbox:
-    """Pending PLC triggers; each is answered with the first frame captured after it arrived."""
+    """Pending PLC triggers; each is answered with the first frame captured after it arrived.
 
-    def __init__(self, max_pending: int = 64) -> None:
-        self._pending: deque[tuple[str, float]] = deque(maxlen=max_pending)
+    A trigger is never answered with a frame captured more than ``timeout_s`` after it (that frame
+    shows another part): it expires, counted in ``expired``. Past ``max_pending`` waiting triggers the
+    oldest is dropped, counted in ``dropped``. Both are logged once a minute.
+    """
+
+    def __init__(self, max_pending: int = 64, timeout_s: float = 5.0) -> None:
+        self.max_pending = max_pending
+        self.timeout_s = timeout_s
+        self._pending: deque[tuple[str, float]] = deque()
         self._lock = threading.Lock()
+        self._log = RateLimitedLog(logger)
         self.accepted = 0
         self.rejected = 0
+        self.dropped = 0
+        self.expired = 0
 
     def push(self, part_id: str, received_ts: float) -> None:
         """Queue a trigger (the oldest is dropped beyond ``max_pending``)."""
         with self._lock:
             self._pending.append((part_id, received_ts))
             self.accepted += 1
+            dropped = None
+            if len(self._pending) > self.max_pending:
+                dropped = self._pending.popleft()[0]
+                self.dropped += 1
+        if dropped is not None:
+            self._log.warning("dropped", "trigger %s dropped: %d triggers waiting for a frame (camera too slow?)",
+                              dropped, self.max_pending)  # fmt: skip
 
     def reject(self) -> None:
         """Count a malformed trigger."""
@@ -52,10 +73,16 @@ class TriggerInbox:
 
     def take_for(self, frame_ts: float) -> str | None:
         """The oldest trigger that this frame answers (captured at or after the trigger), if any."""
+        expired = []
         with self._lock:
-            if self._pending and frame_ts >= self._pending[0][1]:
-                return self._pending.popleft()[0]
-        return None
+            while self._pending and frame_ts - self._pending[0][1] > self.timeout_s:
+                expired.append(self._pending.popleft()[0])
+            self.expired += len(expired)
+            found = self._pending.popleft()[0] if self._pending and frame_ts >= self._pending[0][1] else None
+        if expired:
+            self._log.warning("expired", "trigger %s expired: no frame within %.1f s of it (%d so far)",
+                              expired[-1], self.timeout_s, self.expired)  # fmt: skip
+        return found
 
 
 class Debouncer:

@@ -160,12 +160,25 @@ class RecalibrationRunner:
             command = self._command
             if command is None or frame.ts - self._last_ts < command.interval_s:
                 return
-            self._frames.append(frame.image.copy())
-            self._last_ts = frame.ts
-            if len(self._frames) < command.frames:
-                return
-            frames, self._command = self._frames, None
-            self._frames = []
+            needed_mb = command.frames * frame.image.nbytes / 2**20
+            budget_mb = self.config.recalibration.max_collect_mb
+            frames: list[np.ndarray] = []
+            if needed_mb <= budget_mb:  # else refused at the first frame, before the station runs out of memory
+                self._frames.append(frame.image.copy())
+                self._last_ts = frame.ts
+                if len(self._frames) < command.frames:
+                    return
+                frames = self._frames
+            self._command, self._frames = None, []
+        if not frames:
+            h, w = frame.image.shape[:2]
+            reason = (
+                f"frames: {command.frames} frames of {w}x{h} need {needed_mb:.0f} MB, more than "
+                f"recalibration.max_collect_mb {budget_mb:.0f}; collect fewer or run edge-ad recalibrate on the device"
+            )
+            logger.error("recalibrate command %s: %s", command.id, reason)
+            self._reply(command.id, "error", reason=reason)
+            return
         self._worker = threading.Thread(target=self._run, args=(command, frames), name="recalibrate", daemon=True)
         self._worker.start()
 

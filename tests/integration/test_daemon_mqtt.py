@@ -370,7 +370,8 @@ def test_plc_trigger_handshake(tiny_models, mosquitto, tmp_path):
         jsonschema.validate(v, load_schema("verdict"))
     assert [v["trigger"]["id"] for v in verdicts] == ["P-1", "P-2", "3"]
     final = rec.on("stats")[-1]
-    assert final["triggers"] == {"accepted": 3, "rejected": 7} and final["retained_ignored"] == 1
+    assert final["triggers"] == {"accepted": 3, "rejected": 7, "dropped": 0, "expired": 0}
+    assert final["retained_ignored"] == 1
     assert "faults" not in final and "Traceback" not in stderr
     assert stderr.count("trigger rejected") == 6  # one line per cause per minute
     assert json.loads(json.dumps(verdicts))[0]["seq"] >= 1

@@ -9,6 +9,7 @@ import logging
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from edge_ad.config import CommandsConfig, RecalibrationConfig
@@ -133,3 +134,18 @@ def test_a_collection_that_stalls_gives_up_and_frees_the_station(monkeypatch):
     assert replies[-1]["state"] == "collecting"
     runner.on_message(sign_command({"id": "long", "frames": 2000, "interval_s": 60}, KEY))
     assert "120000 s of collecting, more than 1800 s" in replies[-1]["reason"]
+
+
+def test_a_command_whose_frames_would_not_fit_in_memory_is_refused_at_the_first_frame():
+    """Found by the probe: 160 full-HD frames took the station from 159 MB to 1.14 GB; 2 000 would need 12.5 GB."""
+    from edge_ad.types import Frame
+
+    replies: list[dict] = []
+    rc = RecalibrationConfig(target_false_reject=0.5, min_frames=8, max_collect_mb=100)
+    runner = RecalibrationRunner(SimpleNamespace(recalibration=rc), CommandVerifier(KEY, 60), replies.append)  # type: ignore[arg-type]
+    runner.on_message(sign_command({"id": "big", "frames": 400, "interval_s": 0}, KEY))
+    runner.offer(Frame(image=np.zeros((1080, 1920, 3), np.uint8), ts=1.0, index=1))
+    assert replies[-1]["state"] == "error" and replies[-1]["reason"].startswith(
+        "frames: 400 frames of 1920x1080 need 2373 MB, more than recalibration.max_collect_mb 100"
+    )
+    assert runner._command is None and runner._frames == []
