@@ -108,6 +108,8 @@ class Spool:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA wal_autocheckpoint=256")  # ~1 MB of WAL, and the file is cut back to 1 MB:
+        self._db.execute("PRAGMA journal_size_limit=1048576")  # the spool must not fill a small disk by itself
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
             "payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL)"
