@@ -14,8 +14,9 @@ import hashlib
 import json
 import os
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_ad.bundle.manifest import MANIFEST_NAME
-from edge_ad.errors import BundleError, ConfigError
+from edge_ad.errors import BundleError, ConfigError, first_line
 
 __all__ = [
     "SIGNATURE_NAME",
@@ -84,21 +85,27 @@ def new_key_pair(directory: Path, name: str) -> tuple[Path, Path]:
     return private_path, public_path
 
 
+def _load_pem(path: Path, key: str, kind: type, what: str, parse) -> Any:
+    """A PEM key of type ``kind`` from ``path`` with ``parse`` (one-line ConfigError naming ``key`` otherwise)."""
+    try:
+        loaded = parse(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path} ({exc.strerror})") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{key}: {path} is not {what} ({first_line(exc)})") from None
+    if not isinstance(loaded, kind):
+        raise ConfigError(f"{key}: {path} is not an Ed25519 key; make one with 'edge-ad keys new'")
+    return loaded
+
+
 def load_private_key(path: Path, key: str) -> Ed25519PrivateKey:
     """An Ed25519 private key from a PEM file (``key`` names the setting in errors).
 
     Raises:
         ConfigError: Unreadable, not PEM, or not an Ed25519 key.
     """
-    try:
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path} ({exc.strerror})") from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{key}: {path} is not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(loaded, Ed25519PrivateKey):
-        raise ConfigError(f"{key}: {path} is not an Ed25519 key; make one with 'edge-ad keys new'")
-    return loaded
+    parse = partial(serialization.load_pem_private_key, password=None)
+    return _load_pem(path, key, Ed25519PrivateKey, "an unencrypted PEM private key", parse)
 
 
 def load_public_key(path: Path, key: str) -> Ed25519PublicKey:
@@ -107,15 +114,7 @@ def load_public_key(path: Path, key: str) -> Ed25519PublicKey:
     Raises:
         ConfigError: Unreadable, not PEM, or not an Ed25519 key.
     """
-    try:
-        loaded = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path} ({exc.strerror})") from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{key}: {path} is not a PEM public key ({exc})") from None
-    if not isinstance(loaded, Ed25519PublicKey):
-        raise ConfigError(f"{key}: {path} is not an Ed25519 public key; make one with 'edge-ad keys new'")
-    return loaded
+    return _load_pem(path, key, Ed25519PublicKey, "a PEM public key", serialization.load_pem_public_key)
 
 
 def canonical_manifest(version_dir: Path) -> bytes:
