@@ -44,13 +44,19 @@ def test_guard_blocks_downloads(tmp_path):
     assert "pypi.org" in log.read_text()
 
 
-def test_export_command_offline_accuracy_aware(tmp_path):
+def test_export_command_offline_accuracy_aware_and_signed(tmp_path):
+    from edge_ad.bundle.signing import new_key_pair
+    from edge_ad.bundle.trust import Trust
+    from edge_ad.config import SecurityConfig
+
     log = tmp_path / "blocked.txt"
+    private, public = new_key_pair(tmp_path / "keys", "workstation")
     data = offline_cli("make-dataset", str(tmp_path / "data"), "--categories", "gravel", "--train", "30", log=log)
     assert data.returncode == 0, data.stderr
     proc = offline_cli(
         "export", "--data", str(tmp_path / "data" / "gravel"), "--model", "patchcore",
-        "--int8", "aware", "--max-drop", "0.005", "--out", str(tmp_path / "models"), log=log,
+        "--int8", "aware", "--max-drop", "0.005", "--out", str(tmp_path / "models"), "--sign-key", str(private),
+        log=log,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "INT8 gate (aware)" in proc.stdout and "-> PASS" in proc.stdout
@@ -59,6 +65,8 @@ def test_export_command_offline_accuracy_aware(tmp_path):
     assert bundle.manifest.version == "1" and set(bundle.manifest.variants) == {"fp32", "int8"}
     assert bundle.manifest.variants["int8"].metrics["image_auroc"] >= 0.9
     assert not log.exists() or log.read_text() == "", f"network attempts: {log.read_text()}"
+    verdict = Trust.from_config(SecurityConfig(trusted_keys=[public])).check(bundle)  # the whole bundle is signed
+    assert verdict.signer == "export" and any(name.startswith("report/") for name in bundle.manifest.files)
 
 
 def test_export_without_defects_is_a_clear_error(tmp_path, dataset):
