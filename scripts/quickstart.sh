@@ -18,8 +18,9 @@ echo "==> 1/4 synthetic dataset (MVTec layout) in $DEMO/data"
 rm -rf "$DEMO/data"
 $EDGE_AD make-dataset "$DEMO/data" --categories brick gravel
 
-echo "==> 2/4 train PatchCore on brick/train/good and export the bundle to models/ (recipe calibration/demo-brick.yaml, no network)"
-$EDGE_AD export --recipe calibration/demo-brick.yaml
+echo "==> 2/4 train PatchCore on brick/train/good and export the bundle to models/, signed (recipe calibration/demo-brick.yaml, no network)"
+[ -f "$DEMO/keys/workstation.key" ] || $EDGE_AD keys new "$DEMO/keys" --name workstation
+$EDGE_AD export --recipe calibration/demo-brick.yaml --sign-key "$DEMO/keys/workstation.key"
 
 echo "==> 3/4 private mosquitto and a subscriber"
 PORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -64,6 +65,8 @@ service:
   state_dir: state
 cases:
   enabled: true         # every NG frame remembered for 'edge-ad cases similar' (docs/cases.md)
+security:
+  trusted_keys: [keys/workstation.pub]   # only bundles this key signed are judged with (docs/operations.md)
 YAML
 $EDGE_AD run --config "$DEMO/station.yaml"
 sleep 1
