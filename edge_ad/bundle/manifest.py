@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = [
     "ACCEPTANCE_FILE",
     "MANIFEST_NAME",
+    "SIGNATURE_NAME",
     "AcceptanceSpec",
     "FileEntry",
     "GoldenImage",
@@ -21,9 +22,11 @@ __all__ = [
     "ModelSpec",
     "Threshold",
     "Variant",
+    "recalibration_root",
 ]
 
 MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"  # Ed25519 signature of the manifest (edge_ad.bundle.signing)
 ACCEPTANCE_FILE = "acceptance.npz"
 
 
@@ -127,7 +130,7 @@ class Manifest(_Strict):
     outputs: dict[str, str]
     variants: dict[Literal["fp32", "int8"], Variant]
     default_variant: Literal["fp32", "int8"]
-    files: dict[str, FileEntry]
+    files: dict[str, FileEntry] = Field(description="Every file of the version by relative POSIX path (no '..').")
     metrics: dict[str, Any] = Field(default_factory=dict)
     golden: list[GoldenImage] = Field(default_factory=list)
     acceptance: AcceptanceSpec | None = Field(None, description="Absent in bundles exported before commissioning.")
@@ -135,3 +138,20 @@ class Manifest(_Strict):
     versions: dict[str, str] = Field(default_factory=dict)
     parent: str | None = Field(None, description="Version this one was recalibrated from.")
     recalibration: dict[str, Any] = Field(default_factory=dict, description="What the recalibration used and measured.")
+
+    @field_validator("files")
+    @classmethod
+    def _inside(cls, files: dict[str, FileEntry]) -> dict[str, FileEntry]:
+        for name in files:
+            parts = name.split("/")
+            if not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+                raise ValueError(f"file name {name!r} is not a plain relative path inside the version")
+            if name in (MANIFEST_NAME, SIGNATURE_NAME):
+                raise ValueError(f"{name} cannot list itself")
+        return files
+
+
+def recalibration_root(manifest: Manifest) -> str | None:
+    """The version a trusted key signed that a recalibrated version descends from (its parent in old records)."""
+    root = manifest.recalibration.get("root")
+    return str(root) if isinstance(root, str | int) and str(root).isdigit() else manifest.parent

@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge_ad.bundle.manifest import MANIFEST_NAME
+from edge_ad.bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME
+from edge_ad.bundle.store import MAX_SIGNATURE, read_regular
 from edge_ad.errors import BundleError, ConfigError, first_line
 
 __all__ = [
@@ -38,8 +39,6 @@ __all__ = [
     "sign_manifest",
     "signature_valid",
 ]
-
-SIGNATURE_NAME = "manifest.sig"
 
 
 class Signature(BaseModel):
@@ -117,17 +116,16 @@ def load_public_key(path: Path, key: str) -> Ed25519PublicKey:
     return _load_pem(path, key, Ed25519PublicKey, "a PEM public key", serialization.load_pem_public_key)
 
 
-def canonical_manifest(version_dir: Path) -> bytes:
-    """The bytes a signature covers: the manifest's JSON with sorted keys, no whitespace, UTF-8.
+def canonical_manifest(raw: bytes) -> bytes:
+    """The bytes a signature covers: the manifest's JSON (``raw``, as read once) with sorted keys, no whitespace.
 
     Raises:
-        BundleError: The manifest is unreadable or not JSON.
+        BundleError: Not JSON.
     """
-    path = version_dir / MANIFEST_NAME
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{path}: unreadable manifest ({exc})") from None
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise BundleError(f"{MANIFEST_NAME}: not JSON ({exc})") from None
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -137,7 +135,9 @@ def sign_manifest(version_dir: Path, private: Ed25519PrivateKey, signer: str) ->
         key_id=key_id(private.public_key()),
         signer=signer,
         signed=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        signature=base64.b64encode(private.sign(canonical_manifest(version_dir))).decode(),
+        signature=base64.b64encode(
+            private.sign(canonical_manifest((version_dir / MANIFEST_NAME).read_bytes()))
+        ).decode(),
     )
     part = version_dir / f".{SIGNATURE_NAME}.part"
     part.write_text(signature.model_dump_json(indent=2) + "\n")
@@ -152,18 +152,18 @@ def read_signature(version_dir: Path) -> Signature | None:
         BundleError: The file exists but is not a signature.
     """
     path = version_dir / SIGNATURE_NAME
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        return Signature.model_validate_json(path.read_bytes())
-    except (OSError, ValidationError) as exc:
+        return Signature.model_validate_json(read_regular(path, MAX_SIGNATURE))
+    except ValidationError as exc:
         raise BundleError(f"{path}: not a valid signature file ({str(exc).splitlines()[0]})") from None
 
 
-def signature_valid(version_dir: Path, signature: Signature, public: Ed25519PublicKey) -> bool:
-    """Whether ``signature`` is ``public``'s signature of the version's manifest as it is now."""
+def signature_valid(raw: bytes, signature: Signature, public: Ed25519PublicKey) -> bool:
+    """Whether ``signature`` is ``public``'s signature of the manifest ``raw`` (the bytes that were loaded)."""
     try:
-        public.verify(base64.b64decode(signature.signature, validate=True), canonical_manifest(version_dir))
+        public.verify(base64.b64decode(signature.signature, validate=True), canonical_manifest(raw))
     except (InvalidSignature, ValueError):
         return False
     return True

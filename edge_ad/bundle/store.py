@@ -8,17 +8,26 @@ and ``active`` is swapped by renaming a new symlink over it: readers never see h
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from edge_ad.bundle.manifest import MANIFEST_NAME, FileEntry, Manifest, Variant
+from edge_ad.bundle.manifest import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    FileEntry,
+    Manifest,
+    Variant,
+    recalibration_root,
+)
 from edge_ad.errors import BundleError
 
 __all__ = [
@@ -30,19 +39,36 @@ __all__ = [
     "install_bundle",
     "list_versions",
     "load_bundle",
+    "load_private",
+    "parse_manifest",
+    "private_copies",
+    "read_regular",
     "resolve_version_dir",
 ]
 
 ACTIVE_LINK = "active"
+MAX_SIGNATURE = 64 * 1024
 _REEXPORT = "re-copy the bundle or re-run 'edge-ad export'"
 
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle version directory."""
+    """A verified bundle version directory.
+
+    ``raw`` is the manifest exactly as read and parsed: its signature is checked over these bytes,
+    never over a second read of the file. ``origin`` is the version directory under ``models/`` a
+    private copy was made from (:func:`load_private`); otherwise ``path`` itself.
+    """
 
     path: Path
     manifest: Manifest
+    raw: bytes = b""
+    origin: Path | None = None
+
+    @property
+    def source(self) -> Path:
+        """The version directory under ``models/`` (the private copy's origin, else ``path``)."""
+        return self.origin or self.path
 
     def variant(self, ir: str) -> Variant:
         """The IR variant ``fp32`` or ``int8``; absent or rejected by the INT8 gate is an error."""
@@ -57,13 +83,46 @@ class Bundle:
         return [name for name, v in self.manifest.variants.items() if v.status == "ok"]
 
 
-def file_entry(path: Path) -> FileEntry:
-    """sha256 and size of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
+def open_regular(path: Path) -> int:
+    """A file descriptor of ``path`` when it is a regular file (no FIFO, device or symlink to hang or swap on).
+
+    Raises:
+        BundleError: Missing, not a regular file, or unreadable.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot open ({exc.strerror}); {_REEXPORT}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BundleError(f"{path}: not a regular file; {_REEXPORT}")
+    return fd
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a small regular file (at most ``limit``).
+
+    Raises:
+        BundleError: Missing, not a regular file, unreadable or larger than ``limit``.
+    """
+    with os.fdopen(open_regular(path), "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise BundleError(f"{path}: larger than {limit} bytes; {_REEXPORT}")
+    return data
+
+
+def file_entry(path: Path, copy_to: Path | None = None) -> FileEntry:
+    """sha256 and size of a regular file, read in chunks (and written to ``copy_to`` as it is read)."""
+    digest, size = hashlib.sha256(), 0
+    copy = copy_to.open("xb") if copy_to else contextlib.nullcontext()
+    with os.fdopen(open_regular(path), "rb") as fh, copy as out:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return FileEntry(sha256=digest.hexdigest(), size=path.stat().st_size)
+            size += len(chunk)
+            if out is not None:
+                out.write(chunk)
+    return FileEntry(sha256=digest.hexdigest(), size=size)
 
 
 def list_versions(model_dir: Path) -> list[Path]:
@@ -76,9 +135,14 @@ def list_versions(model_dir: Path) -> list[Path]:
 
 def resolve_version_dir(path: Path) -> Path:
     """Map a model directory to its active (or newest) version; a version directory maps to itself."""
-    if (path / MANIFEST_NAME).is_file():
-        return path
     active = path / ACTIVE_LINK
+    if (path / MANIFEST_NAME).is_file():
+        if active.is_symlink() or list_versions(path):
+            raise BundleError(
+                f"{path / MANIFEST_NAME}: a manifest in a model directory (next to its versions) would pin "
+                "a version and bypass 'active'; remove it"
+            )
+        return path
     if active.is_symlink() or active.exists():
         if not active.is_symlink():
             raise BundleError(
@@ -101,8 +165,11 @@ def resolve_version_dir(path: Path) -> Path:
     raise BundleError(f"{path}: bundle not found; run 'edge-ad export' or fix model.path in the config")
 
 
+MAX_MANIFEST = 16 * 2**20
+
+
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
-    """Read a bundle's manifest and check every listed file's size and sha256.
+    """Read a bundle's manifest (once) and check every listed file's size and sha256.
 
     Args:
         path: A version directory or a model directory.
@@ -112,35 +179,96 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         BundleError: Missing directory or manifest, invalid manifest, missing or altered file.
     """
     version_dir = resolve_version_dir(Path(path))
-    manifest_path = version_dir / MANIFEST_NAME
+    raw = read_regular(version_dir / MANIFEST_NAME, MAX_MANIFEST)
+    manifest = parse_manifest(raw, version_dir / MANIFEST_NAME)
+    if verify:
+        for name, expected in manifest.files.items():
+            _check_file(version_dir / name, expected)
+    return Bundle(path=version_dir, manifest=manifest, raw=raw)
+
+
+def parse_manifest(raw: bytes, where: Path) -> Manifest:
+    """The manifest in ``raw`` (read from ``where``), with every file it uses listed.
+
+    Raises:
+        BundleError: Not a valid manifest.
+    """
     try:
-        manifest = Manifest.model_validate_json(manifest_path.read_bytes())
+        manifest = Manifest.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BundleError(f"{manifest_path}: invalid manifest at '{where}': {first['msg']}; {_REEXPORT}") from None
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{manifest_path}: unreadable manifest ({exc}); {_REEXPORT}") from None
+        loc = ".".join(str(p) for p in first["loc"])
+        raise BundleError(f"{where}: invalid manifest at '{loc}': {first['msg']}; {_REEXPORT}") from None
+    except ValueError as exc:
+        raise BundleError(f"{where}: unreadable manifest ({exc}); {_REEXPORT}") from None
     for variant in manifest.variants.values():
         for name in (variant.xml, variant.bin):
             if name not in manifest.files:
-                raise BundleError(f"{manifest_path}: {name} is used but not listed in 'files'; {_REEXPORT}")
+                raise BundleError(f"{where}: {name} is used but not listed in 'files'; {_REEXPORT}")
     if manifest.acceptance is not None and manifest.acceptance.file not in manifest.files:
-        raise BundleError(f"{manifest_path}: {manifest.acceptance.file} is used but not listed in 'files'; {_REEXPORT}")
-    if verify:
-        for name, expected in manifest.files.items():
-            file_path = version_dir / name
-            if not file_path.is_file():
-                raise BundleError(f"{file_path}: file listed in the manifest is missing; {_REEXPORT}")
-            actual = file_entry(file_path)
-            if actual.size != expected.size:
-                raise BundleError(
-                    f"{file_path}: size {actual.size} B, manifest says {expected.size} B "
-                    f"(truncated or replaced); {_REEXPORT}"
-                )
-            if actual.sha256 != expected.sha256:
-                raise BundleError(f"{file_path}: sha256 does not match manifest; {_REEXPORT}")
-    return Bundle(path=version_dir, manifest=manifest)
+        raise BundleError(f"{where}: {manifest.acceptance.file} is used but not listed in 'files'; {_REEXPORT}")
+    return manifest
+
+
+def _check_file(file_path: Path, expected: FileEntry, copy_to: Path | None = None) -> None:
+    if not file_path.is_file():
+        raise BundleError(f"{file_path}: file listed in the manifest is missing; {_REEXPORT}")
+    actual = file_entry(file_path, copy_to)
+    if actual.size != expected.size:
+        raise BundleError(
+            f"{file_path}: size {actual.size} B, manifest says {expected.size} B (truncated or replaced); {_REEXPORT}"
+        )
+    if actual.sha256 != expected.sha256:
+        raise BundleError(f"{file_path}: sha256 does not match manifest; {_REEXPORT}")
+
+
+def load_private(path: str | Path, root: Path, keep: int = 4) -> Bundle:
+    """Load a version from a private copy under ``root``: what is verified is what is loaded.
+
+    Every listed file is copied as it is hashed (and the manifest and signature as they are read)
+    into ``root/<name>-v<version>-<manifest sha>/``, a folder only this user can write; the model is
+    compiled and judged from there. Whoever can write ``models/`` cannot swap a file between the
+    check and its use. The ``keep`` most recently used copies are kept.
+
+    Raises:
+        BundleError: As :func:`load_bundle`, or the copy cannot be written (one line).
+    """
+    version_dir = resolve_version_dir(Path(path))
+    raw = read_regular(version_dir / MANIFEST_NAME, MAX_MANIFEST)
+    manifest = parse_manifest(raw, version_dir / MANIFEST_NAME)
+    target = root / f"{manifest.name}-v{manifest.version}-{hashlib.sha256(raw).hexdigest()[:16]}"
+    try:
+        if not target.is_dir():
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            part = root / f".{target.name}.part"
+            shutil.rmtree(part, ignore_errors=True)
+            part.mkdir(mode=0o700)
+            (part / MANIFEST_NAME).write_bytes(raw)
+            if (version_dir / SIGNATURE_NAME).exists() or (version_dir / SIGNATURE_NAME).is_symlink():
+                (part / SIGNATURE_NAME).write_bytes(read_regular(version_dir / SIGNATURE_NAME, MAX_SIGNATURE))
+            for name, expected in manifest.files.items():
+                (part / name).parent.mkdir(parents=True, exist_ok=True)
+                _check_file(version_dir / name, expected, copy_to=part / name)
+            os.rename(part, target)
+        os.utime(target)
+        _forget_old(root, keep)
+    except OSError as exc:
+        raise BundleError(
+            f"{root}: cannot keep a private copy of {version_dir} ({exc.strerror}); free space on service.state_dir"
+        ) from None
+    bundle = load_bundle(target)
+    return Bundle(path=bundle.path, manifest=bundle.manifest, raw=bundle.raw, origin=version_dir)
+
+
+def private_copies(state_dir: Path) -> Path:
+    """Where a station keeps the private copies of the versions it loads (:func:`load_private`)."""
+    return state_dir / "bundles"
+
+
+def _forget_old(root: Path, keep: int) -> None:
+    copies = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=os.path.getmtime)
+    for old in copies[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -217,16 +345,25 @@ def active_version(model_dir: Path) -> str | None:
 
 
 def prune_versions(model_dir: Path, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` versions; the active one is never deleted.
+    """Delete all but the newest ``keep`` versions, never the active one nor a kept one's root.
+
+    A station-signed version is trusted through the exported version it was recalibrated from (its
+    root, :func:`recalibration_root`), so that one stays.
 
     Returns:
         The versions removed.
     """
     active = active_version(model_dir)
     versions = list_versions(model_dir)
+    kept = {p.name for p in versions[max(0, len(versions) - keep) :]} | ({active} if active else set())
+    for name in list(kept):
+        with contextlib.suppress(BundleError):
+            root = recalibration_root(load_bundle(model_dir / name, verify=False).manifest)
+            if root is not None:
+                kept.add(root)
     removed = []
-    for path in versions[: max(0, len(versions) - keep)]:
-        if path.name == active:
+    for path in versions:
+        if path.name in kept:
             continue
         doomed = model_dir / f".{path.name}.removing"
         os.rename(path, doomed)  # atomic: a half-deleted version never looks installed

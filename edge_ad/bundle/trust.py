@@ -11,11 +11,12 @@ the new bank), so a station key that leaks cannot bring in a foreign network.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge_ad.bundle.manifest import SIGNATURE_NAME, Manifest, recalibration_root
 from edge_ad.bundle.signing import (
-    SIGNATURE_NAME,
     Signature,
     key_id,
     load_private_key,
@@ -23,7 +24,7 @@ from edge_ad.bundle.signing import (
     read_signature,
     signature_valid,
 )
-from edge_ad.bundle.store import Bundle, load_bundle
+from edge_ad.bundle.store import Bundle, load_bundle, load_private
 from edge_ad.config import SecurityConfig
 from edge_ad.errors import BundleError
 
@@ -60,16 +61,19 @@ class Trust:
         station: The station's own key pair, if it has one (signs and verifies its recalibrations).
         require: Refuse unsigned versions.
         min_version: Refuse versions below this number.
+        copies: Where parents are copied before their files are compared (:func:`load_private`); None
+            reads them in place (command-line tools).
     """
 
     keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
     station: Ed25519PrivateKey | None = None
     require: bool = False
     min_version: int | None = None
+    copies: Path | None = None
 
     @classmethod
-    def from_config(cls, security: SecurityConfig) -> Trust:
-        """Load the keys the config names.
+    def from_config(cls, security: SecurityConfig, copies: Path | None = None) -> Trust:
+        """Load the keys the config names (``copies``: see the class).
 
         Raises:
             ConfigError: A key file is unreadable or not an Ed25519 key.
@@ -79,7 +83,7 @@ class Trust:
             public = load_public_key(path, f"security.trusted_keys[{i}]")
             keys[key_id(public)] = public
         station = load_private_key(security.station_key, "security.station_key") if security.station_key else None
-        return cls(keys, station, security.requires_signature, security.min_version)
+        return cls(keys, station, security.requires_signature, security.min_version, copies)
 
     @property
     def station_key_id(self) -> str | None:
@@ -97,7 +101,7 @@ class Trust:
         return self._check(bundle, depth=0)
 
     def _check(self, bundle: Bundle, depth: int) -> Verdict:
-        where = bundle.path / SIGNATURE_NAME
+        where = bundle.source / SIGNATURE_NAME
         version = bundle.manifest.version
         if self.min_version is not None and int(version) < self.min_version:
             raise BundleError(
@@ -123,10 +127,16 @@ class Trust:
                 f"{where}: signed by key {signature.key_id} ({signature.signer}), which is not in "
                 "security.trusted_keys; add its public key there, or copy a bundle signed by a trusted key"
             )
-        if not signature_valid(bundle.path, signature, public):
+        if not signature_valid(bundle.raw, signature, public):
             raise BundleError(
                 f"{where}: the signature by key {signature.key_id} does not match manifest.json (changed after "
                 "signing); copy the bundle again from the workstation"
+            )
+        source = bundle.source
+        if (bundle.manifest.name, version) != (source.parent.name, source.name):
+            raise BundleError(
+                f"{source}: its signed manifest names {bundle.manifest.name} v{version}, not this folder "
+                f"({source.parent.name}/{source.name}): a signed bundle of another model or version was copied here"
             )
         if public is not station:
             return Verdict(True, signature.signer, signature.key_id, (version,))
@@ -134,29 +144,64 @@ class Trust:
         return Verdict(True, signature.signer, signature.key_id, (version, *parent.chain))
 
     def _parent(self, bundle: Bundle, signature: Signature, depth: int) -> Verdict:
-        """The trust of a station-signed version's parent, after checking the version changed only what it may."""
+        """The trust of a station-signed version's root, once it changed only what recalibration may change.
+
+        The root is the version a trusted key signed that it was recalibrated from. It is compared with
+        the root rather than step by step, so the versions in between may be pruned.
+        """
         m = bundle.manifest
-        if m.parent is None or depth >= MAX_CHAIN:
+        root_version = recalibration_root(m)
+        if root_version is None or depth >= MAX_CHAIN:
             raise BundleError(
-                f"{bundle.path / SIGNATURE_NAME}: signed by this station's key {signature.key_id} but not "
+                f"{bundle.source / SIGNATURE_NAME}: signed by this station's key {signature.key_id} but not "
                 "recalibrated from a version (no parent); only recalibrations are station-signed"
             )
-        parent = load_bundle(bundle.path.parent / m.parent)
-        verdict = self._check(parent, depth + 1)
-        if not verdict.signed:
-            raise BundleError(f"{bundle.path}: recalibrated from v{m.parent}, which is not signed")
-        changed = sorted(
+        where = bundle.source.parent / root_version
+        root = load_private(where, self.copies) if self.copies is not None else load_bundle(where)
+        verdict = self._check(root, depth + 1)
+        if not verdict.signed or (root.manifest.parent is not None and len(verdict.chain) > 1):
+            raise BundleError(f"{bundle.source}: recalibrated from v{root_version}, which no trusted key signed")
+        changed = _changed_settings(m, root.manifest)
+        changed += sorted(
             name
-            for name in set(m.files) | set(parent.manifest.files)
-            if name not in RECALIBRATED_FILES and m.files.get(name) != parent.manifest.files.get(name)
+            for name in set(m.files) | set(root.manifest.files)
+            if name not in RECALIBRATED_FILES
+            and m.files.get(name) != root.manifest.files.get(name)
+            and not _recomposed(bundle, root, name)
         )
-        changed = [name for name in changed if not _recomposed(bundle, parent, name)]
         if changed:
             raise BundleError(
-                f"{bundle.path}: station-signed version differs from its parent v{m.parent} in {', '.join(changed)}; "
-                "a recalibration may change only thresholds and the memory bank"
+                f"{bundle.source}: station-signed version differs from v{root_version} (signed by {verdict.signer}) "
+                f"in {', '.join(changed)}; a recalibration may change only thresholds and the memory bank"
             )
-        return verdict
+        return Verdict(verdict.signed, verdict.signer, verdict.key_id, (*_chain(m), root_version))
+
+
+def _chain(manifest: Manifest) -> tuple[str, ...]:
+    """The versions between a recalibrated version and its root, nearest first (for the description)."""
+    root = recalibration_root(manifest)
+    return (manifest.parent,) if manifest.parent and manifest.parent != root else ()
+
+
+# what a recalibration writes into the manifest; every other setting must be the root's
+_RECALIBRATED = {"version", "created", "parent", "recalibration", "files", "golden", "outputs", "variants"}
+
+
+def _changed_settings(child: Manifest, root: Manifest) -> list[str]:
+    """Settings of ``child`` that are not ``root``'s, beyond thresholds, metrics, golden scores and files."""
+    a, b = child.model_dump(mode="json"), root.model_dump(mode="json")
+    changed = [key for key in sorted((set(a) | set(b)) - _RECALIBRATED) if a.get(key) != b.get(key)]
+    for name in set(a["variants"]) | set(b["variants"]):
+        mine, theirs = a["variants"].get(name, {}), b["variants"].get(name, {})
+        for key in sorted((set(mine) | set(theirs)) - {"threshold", "metrics"}):
+            if mine.get(key) != theirs.get(key):
+                changed.append(f"variants.{name}.{key}")
+    if [g["file"] for g in a["golden"]] != [g["file"] for g in b["golden"]]:
+        changed.append("golden")
+    extra_outputs = {k: v for k, v in a["outputs"].items() if b["outputs"].get(k) != v}
+    if set(extra_outputs) - {"embedding"}:  # a memory-bank refit adds the embedding output
+        changed.append("outputs")
+    return changed
 
 
 def _recomposed(bundle: Bundle, parent: Bundle, name: str) -> bool:

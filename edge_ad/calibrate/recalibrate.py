@@ -15,7 +15,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,9 +24,9 @@ import numpy as np
 import openvino as ov
 
 from edge_ad.bundle import Bundle, Manifest, Threshold, load_bundle, read_acceptance
-from edge_ad.bundle.manifest import MANIFEST_NAME
+from edge_ad.bundle.manifest import MANIFEST_NAME, recalibration_root
 from edge_ad.bundle.signing import read_signature, sign_manifest
-from edge_ad.bundle.store import file_entry, install_bundle, prune_versions, resolve_version_dir
+from edge_ad.bundle.store import file_entry, install_bundle, load_private, prune_versions, resolve_version_dir
 from edge_ad.bundle.trust import Trust
 from edge_ad.calibrate.coreset import kcenter_greedy
 from edge_ad.calibrate.histogram import score_histogram
@@ -292,8 +292,33 @@ def recalibrate(
             "version could not be signed; set it to the station key install-service created"
         )
     version_dir = resolve_version_dir(config.model.path)
-    current = load_bundle(version_dir)
-    trust.check(current)  # a version the station would refuse is not recalibrated either
+    copies = Path(tempfile.mkdtemp(prefix="edge-ad-recalibrate-"))  # private: nobody can swap a file under us
+    try:
+        trust = replace(trust, copies=copies)
+        current = load_private(version_dir, copies)
+        trust.check(current)  # a version the station would refuse is not recalibrated either
+        return _recalibrate(config, current, trust, good, defects, refit_memory, dry_run, progress, source,
+                            report_dir, parts_checked)  # fmt: skip
+    finally:
+        shutil.rmtree(copies, ignore_errors=True)
+
+
+def _recalibrate(
+    config: EdgeAdConfig,
+    current: Bundle,
+    trust: Trust,
+    good: list[np.ndarray],
+    defects: list[np.ndarray] | None,
+    refit_memory: bool,
+    dry_run: bool,
+    progress: Progress,
+    source: str,
+    report_dir: Path | None,
+    parts_checked: bool,
+) -> Outcome:
+    """:func:`recalibrate` on a verified private copy of the active version."""
+    rc = config.recalibration
+    version_dir = current.source
     model_dir = version_dir.parent
     root = model_dir.parent
     state_dir = config.service.state_dir
@@ -370,9 +395,10 @@ def _signer(trust: Trust, station: str) -> Callable[[Path], object] | None:
 
 
 def _lineage(current: Bundle) -> dict:
-    """The parent's signature, kept in the new version's manifest (the chain ``models verify`` prints)."""
+    """The parent's signature and the root (the exported version the chain starts at), for the new manifest."""
     signature = read_signature(current.path)
-    return {"parent_signature": signature.model_dump() if signature else None}
+    root = recalibration_root(current.manifest) if current.manifest.parent else current.manifest.version
+    return {"parent_signature": signature.model_dump() if signature else None, "root": root}
 
 
 def _commission_staged(staging: Path, manifest: Manifest, config: EdgeAdConfig) -> Resolution:

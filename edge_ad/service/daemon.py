@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import replace
 
-from edge_ad.bundle import load_bundle
+from edge_ad.bundle.store import load_private, private_copies
 from edge_ad.bundle.trust import Trust
 from edge_ad.capture import CaptureSupervisor, EndOfSource
 from edge_ad.cases.recorder import CaseRecorder
@@ -57,8 +57,9 @@ class Daemon:
         self.stop_event = threading.Event()
         self.notifier = SystemdNotifier()
         state_dir = writable_dir(config.service.state_dir, "service.state_dir")
-        self.trust = Trust.from_config(config.security)
-        bundle = load_bundle(config.model.path)
+        copies = private_copies(state_dir)
+        self.trust = Trust.from_config(config.security, copies)
+        bundle = load_private(config.model.path, copies)  # judged from a copy nobody else can write
         self.signature = self.trust.check(bundle)  # refused before it judges a frame
         # the first start of a version commissions it (seconds to a minute): tell systemd and the operator
         self.notifier.extend_start(300, f"loading {bundle.manifest.name} v{bundle.manifest.version} (commissioning)")
@@ -101,7 +102,7 @@ class Daemon:
         self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)  # reports via _status_details
         self.camera.start()
         self.reloader = ModelReloader(
-            config.model, state_dir, bundle.path, self._reload_failed, guard=self.guard, trust=self.trust
+            config.model, state_dir, bundle.source, self._reload_failed, guard=self.guard, trust=self.trust
         )
         self.seq = spool.last_seq()  # continue the sequence across restarts, never reuse a number
         self.scored = 0  # frames judged and published

@@ -7,8 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_ad.bundle import load_bundle
-from edge_ad.bundle.store import resolve_version_dir
+from edge_ad.bundle.store import load_private, private_copies, resolve_version_dir
 from edge_ad.bundle.trust import Trust, Verdict
 from edge_ad.commissioning import load_model
 from edge_ad.config import ModelConfig
@@ -101,7 +100,7 @@ class ModelReloader:
     def _load(self, target: Path) -> None:
         logger.info("loading model from %s", target)
         try:
-            bundle = load_bundle(target)
+            bundle = load_private(target, private_copies(self.state_dir))  # judged from a copy nobody else writes
             verdict = self.trust.check(bundle)  # an untrusted version never judges a frame
             model = load_model(bundle, self.config, self.state_dir, context="hot reload")
             self_test(model, self.config.selftest_tolerance)

@@ -177,15 +177,17 @@ def test_models_list_activate_rollback_and_pruning(station, tmp_path):
         fresh = [brighter(good_image(s), i) for s in range(800 + 50 * i, 840 + 50 * i)]
         images = write_frames(tmp_path / f"fresh{i}", fresh)
         assert run("recalibrate", "--config", str(station), "--images", str(images)).returncode == 0
-    assert [p.name for p in list_versions(model_dir)] == ["3", "4", "5", "6", "7"]  # keep_versions: 5
+    # keep_versions: 5, and v1, the exported version every one was recalibrated from (they are trusted through it)
+    assert [p.name for p in list_versions(model_dir)] == ["1", "3", "4", "5", "6", "7"]
+    assert all(load_bundle(model_dir / v).manifest.recalibration["root"] == "1" for v in "34567")
     listing = run("models", "list", "--config", str(station))
     assert listing.returncode == 0 and "* v7" in listing.stdout and "recalibrated from v6" in listing.stdout
     assert run("models", "rollback", "--config", str(station)).returncode == 0
     assert active_version(model_dir) == "6"
     assert run("models", "activate", "4", "--models", str(model_dir)).returncode == 0
     assert active_version(model_dir) == "4"
-    proc = run("models", "activate", "1", "--models", str(model_dir))
-    assert proc.returncode == 2 and "1" in proc.stderr and active_version(model_dir) == "4"
+    proc = run("models", "activate", "2", "--models", str(model_dir))
+    assert proc.returncode == 2 and "2" in proc.stderr and active_version(model_dir) == "4"
 
 
 def test_power_cut_during_recalibration_never_breaks_the_active_bundle(station, tmp_path):

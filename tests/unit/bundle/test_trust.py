@@ -126,7 +126,7 @@ def test_a_station_signed_version_with_another_ir_is_refused(models):
 
     edit_manifest(child, swap)
     sign_manifest(child, STATION, "station line1")  # a leaked station key cannot bring in another network
-    assert "differs from its parent v1 in model.bin" in refused(child)
+    assert "differs from v1 (signed by export) in model.bin" in refused(child)
 
 
 def test_a_station_signed_version_without_a_signed_parent_is_refused(models):
@@ -152,7 +152,7 @@ def test_a_memory_bank_refit_is_trusted_only_when_its_ir_is_rebuilt_from_the_par
     edit_manifest(child, lambda d: d["files"].update({"memory_bank.npy": file_entry(child / "memory_bank.npy")
                                                       .model_dump()}))  # fmt: skip
     sign_manifest(child, STATION, "station line1")
-    assert "differs from its parent v1 in model.bin, model.xml" in refused(child)
+    assert "differs from v1 (signed by export) in model.bin, model.xml" in refused(child)
 
 
 def test_keys_from_the_config(tmp_path):
@@ -160,3 +160,86 @@ def test_keys_from_the_config(tmp_path):
     assert oct(private.stat().st_mode & 0o777) == "0o600"
     loaded = Trust.from_config(SecurityConfig(trusted_keys=[public], station_key=private))
     assert loaded.require and list(loaded.keys) == [loaded.station_key_id]
+
+
+def test_the_manifest_checked_is_the_manifest_loaded(models, tmp_path, monkeypatch):
+    """Found by the probe: load_bundle parsed one manifest.json and the signature check read the file again;
+    swapped back in between, a fake manifest (another IR, another threshold) ran as 'signed by export'."""
+    from edge_ad.bundle import store
+
+    version = models / "1"
+    genuine = (version / MANIFEST_NAME).read_bytes()
+    edit_manifest(version, lambda d: d["variants"]["fp32"]["threshold"].update(value=1e6))
+    real_check = store._check_file
+
+    def swap_back_after_the_first_file(*args, **kwargs):
+        (version / MANIFEST_NAME).write_bytes(genuine)  # the attacker restores the genuine manifest
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_check_file", swap_back_after_the_first_file)
+    bundle = store.load_private(version, tmp_path / "copies")
+    assert bundle.manifest.variants["fp32"].threshold.value == 1e6 and bundle.path.parent == tmp_path / "copies"
+    with pytest.raises(BundleError, match=r"does not match manifest\.json"):
+        trust().check(bundle)
+
+
+def test_files_are_loaded_from_the_copy_that_was_hashed(models, tmp_path, monkeypatch):
+    """Found by the probe: files were hashed, then OpenVINO read them again from models/ (swapped meanwhile)."""
+    from edge_ad.bundle import store
+
+    bundle = store.load_private(models / "1", tmp_path / "copies")
+    (models / "1" / "model.bin").write_bytes(b"\0" * 64)  # swapped after the check
+    assert file_entry(bundle.path / "model.bin") == bundle.manifest.files["model.bin"]
+    assert oct(bundle.path.stat().st_mode & 0o777) == "0o700" and bundle.source == models / "1"
+    assert trust().check(bundle).signed
+
+
+def test_a_signed_bundle_of_another_model_or_version_is_refused(models):
+    """Found by the probe: a signed 'other' v1 copied to tiny/9 and activated judged as 'signed by export'."""
+    shutil.copytree(models / "1", models / "9")
+    assert "names tiny v1, not this folder (tiny/9)" in refused(models / "9")
+
+
+def test_a_fifo_or_symlink_as_signature_is_refused_not_waited_on(models, tmp_path):
+    """Found by the probe: a FIFO named manifest.sig hung the reloader (and the start) forever."""
+    import os
+
+    (models / "1" / SIGNATURE_NAME).unlink()
+    os.mkfifo(models / "1" / SIGNATURE_NAME)
+    assert "not a regular file" in refused(models / "1")
+    (models / "1" / SIGNATURE_NAME).unlink()
+    (models / "1" / SIGNATURE_NAME).symlink_to("/dev/zero")
+    assert "cannot open" in refused(models / "1")
+
+
+def test_a_manifest_in_the_model_directory_cannot_pin_a_version(models):
+    shutil.copy(models / "1" / MANIFEST_NAME, models / MANIFEST_NAME)
+    with pytest.raises(BundleError, match="a manifest in a model directory"):
+        load_bundle(models)
+
+
+def test_file_names_must_stay_inside_the_version(models):
+    edit_manifest(models / "1", lambda d: d["files"].update({"../../etc/passwd": d["files"]["model.bin"]}))
+    with pytest.raises(BundleError, match="not a plain relative path inside the version"):
+        load_bundle(models / "1")
+
+
+def test_pruning_keeps_the_root_a_kept_version_is_trusted_through(models):
+    """Found by the probe: keep_versions 2 and two recalibrations pruned v1, and v2, v3 could not be trusted."""
+    from edge_ad.bundle.store import activate, list_versions, prune_versions
+
+    recalibrated(models)  # v2 from v1
+    third = models / "3"
+    shutil.copytree(models / "2", third)
+    edit_manifest(third, lambda d: d.update(version="3", parent="2", recalibration={"root": "1"}))
+    sign_manifest(third, STATION, "station line1")
+    activate(models, "3")
+    assert prune_versions(models, keep=1) == ["2"]
+    assert [p.name for p in list_versions(models)] == ["1", "3"]
+    assert trust().check(load_bundle(models / "3")).chain == ("3", "2", "1")
+
+
+def test_a_station_signed_version_must_keep_every_setting_of_its_root(models):
+    """Found by the probe: a recalibration signed a manifest whose input ROI an attacker had changed."""
+    child = recalibrated(models, change=lambda d: d["input"].update(roi=[0, 0, 4, 4]))
+    assert "differs from v1 (signed by export) in input" in refused(child)
