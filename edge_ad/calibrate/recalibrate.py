@@ -46,6 +46,7 @@ from edge_ad.inference.patchcore_graph import (
 )
 from edge_ad.inference.precision import RUN_VARIANTS, compile_pinned
 from edge_ad.inference.preprocess import to_batch
+from edge_ad.integrity import use_station_key
 from edge_ad.types import Frame, is_ng
 
 __all__ = ["Outcome", "recalibrate", "require_frames"]
@@ -286,6 +287,7 @@ def recalibrate(
     progress = progress or (lambda stage, n: None)
     require_frames(len(good), rc)
     trust = Trust.from_config(config.security)
+    use_station_key(trust.station)  # the station's records and compile cache, as the daemon MACs them
     if trust.require and trust.station is None:
         raise ConfigError(
             "recalibrate: security.require_signature is on but security.station_key is not set, so the new "

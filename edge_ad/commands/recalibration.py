@@ -204,8 +204,11 @@ def _cmd_models_commission(args: argparse.Namespace) -> int:
     from edge_ad.commissioning import resolve_variant
     from edge_ad.commissioning.record import record_path
     from edge_ad.config.loader import writable_dir
+    from edge_ad.integrity import use_station_key
 
     model_config, state_dir = _station(args)
+    trust = _trust(args)
+    use_station_key(trust.station if trust is not None else None)  # records MAC'd as the daemon expects them
     model_dir = _model_dir(args)
     target = model_dir / args.version if args.version else resolve_version_dir(model_config.path)
     bundle = load_bundle(target)

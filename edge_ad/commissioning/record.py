@@ -7,7 +7,9 @@ station runs never flips between restarts.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edge_ad.bundle import MANIFEST_NAME, Bundle, file_entry
 from edge_ad.bundle.store import fsync_dir
 from edge_ad.errors import ConfigError
+from edge_ad.integrity import mac, mac_matches, station_mac_key
 
 __all__ = [
     "CandidateResult",
@@ -28,6 +31,8 @@ __all__ = [
     "record_path",
     "write_record",
 ]
+
+logger = logging.getLogger(__name__)
 
 RECORDS_DIR = "commissioning"
 
@@ -110,6 +115,8 @@ class CommissionRecord(_Strict):
 
 def manifest_sha256(bundle: Bundle) -> str:
     """sha256 of the bundle's manifest (which holds the sha256 of every other file)."""
+    if bundle.raw:  # the bytes that were verified and parsed, not a second read of the file
+        return hashlib.sha256(bundle.raw).hexdigest()
     return file_entry(bundle.path / MANIFEST_NAME).sha256
 
 
@@ -128,7 +135,12 @@ def read_record(state_dir: Path, bundle: Bundle, device: str = "CPU") -> Commiss
     """
     path = record_path(state_dir, manifest_sha256(bundle), device)
     try:
-        return CommissionRecord.model_validate_json(path.read_bytes())
+        data = path.read_bytes()
+        tag = path.with_name(path.name + ".mac").read_text().strip() if station_mac_key() else None
+        if not mac_matches(data, tag):
+            logger.warning("%s: not written by this station (MAC); commissioning measures again", path)
+            return None
+        return CommissionRecord.model_validate_json(data)
     except PermissionError:
         raise ConfigError(f"{path}: not readable by this user; run the command as the station's service user") from None
     except (OSError, ValidationError, ValueError):
@@ -139,9 +151,15 @@ def write_record(state_dir: Path, record: CommissionRecord) -> Path:
     """Store atomically (a reader never sees half a record), readable by every local user."""
     path = record_path(state_dir, record.key.manifest_sha256, record.key.device)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record.model_dump(mode="json"), indent=1) + "\n"
+    tag = mac(text.encode())
+    if tag is not None:  # before the record: a record never appears without its MAC
+        mac_path = path.with_name(path.name + ".mac")
+        mac_path.with_name(mac_path.name + ".part").write_text(tag + "\n")
+        os.replace(mac_path.with_name(mac_path.name + ".part"), mac_path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".record-")
     with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(record.model_dump(mode="json"), indent=1) + "\n")
+        fh.write(text)
         fh.flush()
         os.fchmod(fh.fileno(), 0o644)
         os.fsync(fh.fileno())

@@ -5,7 +5,8 @@ blob altered on disk is run as it is (a probe flipped 4 KiB in one: 8 of 45 scor
 error). Around every compile this module drops each blob whose sha256 is not the one the ledger
 recorded when the blob was written, so OpenVINO compiles from the signed IR again; after the
 compile the ledger records the blobs present. The ledger is HMAC-SHA256'd with a key that only
-the station's user can read (``ledger.key``, mode 0600, made on first use).
+the station's user can read: derived from the station's signing key (:mod:`edge_ad.integrity`), or
+without one ``ledger.key`` (mode 0600, made on first use).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edge_ad.guard import RateLimitedLog
+from edge_ad.integrity import mac, station_mac_key
 
-__all__ = ["discarded", "verified_cache"]
+__all__ = ["CacheChanged", "discarded", "verified_cache"]
 
 logger = logging.getLogger(__name__)
 LEDGER = "ledger.json"
@@ -47,6 +49,9 @@ def _sha256(path: Path) -> str:
 
 
 def _key(folder: Path) -> bytes:
+    station = station_mac_key()  # derived from the station's signing key: not in the state directory
+    if station is not None:
+        return station
     path = folder / KEY
     if not path.exists():
         with contextlib.suppress(FileExistsError):
@@ -57,7 +62,9 @@ def _key(folder: Path) -> bytes:
 
 
 def _mac(key: bytes, blobs: dict[str, str]) -> str:
-    return hmac.new(key, json.dumps(blobs, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+    tag = mac(json.dumps(blobs, sort_keys=True).encode(), key)
+    assert tag is not None
+    return tag
 
 
 def _ledger(folder: Path, key: bytes) -> dict[str, str]:
@@ -76,23 +83,45 @@ def _ledger(folder: Path, key: bytes) -> dict[str, str]:
 
 @contextlib.contextmanager
 def verified_cache(folder: Path) -> Iterator[None]:
-    """Around one compile with ``CACHE_DIR=folder``: drop unrecorded or altered blobs, then record the blobs."""
-    global _discarded
+    """Around one compile with ``CACHE_DIR=folder``: drop unrecorded or altered blobs, then record the blobs.
+
+    Raises:
+        CacheChanged: A blob that was verified before the compile changed during it (it was dropped).
+    """
     with _lock:
         folder.mkdir(parents=True, exist_ok=True)
         key = _key(folder)
         recorded = _ledger(folder, key)
+        trusted = {}
         for blob in sorted(folder.glob("*.blob")):
-            if recorded.get(blob.name) != _sha256(blob):
-                blob.unlink()
-                _discarded += 1
-                _log.warning("blob", "compile cache: %s is not the blob the station wrote; recompiling from the "
-                             "signed IR (%d so far)", blob, _discarded)  # fmt: skip
+            digest = _sha256(blob)
+            if recorded.get(blob.name) == digest:
+                trusted[blob.name] = digest
+            else:
+                _drop(blob)
         yield
-        blobs = {blob.name: _sha256(blob) for blob in sorted(folder.glob("*.blob"))}
+        changed = [folder / n for n, d in trusted.items() if (folder / n).exists() and _sha256(folder / n) != d]
+        for blob in changed:  # swapped while OpenVINO compiled: it may have loaded it
+            _drop(blob)
+        blobs = {blob.name: trusted.get(blob.name) or _sha256(blob) for blob in sorted(folder.glob("*.blob"))}
         part = folder / f".{LEDGER}.part"
         try:
             part.write_text(json.dumps({"blobs": blobs, "mac": _mac(key, blobs)}, indent=1))
             os.replace(part, folder / LEDGER)
         except OSError as exc:  # the blobs are recompiled next time: slower, never wrong
             logger.warning("compile cache: cannot write %s (%s)", folder / LEDGER, exc.strerror)
+        if changed:
+            raise CacheChanged(f"{folder}: {changed[0].name} changed while the model compiled")
+
+
+class CacheChanged(RuntimeError):
+    """A trusted blob changed during a compile (someone else writes the cache): compile again."""
+
+
+def _drop(blob: Path) -> None:
+    global _discarded
+    with contextlib.suppress(FileNotFoundError):
+        blob.unlink()
+    _discarded += 1
+    _log.warning("blob", "compile cache: %s is not the blob the station wrote; recompiling from the signed IR "
+                 "(%d so far)", blob, _discarded)  # fmt: skip

@@ -23,7 +23,7 @@ import openvino as ov
 
 from edge_ad.bundle import Bundle
 from edge_ad.errors import ModelLoadError, first_line
-from edge_ad.inference.compile_cache import verified_cache
+from edge_ad.inference.compile_cache import CacheChanged, verified_cache
 from edge_ad.inference.device import pick_device
 from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, output_names
 from edge_ad.inference.precision import RUN_VARIANTS, compile_pinned, read_precision
@@ -81,7 +81,6 @@ class AnomalyModel:
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(cache_dir)})
-        cache = verified_cache(cache_dir) if cache_dir is not None else contextlib.nullcontext()
         self.device, self.fallback_note = pick_device(core, device)
         if self.fallback_note:
             logger.warning("%s", self.fallback_note)
@@ -94,10 +93,7 @@ class AnomalyModel:
                 f"{xml}: OpenVINO cannot read the IR ({first_line(exc)}); re-run 'edge-ad export'"
             ) from None
         self._check_io(model, xml)
-        with cache:  # a cached blob is used only if it is the one the station wrote
-            self.compiled = compile_pinned(
-                core, model, self.device, self.run_variant.precision, _hints(streams), str(xml)
-            )
+        self.compiled = self._compile(core, model, cache_dir, xml)
         self.precision = read_precision(self.compiled)
         self.compile_ms = (time.perf_counter() - started) * 1000
         self.request = self.compiled.create_infer_request()
@@ -114,6 +110,22 @@ class AnomalyModel:
             self.device,
             self.compile_ms,
         )
+
+    def _compile(self, core: ov.Core, model: ov.Model, cache_dir: Path | None, xml: Path) -> ov.CompiledModel:
+        """Compile at the variant's pinned precision; a cached blob is used only if the station wrote it."""
+        hints = _hints(self.streams)
+        for attempt in (1, 2):
+            cache = verified_cache(cache_dir) if cache_dir is not None else contextlib.nullcontext()
+            try:
+                with cache:
+                    return compile_pinned(core, model, self.device, self.run_variant.precision, hints, str(xml))
+            except CacheChanged as exc:
+                if attempt == 2:
+                    raise ModelLoadError(
+                        f"{exc}, twice: something else writes the station's compile cache; stop it, or check "
+                        "the owner of service.state_dir"
+                    ) from None
+        raise AssertionError("unreachable")
 
     def _check_io(self, model: ov.Model, xml: Path) -> None:
         expected = [1, self.height, self.width, 3]

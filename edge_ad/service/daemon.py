@@ -21,6 +21,7 @@ from edge_ad.guard import Guard, RateLimitedLog
 from edge_ad.inference import compile_cache
 from edge_ad.inference.engine import AnomalyModel, InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
+from edge_ad.integrity import use_station_key
 from edge_ad.publish import MqttPublisher
 from edge_ad.publish.spool import open_spool
 from edge_ad.publish.topics import Topics
@@ -59,6 +60,7 @@ class Daemon:
         state_dir = writable_dir(config.service.state_dir, "service.state_dir")
         copies = private_copies(state_dir)
         self.trust = Trust.from_config(config.security, copies)
+        use_station_key(self.trust.station)  # MACs the compile cache's ledger and the commissioning records
         bundle = load_private(config.model.path, copies)  # judged from a copy nobody else can write
         self.signature = self.trust.check(bundle)  # refused before it judges a frame
         # the first start of a version commissions it (seconds to a minute): tell systemd and the operator

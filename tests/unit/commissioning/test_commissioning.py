@@ -182,3 +182,26 @@ def test_an_acceptance_set_that_does_not_match_the_manifest_is_refused(station):
         BundleError, match=r"acceptance.npz: acceptance set holds \(16, 32, 32, 3\) uint8, manifest says 99"
     ):
         read_acceptance(other)
+
+
+def test_a_forged_record_is_not_trusted_with_a_station_key(tiny_models, tmp_path, monkeypatch):
+    """Found by the probe: with write access to the state directory, a record edited to choose a refused variant
+    (verdicts changed) or none (a start that always fails) was believed."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edge_ad import integrity
+    from edge_ad.bundle import load_bundle
+    from edge_ad.commissioning import read_record, resolve_variant
+    from edge_ad.commissioning.record import record_path
+    from edge_ad.config import ModelConfig
+
+    monkeypatch.setattr(integrity, "_key", None)
+    integrity.use_station_key(Ed25519PrivateKey.generate())
+    bundle = load_bundle(tiny_models / "tiny")
+    resolve_variant(bundle, ModelConfig(path=tiny_models / "tiny"), tmp_path)
+    record = read_record(tmp_path, bundle)
+    assert record is not None
+    path = record_path(tmp_path, record.key.manifest_sha256, record.key.device)
+    assert path.with_name(path.name + ".mac").is_file()
+    path.write_text(path.read_text().replace('"chosen": "fp32"', '"chosen": null'))
+    assert read_record(tmp_path, bundle) is None  # measured again, not believed
