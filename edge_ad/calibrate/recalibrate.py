@@ -240,6 +240,16 @@ def _exclusive(root: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _private_copies() -> Iterator[Path]:
+    """A temporary folder only this process writes, for the private copy of the active version."""
+    copies = Path(tempfile.mkdtemp(prefix="edge-ad-recalibrate-"))
+    try:
+        yield copies
+    finally:
+        shutil.rmtree(copies, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def _staged(current: Bundle, root: Path) -> Iterator[Path]:
     """A private copy of the active bundle's runtime files next to the models (same filesystem)."""
     staging = Path(tempfile.mkdtemp(prefix=".recalibrate-", dir=root))
@@ -294,100 +304,80 @@ def recalibrate(
             "version could not be signed; set it to the station key install-service created"
         )
     version_dir = resolve_version_dir(config.model.path)
-    copies = Path(tempfile.mkdtemp(prefix="edge-ad-recalibrate-"))  # private: nobody can swap a file under us
-    try:
-        trust = replace(trust, copies=copies)
-        current = load_private(version_dir, copies)
-        trust.check(current)  # a version the station would refuse is not recalibrated either
-        return _recalibrate(config, current, trust, good, defects, refit_memory, dry_run, progress, source,
-                            report_dir, parts_checked)  # fmt: skip
-    finally:
-        shutil.rmtree(copies, ignore_errors=True)
-
-
-def _recalibrate(
-    config: EdgeAdConfig,
-    current: Bundle,
-    trust: Trust,
-    good: list[np.ndarray],
-    defects: list[np.ndarray] | None,
-    refit_memory: bool,
-    dry_run: bool,
-    progress: Progress,
-    source: str,
-    report_dir: Path | None,
-    parts_checked: bool,
-) -> Outcome:
-    """:func:`recalibrate` on a verified private copy of the active version."""
-    rc = config.recalibration
-    version_dir = current.source
     model_dir = version_dir.parent
     root = model_dir.parent
     state_dir = config.service.state_dir
     fit, held = _split(good, rc.holdback_every)
     started = datetime.now(timezone.utc)
-    with _exclusive(root), _disk_full_is_clear(root), _staged(current, root) as staging:
-        refit = _refit_memory(current, fit, staging, progress) if refit_memory else None
-        candidate = Bundle(path=staging, manifest=current.manifest)
-        fitted = _fit(candidate, fit, defects, refit, config, progress)
-        device = config.model.device
-        known = _rescore_acceptance(current, staging, fitted.models["fp32"])
-        manifest = _new_manifest(current, staging, fitted.models, fitted.thresholds, {})
-        # the new version is commissioned here, on this device; every variant it would accept (and every
-        # IR installed) is then held to the held-back good frames and the defects, and refused if it fails
-        proposed = _commission_staged(staging, manifest, config)
-        accepted = [n for n, c in proposed.record.candidates.items() if c.accepted] if proposed.record else []
-        held_scores: dict[str, np.ndarray] = {}  # the held-back frames are scored once per variant
-        checks = {
-            name: _check(name, current, candidate, fitted, held, defects, device, progress, held_scores)
-            for name in dict.fromkeys([*fitted.models, *accepted])
-        }
-        failures = {name: _failures(c, rc.target_false_reject) for name, c in checks.items()}
-        if not parts_checked:
-            failures["fp32"] += _active_rejects(current, checks["fp32"], len(held), rc.max_active_false_reject)
-        known_numbers = known.judge(current.variant("fp32").threshold.value, fitted.thresholds["fp32"].value)
-        failures["fp32"] += _known_failures(known_numbers, rc.target_false_reject, parts_checked)
-        refused = {n: r for n, r in failures.items() if r and n != "fp32"}  # fp32 failing fails the outcome
-        commissioned = _refuse(proposed.record, refused)
-        runs = decide(commissioned, config.model.variant).variant if commissioned else "fp32"
-        ir = RUN_VARIANTS[runs].ir
-        threshold, old_threshold = fitted.thresholds[ir], current.variant(ir).threshold.value
-        outcome = Outcome(
-            passed=not failures["fp32"],
-            variant=runs,
-            method=threshold.method,
-            refit_memory=refit_memory,
-            old_threshold=old_threshold,
-            new_threshold=threshold.value,
-            target_false_reject=rc.target_false_reject,
-            checks=checks,
-            frames={"good": len(good), "fit": len(fit), "held_back": len(held)},
-            parent=current.manifest.version,
-            reasons=[f"fp32: {reason}" for reason in failures["fp32"]],
-            refused=refused,
-            known=known_numbers,
-        )
-        if defects:
-            outcome.frames["defects"] = len(defects)
-        histogram_dir = report_dir or state_dir / "recalibration"
-        outcome.histogram = score_histogram(
-            histogram_dir / f"recalibration-{started:%Y%m%dT%H%M%S}.png",
-            {
-                "good (fit)": fitted.fit_scores[ir],
-                "good (held back)": held_scores[ir],
-                "defects": fitted.defect_scores[ir],
-            },
-            {"old": old_threshold, "new": threshold.value},
-        )
-        if not outcome.passed or dry_run:
+    with _private_copies() as copies, _exclusive(root), _disk_full_is_clear(root):
+        trust = replace(trust, copies=copies)  # nobody can swap a file of the active version under us
+        current = load_private(version_dir, copies)
+        trust.check(current)  # a version the station would refuse is not recalibrated either
+        with _staged(current, root) as staging:
+            refit = _refit_memory(current, fit, staging, progress) if refit_memory else None
+            candidate = Bundle(path=staging, manifest=current.manifest)
+            fitted = _fit(candidate, fit, defects, refit, config, progress)
+            device = config.model.device
+            known = _rescore_acceptance(current, staging, fitted.models["fp32"])
+            manifest = _new_manifest(current, staging, fitted.models, fitted.thresholds, {})
+            # the new version is commissioned here, on this device; every variant it would accept (and every
+            # IR installed) is then held to the held-back good frames and the defects, and refused if it fails
+            proposed = _commission_staged(staging, manifest, config)
+            accepted = [n for n, c in proposed.record.candidates.items() if c.accepted] if proposed.record else []
+            held_scores: dict[str, np.ndarray] = {}  # the held-back frames are scored once per variant
+            checks = {
+                name: _check(name, current, candidate, fitted, held, defects, device, progress, held_scores)
+                for name in dict.fromkeys([*fitted.models, *accepted])
+            }
+            failures = {name: _failures(c, rc.target_false_reject) for name, c in checks.items()}
+            if not parts_checked:
+                failures["fp32"] += _active_rejects(current, checks["fp32"], len(held), rc.max_active_false_reject)
+            known_numbers = known.judge(current.variant("fp32").threshold.value, fitted.thresholds["fp32"].value)
+            failures["fp32"] += _known_failures(known_numbers, rc.target_false_reject, parts_checked)
+            refused = {n: r for n, r in failures.items() if r and n != "fp32"}  # fp32 failing fails the outcome
+            commissioned = _refuse(proposed.record, refused)
+            runs = decide(commissioned, config.model.variant).variant if commissioned else "fp32"
+            ir = RUN_VARIANTS[runs].ir
+            threshold, old_threshold = fitted.thresholds[ir], current.variant(ir).threshold.value
+            outcome = Outcome(
+                passed=not failures["fp32"],
+                variant=runs,
+                method=threshold.method,
+                refit_memory=refit_memory,
+                old_threshold=old_threshold,
+                new_threshold=threshold.value,
+                target_false_reject=rc.target_false_reject,
+                checks=checks,
+                frames={"good": len(good), "fit": len(fit), "held_back": len(held)},
+                parent=current.manifest.version,
+                reasons=[f"fp32: {reason}" for reason in failures["fp32"]],
+                refused=refused,
+                known=known_numbers,
+            )
+            if defects:
+                outcome.frames["defects"] = len(defects)
+            histogram_dir = report_dir or state_dir / "recalibration"
+            outcome.histogram = score_histogram(
+                histogram_dir / f"recalibration-{started:%Y%m%dT%H%M%S}.png",
+                {
+                    "good (fit)": fitted.fit_scores[ir],
+                    "good (held back)": held_scores[ir],
+                    "defects": fitted.defect_scores[ir],
+                },
+                {"old": old_threshold, "new": threshold.value},
+            )
+            if not outcome.passed or dry_run:
+                return outcome
+            record = {**(refit.record if refit else {}), **_record(outcome, started, source), **_lineage(current)}
+            outcome.installed = install_bundle(
+                staging,
+                root,
+                manifest.model_copy(update={"recalibration": record}),
+                sign=_signer(trust, config.station),
+            )
+            _keep_commissioning(commissioned, outcome.installed, state_dir)
+            prune_versions(model_dir, rc.keep_versions)
             return outcome
-        record = {**(refit.record if refit else {}), **_record(outcome, started, source), **_lineage(current)}
-        outcome.installed = install_bundle(
-            staging, root, manifest.model_copy(update={"recalibration": record}), sign=_signer(trust, config.station)
-        )
-        _keep_commissioning(commissioned, outcome.installed, state_dir)
-        prune_versions(model_dir, rc.keep_versions)
-        return outcome
 
 
 def _signer(trust: Trust, station: str) -> Callable[[Path], object] | None:
