@@ -287,14 +287,16 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="train on good images and write an OpenVINO bundle (export extra)")
     p.add_argument("--recipe", type=Path, help="calibration recipe YAML; the options below override it")
     p.add_argument("--data", type=Path, help="category directory (train/good, test/good, test/<defect>)")
-    p.add_argument("--model", choices=["patchcore", "padim", "stfpm", "efficientad"])
+    p.add_argument(
+        "--model", choices=["patchcore", "padim", "stfpm", "efficientad"], help="model type (default patchcore)"
+    )
     p.add_argument("--sign-key", type=Path, help="Ed25519 private key that signs the bundle (edge-ad keys new)")
     p.add_argument("--out", type=Path, help="models root (default models/)")
     p.add_argument("--name", help="bundle name (default: the category directory name)")
     p.add_argument("--backbone", help="timm backbone (default tf_efficientnet_lite0)")
     p.add_argument("--weights", type=Path, help="backbone ImageNet weights .pth (default: packaged lite0)")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--coreset-ratio", type=float)
+    p.add_argument("--image-size", type=int, help="square model input in pixels (default 128)")
+    p.add_argument("--coreset-ratio", type=float, help="PatchCore: fraction of patches kept in the memory bank")
     p.add_argument("--layers", nargs="+", metavar="LAYER",
                    help="backbone layers (default per model; PatchCore: blocks.2)")  # fmt: skip
     p.add_argument("--coarse-fraction", type=float,
@@ -314,13 +316,14 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8", choices=["ptq", "aware", "none"], help="NNCF INT8 mode (default ptq)")
     p.add_argument("--max-drop", type=float, help="largest allowed INT8 AUROC drop (default 0.003; EfficientAD 0.01)")
     p.add_argument("--no-int8", action="store_true", help="same as --int8 none")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed (same data, recipe and seed: byte-identical bundle)")
     p.set_defaults(func=_cmd_export)
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-ad", description="Visual anomaly detection for inspection stations.")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None)
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None,
+                        help="log level on stderr (default INFO; run: service.log_level)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the station daemon")
@@ -330,7 +333,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="check a config file, print its JSON Schema or reference")
     config_sub = p.add_subparsers(dest="config_command", required=True)
     c = config_sub.add_parser("check", help="validate a station YAML file and what 'run' would refuse")
-    c.add_argument("file", type=Path)
+    c.add_argument("file", type=Path, help="station YAML file")
     c.add_argument("--user", help="check files and directories for this user, e.g. edge-ad (default: you)")
     c.set_defaults(func=_cmd_config_check)
     c = config_sub.add_parser("schema", help="print the config JSON Schema")
@@ -339,14 +342,16 @@ def _build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_config_reference)
 
     p = sub.add_parser("make-dataset", help="write a synthetic MVTec-layout dataset (export extra)")
-    p.add_argument("out", type=Path)
-    p.add_argument("--categories", nargs="+", default=["brick", "gravel"])
+    p.add_argument("out", type=Path, help="folder to write (one sub-folder per category)")
+    p.add_argument(
+        "--categories", nargs="+", default=["brick", "gravel"], help="textures to make (default brick gravel)"
+    )
     p.add_argument("--size", type=int, default=128, help="image side in pixels")
     p.add_argument("--train", type=int, default=60, help="good training images per category")
-    p.add_argument("--test-good", type=int, default=15)
+    p.add_argument("--test-good", type=int, default=15, help="good test images per category")
     p.add_argument("--test-defect", type=int, default=10, help="images per defect kind")
     p.add_argument("--defect-strength", type=float, default=1.0, help="defect opacity 0-1 (lower: harder data)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed: same images)")
     p.set_defaults(func=_cmd_make_dataset)
 
     _add_export_parser(sub)
@@ -356,14 +361,14 @@ def _build_parser() -> argparse.ArgumentParser:
     add_cases_parsers(sub)
 
     p = sub.add_parser("distill-teacher", help="distil EfficientAD's PDN teacher offline (export extra)")
-    p.add_argument("--size", choices=["small", "medium"], default="small")
+    p.add_argument("--size", choices=["small", "medium"], default="small", help="EfficientAD PDN size")
     p.add_argument("--out", type=Path, help="teacher file (default: the cache used by export)")
     p.add_argument("--steps", type=int, default=800, help="optimiser steps (800: ~25 min on 2 cores)")
     p.add_argument("--image-size", type=int, default=96, help="crop size in pixels")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="images per optimiser step")
     p.add_argument("--images", type=Path, help="photos to distil on (default: scikit-image's)")
     p.add_argument("--weights", type=Path, help="backbone ImageNet weights .pth (default: packaged lite0)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=_cmd_distill_teacher)
 
     p = sub.add_parser("bench", help="benchmarks (results for BENCHMARKS.md)")
@@ -371,7 +376,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, help="frames to score (default: the bundle's golden images)")
     p.add_argument("--frames", type=int, default=200, help="frames per measurement")
     p.add_argument("--requests", type=int, nargs="+", default=[2, 4], help="in-flight requests for throughput")
-    p.add_argument("--device", default="CPU")
+    p.add_argument("--device", default="CPU", help="OpenVINO device (CPU, GPU)")
     p.add_argument("--data", type=Path, help="category directory: AUROC per variant on its test images")
     p.add_argument("--e2e", type=int, default=300, metavar="FRAMES",
                    help="frames through the daemon and a private mosquitto (0 skips; needs mosquitto)")  # fmt: skip
@@ -385,20 +390,20 @@ def _build_parser() -> argparse.ArgumentParser:
     bench_sub = p.add_subparsers(dest="bench_command")
     b = bench_sub.add_parser("coreset", help="fast vs anomalib greedy coreset: time and AUROC (export extra)")
     b.add_argument("--data", nargs="+", type=Path, required=True, help="category directories")
-    b.add_argument("--image-size", type=int, default=128)
-    b.add_argument("--ratio", type=float, default=0.1)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--image-size", type=int, default=128, help="model input in pixels")
+    b.add_argument("--ratio", type=float, default=0.1, help="coreset ratio")
+    b.add_argument("--seed", type=int, default=0, help="random seed")
     b.add_argument("--output", type=Path, help="also write the Markdown table here")
     b.set_defaults(func=_cmd_bench_coreset)
     b = bench_sub.add_parser("cases", help="similar-case search: precision@k of defect kinds (cases extra)")
     b.add_argument("--bundle", type=Path, required=True, help="PatchCore bundle (version dir or model dir)")
     b.add_argument("--data", nargs="+", type=Path, required=True, help="category directories of that part")
-    b.add_argument("-k", type=int, default=5)
+    b.add_argument("-k", type=int, default=5, help="neighbours per query")
     b.add_argument("--json", type=Path, help="also write the result as JSON")
     b.set_defaults(func=_cmd_bench_cases)
 
     p = sub.add_parser("report", help="rebuild a bundle's evaluation report (export extra)")
-    p.add_argument("bundle", type=Path)
+    p.add_argument("bundle", type=Path, help="bundle version or model directory")
     p.add_argument("--out", type=Path, help="folder to write (default report-<name>-v<version>; never the bundle)")
     p.set_defaults(func=_cmd_report)
     return parser

@@ -271,6 +271,13 @@ def _forget_old(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _readable_by_all(root: Path) -> None:
+    """Folders 0755 and files 0644 below ``root`` (an installed version is read by the service user)."""
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def _fsync_tree(root: Path) -> None:
     for p in sorted(root.rglob("*")):
         if p.is_file():
@@ -330,6 +337,7 @@ def install_bundle(
     if tmp_target.exists():
         shutil.rmtree(tmp_target)
     shutil.copytree(staging, tmp_target)
+    _readable_by_all(tmp_target)  # a staging folder from mkdtemp is 0700: the service user must read it
     _fsync_tree(tmp_target)
     os.rename(tmp_target, target)
     fsync_dir(model_dir)

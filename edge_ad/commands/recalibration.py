@@ -346,9 +346,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         where.add_argument("--config", type=Path, help="station YAML (its model.path)")
         where.add_argument("--models", type=Path, help="model directory, e.g. models/brick")
         if name == "activate":
-            c.add_argument("version")
+            c.add_argument("version", help="version number, e.g. 3")
         if name == "list":
-            c.add_argument("--json", action="store_true")
+            c.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "verify":
             c.add_argument("version", nargs="?", help="version (default: the active one)")
             c.add_argument("--chain", action="store_true", help="also every parent it was recalibrated from")

@@ -20,8 +20,12 @@ def _cmd_install(args: argparse.Namespace) -> int:
         print(f"kept     {path} (exists)")
     for command in plan.commands:
         print(f"ran      {' '.join(command)}")
-    print(f"next     edit {args.root / 'etc/edge-ad' / (args.station + '.yaml')}, then "
-          f"edge-ad config check --user edge-ad it and systemctl restart edge-ad@{args.station}")  # fmt: skip
+    if plan.start:
+        print(f"started  edge-ad@{args.station} with its existing config")
+    else:
+        print(f"next     edit {args.root / 'etc/edge-ad' / (args.station + '.yaml')}, then "
+              f"edge-ad config check --user edge-ad it and systemctl start edge-ad@{args.station} "
+              "(not started: its config is the template)")  # fmt: skip
     return 0
 
 
@@ -67,15 +71,15 @@ def _cmd_command(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register the service commands on the main parser."""
     p = sub.add_parser("install-service", help="install a station as a systemd service (config, units, user)")
-    p.add_argument("station")
+    p.add_argument("station", help="station name (edge-ad@<station>, /etc/edge-ad/<station>.yaml)")
     p.add_argument("--root", type=Path, default=Path("/"), help="install below this directory (tests, images)")
     p.add_argument("--bundle", type=Path, help="model directory (models/<name>) to copy to /var/lib/edge-ad/models")
     p.add_argument("--no-enable", action="store_true", help="write files only; do not enable or start")
     p.set_defaults(func=_cmd_install)
 
     p = sub.add_parser("uninstall-service", help="stop and remove a station's service (config kept)")
-    p.add_argument("station")
-    p.add_argument("--root", type=Path, default=Path("/"))
+    p.add_argument("station", help="station name")
+    p.add_argument("--root", type=Path, default=Path("/"), help="uninstall below this directory (tests, images)")
     p.add_argument("--purge", action="store_true", help="also delete its config and state directory")
     p.set_defaults(func=_cmd_uninstall)
 
@@ -86,7 +90,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("command", help="send a signed command to a running station and follow its replies")
-    p.add_argument("name", choices=["recalibrate"])
+    p.add_argument("name", choices=["recalibrate"], help="the command")
     p.add_argument("station", nargs="?", help="station name (reads /etc/edge-ad/<station>.yaml)")
     p.add_argument("--config", type=Path, help="station YAML (broker, station name and commands key)")
     p.add_argument("--frames", type=int, help="good frames the station collects (default: what acceptance needs)")

@@ -37,6 +37,7 @@ class InstallPlan:
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
     commands: list[list[str]] = field(default_factory=list)
+    start: bool = False  # the station was (or, on a scratch root, would be) started
 
 
 def _unit_text(name: str, executable: str) -> str:
@@ -106,7 +107,8 @@ def install_service(
             (target.with_name(target.name + ".incoming")).rename(target)
             plan.written.append(target)
     model = bundle.name if bundle is not None else "MODEL"
-    _write(plan, root / f"etc/edge-ad/{station}.yaml", _config_template(station, model), overwrite=False)
+    config = root / f"etc/edge-ad/{station}.yaml"
+    _write(plan, config, _config_template(station, model), overwrite=False)
     key = root / STATION_KEYS / f"{station}.key"
     if key.exists():
         plan.kept.append(key)
@@ -122,12 +124,15 @@ def install_service(
         if not wants.is_symlink():
             wants.symlink_to("/etc/systemd/system/edge-ad@.service")
             plan.written.append(wants)
+    plan.commands += [["systemd-sysusers"], ["systemctl", "daemon-reload"]]
+    plan.commands += [["chown", "-R", "edge-ad:edge-ad", "/var/lib/edge-ad"]]
+    plan.start = enable and config in plan.kept  # a config just written from the template is edited first
+    if plan.start:
+        plan.commands.append(["systemctl", "restart", f"edge-ad@{station}.service"])
     if real:
-        plan.commands += [["systemd-sysusers"], ["systemctl", "daemon-reload"]]
-        plan.commands += [["chown", "-R", "edge-ad:edge-ad", "/var/lib/edge-ad"]]
-        if enable:
-            plan.commands.append(["systemctl", "restart", f"edge-ad@{station}.service"])
         _run(plan.commands)
+    else:
+        plan.commands = []  # a scratch root: nothing is run
     return plan
 
 

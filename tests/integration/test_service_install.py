@@ -40,6 +40,10 @@ def test_install_writes_config_units_user_and_enables_then_uninstall_removes(tmp
     config = yaml.safe_load((root / "etc/edge-ad/line3-cam1.yaml").read_text())
     assert config["station"] == "line3-cam1" and config["model"]["path"] == "/var/lib/edge-ad/models/tiny"
     assert config["service"]["state_dir"] == "/var/lib/edge-ad/line3-cam1"
+    assert "(not started: its config is the template)" in proc.stdout, "a template config is edited before a start"
+    key = root / "var/lib/edge-ad/keys/line3-cam1.key"
+    assert config["security"]["station_key"] == "/var/lib/edge-ad/keys/line3-cam1.key"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
     assert (root / "var/lib/edge-ad/models/tiny/active").is_symlink()
     assert "u edge-ad" in (root / "etc/sysusers.d/edge-ad.conf").read_text()
     units = root / "etc/systemd/system"
@@ -58,6 +62,7 @@ def test_install_writes_config_units_user_and_enables_then_uninstall_removes(tmp
     (root / "etc/edge-ad/line3-cam1.yaml").write_text("station: line3-cam1  # edited\n")
     again = edge_ad("install-service", "line3-cam1", "--root", str(root))
     assert again.returncode == 0 and "kept" in again.stdout
+    assert "started  edge-ad@line3-cam1 with its existing config" in again.stdout
     assert "edited" in (root / "etc/edge-ad/line3-cam1.yaml").read_text(), "an existing config is never overwritten"
 
     gone = edge_ad("uninstall-service", "line3-cam1", "--root", str(root))

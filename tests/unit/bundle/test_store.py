@@ -110,3 +110,24 @@ def test_pruning_keeps_the_newest_and_always_the_active_version(tmp_path):
     assert prune_versions(model_dir, keep=2) == ["2"]
     assert [p.name for p in list_versions(model_dir)] == ["1", "3", "4"]
     assert not list(model_dir.glob(".*removing"))
+
+
+def test_an_installed_version_is_readable_by_the_service_user_whoever_installed_it(tmp_path):
+    """Found: a recalibration run as root installed its version with mode 0700 (its staging came from mkdtemp)."""
+    import tempfile
+
+    from edge_ad.bundle.store import install_bundle, load_bundle
+    from tests.support.tiny_bundle import make_tiny_bundle
+
+    source = load_bundle(make_tiny_bundle(tmp_path / "a"))
+    staging = Path(tempfile.mkdtemp(dir=tmp_path))  # mode 0700, like recalibration's staging
+    for name in source.manifest.files:
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes((source.path / name).read_bytes())
+        (staging / name).chmod(0o600)
+    installed = install_bundle(staging, tmp_path / "b", source.manifest)
+    modes = {
+        p.relative_to(installed).as_posix(): oct(p.stat().st_mode & 0o777) for p in [installed, *installed.rglob("*")]
+    }
+    assert modes.pop(".") == "0o755" and modes.pop("golden") == "0o755"
+    assert set(modes.values()) == {"0o644"}, modes
