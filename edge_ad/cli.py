@@ -253,8 +253,14 @@ def _cmd_bench_runtime(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_coreset(args: argparse.Namespace) -> int:
-    from edge_ad.bench.coreset import run_coreset_bench, to_markdown
+    from edge_ad.bench.coreset import run_coreset_bench, selection_bench, to_markdown
 
+    if args.selection:
+        with contextlib.redirect_stderr(open(os.devnull, "w")):  # anomalib's progress bar
+            print(selection_bench(ratio=args.ratio, seed=args.seed))
+        return 0
+    if not args.data:
+        raise EdgeAdError("bench coreset: give --data DIR ... (full exports), or --selection")
     with contextlib.redirect_stdout(sys.stderr):
         result = run_coreset_bench(args.data, args.image_size, args.ratio, args.seed)
     text = to_markdown(result)
@@ -304,7 +310,9 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exact-search", action="store_true",
                    help="PatchCore: search the whole bank for every patch (no fast path)")  # fmt: skip
     p.add_argument("--exact-patches", type=int, help="PatchCore fast path: patches searched exactly (default 64)")
-    p.add_argument("--coreset", choices=["fast", "greedy"], help="PatchCore coreset algorithm (default fast)")
+    p.add_argument("--coreset", choices=["greedy", "fast", "anomalib"],
+                   help="PatchCore coreset: greedy (k-center greedy, the default), fast (batched approximation), "
+                   "anomalib (its own, slow)")  # fmt: skip
     p.add_argument("--epochs", type=int, help="STFPM / EfficientAD training epochs")
     p.add_argument("--efficientad-size", choices=["small", "medium"], help="EfficientAD PDN size (default small)")
     p.add_argument("--teacher", type=Path, help="EfficientAD teacher from 'edge-ad distill-teacher' (default: cached)")
@@ -388,8 +396,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the result as JSON")
     p.set_defaults(func=_cmd_bench_runtime)
     bench_sub = p.add_subparsers(dest="bench_command")
-    b = bench_sub.add_parser("coreset", help="fast vs anomalib greedy coreset: time and AUROC (export extra)")
-    b.add_argument("--data", nargs="+", type=Path, required=True, help="category directories")
+    b = bench_sub.add_parser("coreset", help="edge_ad's coresets vs anomalib's: time and AUROC (export extra)")
+    b.add_argument("--data", nargs="+", type=Path, help="category directories (full exports)")
+    b.add_argument("--selection", action="store_true", help="time the selection alone, same rows check")
     b.add_argument("--image-size", type=int, default=128, help="model input in pixels")
     b.add_argument("--ratio", type=float, default=0.1, help="coreset ratio")
     b.add_argument("--seed", type=int, default=0, help="random seed")

@@ -62,10 +62,10 @@ def _recipe(data: Path, manifest: Manifest, coreset: str):
 
 
 def _fit_ours(data: Path, manifest: Manifest, workdir: Path) -> dict[str, float]:
-    """Fit time of edge_ad's own training with the bundle's settings (feature extraction + fast coreset)."""
+    """Fit time of edge_ad's own training with the bundle's settings (feature extraction + exact greedy coreset)."""
     from edge_ad.export.models import train
 
-    trained = train(find_category(data), _recipe(data, manifest, "fast"), workdir)
+    trained = train(find_category(data), _recipe(data, manifest, "greedy"), workdir)
     return {"fit_s": round(trained.fit_seconds, 2), "coreset_s": trained.params["coreset_seconds"]}
 
 
@@ -91,7 +91,7 @@ def _train_reference(data: Path, manifest: Manifest, workdir: Path, layers: list
         pre_processor=Patchcore.configure_pre_processor(image_size=(size, size)),
     )
     load_backbone_weights(feature_extractor(module), packaged_weights(spec.backbone))
-    recipe = _recipe(data, manifest, "greedy")
+    recipe = _recipe(data, manifest, "anomalib")
     engine = Engine(accelerator="cpu", devices=1, logger=False, default_root_dir=workdir, enable_model_summary=False)
     coreset = {}
     anomalib_fit = module.fit  # anomalib's memory-bank step: greedy coreset over all patches

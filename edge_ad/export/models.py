@@ -218,25 +218,27 @@ def _ancestors(node: ov.Node) -> set[str]:
     return seen
 
 
-def patchcore_class(fast: bool):
+def patchcore_class(coreset: str):
     from anomalib.models import Patchcore
 
     class TimedPatchcore(Patchcore):
-        """anomalib PatchCore; with ``fast`` its coreset comes from :func:`kcenter_greedy`. Times the coreset."""
+        """anomalib PatchCore whose coreset comes from :func:`kcenter_greedy` (unless ``coreset`` is "anomalib")."""
 
         seed = 0
         coreset_seconds = 0.0
 
         def fit(self) -> None:
             started = time.perf_counter()
-            if not fast:
+            if coreset == "anomalib":
                 super().fit()
             else:
                 bank = torch.vstack(self.model.embedding_store)
                 self.model.embedding_store.clear()
                 n = max(1, int(bank.shape[0] * self.coreset_sampling_ratio))
                 with tqdm(total=n, desc="coreset", unit="rows", leave=False) as bar:
-                    idx = kcenter_greedy(bank.numpy(), n, seed=self.seed, progress=bar.update)
+                    idx = kcenter_greedy(
+                        bank.numpy(), n, seed=self.seed, progress=bar.update, exact=coreset == "greedy"
+                    )
                 self.model.memory_bank = bank[torch.from_numpy(idx)]
             self.coreset_seconds = time.perf_counter() - started
 
@@ -403,7 +405,7 @@ def _module(recipe: ExportRecipe) -> nn.Module:
     if m.type == "efficientad":
         return _efficientad(recipe)
     if m.type == "patchcore":
-        module = patchcore_class(fast=m.coreset == "fast")(
+        module = patchcore_class(m.coreset)(
             backbone=m.backbone,
             layers=layers,
             pre_trained=False,

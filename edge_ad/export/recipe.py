@@ -43,9 +43,13 @@ class ModelOptions(EdgeAdModel):
     layers: list[str] | None = Field(None, min_length=1, description="Backbone layers; default per model type.")
     image_size: int = Field(128, ge=32, le=1024, description="Square model input size in pixels.")
     coreset_ratio: float = Field(0.1, gt=0, le=1, description="PatchCore: fraction of patches kept in the memory bank.")
-    coreset: Literal["fast", "greedy"] = Field(
-        "fast",
-        description="PatchCore coreset: edge_ad's batched numpy k-center ('fast') or anomalib's ('greedy').",
+    coreset: Literal["greedy", "fast", "anomalib"] = Field(
+        "greedy",
+        description=(
+            "PatchCore coreset: 'greedy' is k-center greedy itself, the rows anomalib's algorithm picks, computed "
+            "in numpy rounds (default); 'fast' is the batched approximation (faster, measurably less accurate on "
+            "some data, BENCHMARKS.md); 'anomalib' runs anomalib's own (reference, slow)."
+        ),
     )
     num_neighbors: int = Field(9, ge=1, description="PatchCore: support set size for score re-weighting.")
     coarse_fraction: float | None = Field(
