@@ -13,7 +13,15 @@ from edge_ad.bundle.manifest import (
     Threshold,
     Variant,
 )
-from edge_ad.bundle.store import Bundle, activate, file_entry, install_bundle, list_versions, load_bundle
+from edge_ad.bundle.store import (
+    Bundle,
+    activate,
+    file_entry,
+    install_bundle,
+    list_versions,
+    load_bundle,
+    next_version,
+)
 
 __all__ = [
     "ACCEPTANCE_FILE",
@@ -33,6 +41,7 @@ __all__ = [
     "install_bundle",
     "list_versions",
     "load_bundle",
+    "next_version",
     "pick_acceptance",
     "read_acceptance",
 ]

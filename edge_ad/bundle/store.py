@@ -40,6 +40,7 @@ __all__ = [
     "list_versions",
     "load_bundle",
     "load_private",
+    "next_version",
     "parse_manifest",
     "private_copies",
     "read_regular",
@@ -325,8 +326,7 @@ def install_bundle(
     """
     model_dir = models_root / manifest.name
     model_dir.mkdir(parents=True, exist_ok=True)
-    existing = list_versions(model_dir)
-    version = str(int(existing[-1].name) + 1 if existing else 1)
+    version = next_version(model_dir)
     manifest = manifest.model_copy(update={"version": version})
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
     if sign is not None:
@@ -344,6 +344,12 @@ def install_bundle(
     if make_active:
         activate(model_dir, version)
     return target
+
+
+def next_version(model_dir: Path) -> str:
+    """The version number the next install into ``model_dir`` gets."""
+    existing = list_versions(model_dir)
+    return str(int(existing[-1].name) + 1 if existing else 1)
 
 
 def active_version(model_dir: Path) -> str | None:

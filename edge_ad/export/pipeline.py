@@ -33,6 +33,7 @@ from edge_ad.bundle import (
     Variant,
     file_entry,
     install_bundle,
+    next_version,
     pick_acceptance,
 )
 from edge_ad.bundle.signing import load_private_key, sign_manifest
@@ -337,7 +338,10 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
         acceptance = _acceptance(staging, val, scores["fp32"]["validation"], manifest.input, recipe.int8_budget)
         added = [g.file for g in golden] + [acceptance.file]
         files = {**manifest.files, **{name: file_entry(staging / name) for name in added}}
-        manifest = manifest.model_copy(update={"golden": golden, "acceptance": acceptance, "files": files})
+        version = next_version(Path(recipe.out) / name)  # the report's title names the version it will be
+        manifest = manifest.model_copy(
+            update={"golden": golden, "acceptance": acceptance, "files": files, "version": version}
+        )
         logger.info("[5/5] writing the evaluation report and installing the bundle")
         report = build_report(staging, manifest, {"validation": val, "test": test}, scores)
         reported = {str(p.relative_to(staging)): file_entry(p) for p in sorted(report.parent.rglob("*")) if p.is_file()}

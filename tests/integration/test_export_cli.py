@@ -195,6 +195,8 @@ def test_report_is_complete_and_rebuilds(exported, tmp_path):
     }
     assert len(list((report / "overlays").glob("*.png"))) >= 2
     html = (report / "report.html").read_text()
+    version = exported.manifest.version  # found: an exported report said "v0" while the manifest said 1
+    assert f"<title>edge_ad report {exported.manifest.name} v{version}</title>" in html and version != "0"
     assert html.count("data:image/png;base64,") >= 8 and "http" not in html.replace("https://json", "")
     assert all(f"report/{p.name}" in exported.manifest.files for p in report.iterdir() if p.is_file())
     proc = offline_cli("report", str(exported.bundle), "--out", str(tmp_path / "again"), log=tmp_path / "log")
