@@ -22,7 +22,7 @@ from edge_ad.bundle import Bundle, Manifest, load_bundle
 from edge_ad.calibrate.metrics import best_f1_threshold, classification_stats, pr_curve, roc_curve
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.service.evidence import heatmap_overlay
-from edge_ad.types import Frame
+from edge_ad.types import Frame, is_ng
 
 __all__ = ["build_report", "rebuild_report"]
 
@@ -78,12 +78,21 @@ def _confusion(out: Path, variant: str, stats: dict) -> str:
     return _save(fig, out / f"confusion_{variant}.png")
 
 
-def _overlays(out: Path, bundle: Bundle, variant: str, rows: list[dict], threshold: float, limit: int = 4) -> list[str]:
-    """Heatmaps of the worst misses (wrong side of the threshold, largest margin first).
+def gallery_title(rows: list[dict], threshold: float, variant: str) -> str:
+    """What the error gallery shows: false rejects and escapes at the threshold, or, without any, the closest calls."""
+    rejects = sum(1 for r in rows if is_ng(r["score"], threshold) and not r["label"])
+    escapes = sum(1 for r in rows if not is_ng(r["score"], threshold) and r["label"])
+    if rejects or escapes:
+        return f"False rejects ({rejects}) and escapes ({escapes}) at {threshold:.4g} ({variant}), worst first"
+    return f"No false reject or escape at {threshold:.4g} ({variant}): the closest calls"
 
-    Without misses: the good and the defect image closest to the threshold (the narrowest margins).
+
+def _overlays(out: Path, bundle: Bundle, variant: str, rows: list[dict], threshold: float, limit: int = 4) -> list[str]:
+    """Heatmaps of the false rejects and escapes (wrong side of the threshold, largest margin first).
+
+    Without any: the good and the defect image closest to the threshold (the narrowest margins).
     """
-    wrong = [r for r in rows if (r["score"] >= threshold) != bool(r["label"])]
+    wrong = [r for r in rows if is_ng(r["score"], threshold) != bool(r["label"])]
     if wrong:
         worst = sorted(wrong, key=lambda r: -abs(r["score"] - threshold))[:limit]
     else:
@@ -105,7 +114,7 @@ def _overlays(out: Path, bundle: Bundle, variant: str, rows: list[dict], thresho
             continue
         result = model.infer(Frame(image=image, ts=0.0, index=1))
         overlay = heatmap_overlay(image, result.anomaly_map, threshold)
-        label = f"{row['kind']} {row['score']:.3g} {'NG' if row['score'] >= threshold else 'OK'}"
+        label = f"{row['kind']} {row['score']:.3g} {'NG' if is_ng(row['score'], threshold) else 'OK'}"
         cv2.putText(overlay, label, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
         name = f"overlays/{i:02d}_{row['kind']}_{Path(row['path']).stem}.png"
         cv2.imwrite(str(out / name), np.concatenate([image, overlay], axis=1))
@@ -198,9 +207,9 @@ def build_report(
         sections.setdefault("Score histograms", []).append(_histogram(out, v, test.labels, s, threshold))
         sections.setdefault("Confusion matrices", []).append(_confusion(out, v, stats))
     default = manifest.default_variant
-    sections["Worst misses (" + default + ")"] = _overlays(
-        out, bundle, default, rows[default]["test"], manifest.variants[default].threshold.value
-    )
+    threshold = manifest.variants[default].threshold.value
+    title = gallery_title(rows[default]["test"], threshold, default)
+    sections[title] = _overlays(out, bundle, default, rows[default]["test"], threshold)
     (out / "confusion.json").write_text(json.dumps(confusion, indent=1))
     (out / "metrics.json").write_text(
         json.dumps({"variants": tables["Test split metrics"], **manifest.metrics}, indent=1)
