@@ -12,7 +12,6 @@ without one ``ledger.key`` (mode 0600, made on first use).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import json
 import logging
@@ -22,6 +21,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from edge_ad.bundle.store import file_entry
+from edge_ad.errors import BundleError
 from edge_ad.guard import RateLimitedLog
 from edge_ad.integrity import mac, station_mac_key
 
@@ -40,12 +41,12 @@ def discarded() -> int:
     return _discarded
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _sha256(path: Path) -> str | None:
+    """The blob's sha256 (the bundle store's chunked hash), or None when it is not a regular file."""
+    try:
+        return file_entry(path).sha256
+    except BundleError:
+        return None
 
 
 def _key(folder: Path) -> bytes:
@@ -95,7 +96,7 @@ def verified_cache(folder: Path) -> Iterator[None]:
         trusted = {}
         for blob in sorted(folder.glob("*.blob")):
             digest = _sha256(blob)
-            if recorded.get(blob.name) == digest:
+            if digest is not None and recorded.get(blob.name) == digest:
                 trusted[blob.name] = digest
             else:
                 _drop(blob)
@@ -103,7 +104,8 @@ def verified_cache(folder: Path) -> Iterator[None]:
         changed = [folder / n for n, d in trusted.items() if (folder / n).exists() and _sha256(folder / n) != d]
         for blob in changed:  # swapped while OpenVINO compiled: it may have loaded it
             _drop(blob)
-        blobs = {blob.name: trusted.get(blob.name) or _sha256(blob) for blob in sorted(folder.glob("*.blob"))}
+        digests = {blob.name: trusted.get(blob.name) or _sha256(blob) for blob in sorted(folder.glob("*.blob"))}
+        blobs = {name: digest for name, digest in digests.items() if digest is not None}
         part = folder / f".{LEDGER}.part"
         try:
             part.write_text(json.dumps({"blobs": blobs, "mac": _mac(key, blobs)}, indent=1))
