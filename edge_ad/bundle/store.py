@@ -229,7 +229,8 @@ def load_private(path: str | Path, root: Path, keep: int = 4) -> Bundle:
     Every listed file is copied as it is hashed (and the manifest and signature as they are read)
     into ``root/<name>-v<version>-<manifest sha>/``, a folder only this user can write; the model is
     compiled and judged from there. Whoever can write ``models/`` cannot swap a file between the
-    check and its use. The ``keep`` most recently used copies are kept.
+    check and its use. A copy made earlier is hashed again before use (disk damage); a new one was
+    hashed as it was written. The ``keep`` most recently used copies are kept.
 
     Raises:
         BundleError: As :func:`load_bundle`, or the copy cannot be written (one line).
@@ -238,8 +239,9 @@ def load_private(path: str | Path, root: Path, keep: int = 4) -> Bundle:
     raw = read_regular(version_dir / MANIFEST_NAME, MAX_MANIFEST)
     manifest = parse_manifest(raw, version_dir / MANIFEST_NAME)
     target = root / f"{manifest.name}-v{manifest.version}-{hashlib.sha256(raw).hexdigest()[:16]}"
+    made = not target.is_dir()
     try:
-        if not target.is_dir():
+        if made:
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
             part = root / f".{target.name}.part"
             shutil.rmtree(part, ignore_errors=True)
@@ -257,8 +259,10 @@ def load_private(path: str | Path, root: Path, keep: int = 4) -> Bundle:
         raise BundleError(
             f"{root}: cannot keep a private copy of {version_dir} ({exc.strerror}); free space on service.state_dir"
         ) from None
-    bundle = load_bundle(target)
-    return Bundle(path=bundle.path, manifest=bundle.manifest, raw=bundle.raw, origin=version_dir)
+    if not made:  # an earlier copy: judged by its own manifest and files, hashed again
+        earlier = load_bundle(target)
+        manifest, raw = earlier.manifest, earlier.raw
+    return Bundle(path=target, manifest=manifest, raw=raw, origin=version_dir)
 
 
 def private_copies(state_dir: Path) -> Path:
