@@ -161,14 +161,14 @@ class Trust:
         verdict = self._check(root, depth + 1)
         if not verdict.signed or (root.manifest.parent is not None and len(verdict.chain) > 1):
             raise BundleError(f"{bundle.source}: recalibrated from v{root_version}, which no trusted key signed")
-        changed = _changed_settings(m, root.manifest)
-        changed += sorted(
+        differing = {
             name
             for name in set(m.files) | set(root.manifest.files)
-            if name not in RECALIBRATED_FILES
-            and m.files.get(name) != root.manifest.files.get(name)
-            and not _recomposed(bundle, root, name)
-        )
+            if name not in RECALIBRATED_FILES and m.files.get(name) != root.manifest.files.get(name)
+        }
+        if differing:
+            differing -= _recomposed(bundle, root, differing)
+        changed = _changed_settings(m, root.manifest) + sorted(differing)
         if changed:
             raise BundleError(
                 f"{bundle.source}: station-signed version differs from v{root_version} (signed by {verdict.signer}) "
@@ -204,11 +204,11 @@ def _changed_settings(child: Manifest, root: Manifest) -> list[str]:
     return changed
 
 
-def _recomposed(bundle: Bundle, parent: Bundle, name: str) -> bool:
-    """Whether file ``name`` is a scoring IR a memory-bank refit composed from the parent's features and the new bank.
+def _recomposed(bundle: Bundle, parent: Bundle, names: set[str]) -> set[str]:
+    """Those of ``names`` that are scoring IRs a memory-bank refit composed from the parent's features and the new bank.
 
-    The IR is rebuilt here from the parent's feature IR and this version's memory bank and compared byte for byte.
+    Each IR is rebuilt here from the parent's feature IR and this version's memory bank and compared byte for byte.
     """
-    from edge_ad.inference.patchcore_graph import scoring_ir_matches  # OpenVINO only when a refit is checked
+    from edge_ad.inference.patchcore_graph import recomposed_files  # OpenVINO only when a refit is checked
 
-    return scoring_ir_matches(bundle, parent, name)
+    return recomposed_files(bundle, parent, names)

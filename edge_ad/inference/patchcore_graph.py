@@ -35,8 +35,8 @@ __all__ = [
     "compose_patchcore",
     "features_ir",
     "output_names",
+    "recomposed_files",
     "save_scoring_ir",
-    "scoring_ir_matches",
     "search_options",
 ]
 
@@ -178,18 +178,22 @@ def save_scoring_ir(features_xml: Path, bank: np.ndarray, params: dict, out_xml:
     ov.save_model(model, out_xml, compress_to_fp16=False)
 
 
-def scoring_ir_matches(bundle: Bundle, parent: Bundle, name: str) -> bool:
-    """Whether file ``name`` of ``bundle`` is a scoring IR rebuilt from the parent's feature IR and its own bank."""
+def recomposed_files(bundle: Bundle, parent: Bundle, names: set[str]) -> set[str]:
+    """Which of ``names`` are scoring-IR files rebuilt byte for byte from the parent's feature IR and ``bundle``'s bank.
+
+    Each variant's scoring IR is rebuilt once, and only when one of its files is among ``names``.
+    """
     m = bundle.manifest
     if m.model.type != "patchcore" or "memory_bank.npy" not in m.files:
-        return False
+        return set()
+    matching: set[str] = set()
     for variant_name, variant in m.variants.items():
         features = features_ir(variant_name)
-        if name not in (variant.xml, variant.bin) or features not in parent.manifest.files:
+        if not names & {variant.xml, variant.bin} or features not in parent.manifest.files:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "scoring.xml"
             save_scoring_ir(parent.path / features, np.load(bundle.path / "memory_bank.npy"), m.model.params, out)
             rebuilt = {variant.xml: file_entry(out), variant.bin: file_entry(out.with_suffix(".bin"))}
-        return rebuilt[name] == m.files[name]
-    return False
+        matching |= {name for name, entry in rebuilt.items() if name in names and entry == m.files.get(name)}
+    return matching
