@@ -150,7 +150,12 @@ class RecalibrationRunner:
             if command is None or time.monotonic() < self._deadline:
                 return
             got, self._command, self._frames = len(self._frames), None, []
-        reason = f"collected {got} of {command.frames} frames in time (camera offline?); nothing was changed"
+        self._abandon(
+            command, f"collected {got} of {command.frames} frames in time (camera offline?); nothing was changed"
+        )
+
+    def _abandon(self, command: RecalibrateCommand, reason: str) -> None:
+        """A collecting command that cannot go on: log it and answer ``error`` (the station takes commands again)."""
         logger.error("recalibrate command %s: %s", command.id, reason)
         self._reply(command.id, "error", reason=reason)
 
@@ -172,12 +177,11 @@ class RecalibrationRunner:
             self._command, self._frames = None, []
         if not frames:
             h, w = frame.image.shape[:2]
-            reason = (
+            self._abandon(
+                command,
                 f"frames: {command.frames} frames of {w}x{h} need {needed_mb:.0f} MB, more than "
-                f"recalibration.max_collect_mb {budget_mb:.0f}; collect fewer or run edge-ad recalibrate on the device"
+                f"recalibration.max_collect_mb {budget_mb:.0f}; collect fewer or run edge-ad recalibrate on the device",
             )
-            logger.error("recalibrate command %s: %s", command.id, reason)
-            self._reply(command.id, "error", reason=reason)
             return
         self._worker = threading.Thread(target=self._run, args=(command, frames), name="recalibrate", daemon=True)
         self._worker.start()
