@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_ad.bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME
-from edge_ad.bundle.store import MAX_SIGNATURE, read_regular
+from edge_ad.bundle.store import MAX_SIGNATURE, read_optional
 from edge_ad.errors import BundleError, ConfigError, first_line
 
 __all__ = [
@@ -152,10 +152,11 @@ def read_signature(version_dir: Path) -> Signature | None:
         BundleError: The file exists but is not a signature.
     """
     path = version_dir / SIGNATURE_NAME
-    if not path.exists() and not path.is_symlink():
+    data = read_optional(path, MAX_SIGNATURE)
+    if data is None:
         return None
     try:
-        return Signature.model_validate_json(read_regular(path, MAX_SIGNATURE))
+        return Signature.model_validate_json(data)
     except ValidationError as exc:
         raise BundleError(f"{path}: not a valid signature file ({str(exc).splitlines()[0]})") from None
 

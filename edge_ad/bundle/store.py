@@ -43,6 +43,7 @@ __all__ = [
     "next_version",
     "parse_manifest",
     "private_copies",
+    "read_optional",
     "read_regular",
     "resolve_version_dir",
 ]
@@ -111,6 +112,13 @@ def read_regular(path: Path, limit: int) -> bytes:
     if len(data) > limit:
         raise BundleError(f"{path}: larger than {limit} bytes; {_REEXPORT}")
     return data
+
+
+def read_optional(path: Path, limit: int) -> bytes | None:
+    """:func:`read_regular` of a file that may be absent (None); anything present must be a small regular file."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    return read_regular(path, limit)
 
 
 def file_entry(path: Path, copy_to: Path | None = None) -> FileEntry:
@@ -247,8 +255,9 @@ def load_private(path: str | Path, root: Path, keep: int = 4) -> Bundle:
             shutil.rmtree(part, ignore_errors=True)
             part.mkdir(mode=0o700)
             (part / MANIFEST_NAME).write_bytes(raw)
-            if (version_dir / SIGNATURE_NAME).exists() or (version_dir / SIGNATURE_NAME).is_symlink():
-                (part / SIGNATURE_NAME).write_bytes(read_regular(version_dir / SIGNATURE_NAME, MAX_SIGNATURE))
+            signature = read_optional(version_dir / SIGNATURE_NAME, MAX_SIGNATURE)
+            if signature is not None:
+                (part / SIGNATURE_NAME).write_bytes(signature)
             for name, expected in manifest.files.items():
                 (part / name).parent.mkdir(parents=True, exist_ok=True)
                 _check_file(version_dir / name, expected, copy_to=part / name)
