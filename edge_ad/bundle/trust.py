@@ -105,7 +105,7 @@ class Trust:
         version = bundle.manifest.version
         if self.min_version is not None and int(version) < self.min_version:
             raise BundleError(
-                f"{bundle.path}: version {version} is older than security.min_version {self.min_version} "
+                f"{bundle.source}: version {version} is older than security.min_version {self.min_version} "
                 "(an old version copied back?); activate a newer one"
             )
         signature = read_signature(bundle.path)
