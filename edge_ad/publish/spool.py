@@ -160,7 +160,7 @@ class Spool:
                 [(i, t, p, q, int(r)) for i, t, p, q, r in self._memory.values()],
             )
             if self._memory_seq:
-                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (self._memory_seq,))
+                self._write_seq()
             if self._undeleted:
                 self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in self._undeleted])
             overflow = self._count() - self.max_messages
@@ -264,9 +264,12 @@ class Spool:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
         return int(row[0]) if row else 0
 
+    def _write_seq(self) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (self._memory_seq,))
+
     def _save_seq(self) -> None:
         try:
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (self._memory_seq,))
+            self._write_seq()
         except sqlite3.DatabaseError as exc:
             logger.warning(
                 "spool: last sequence number %d not saved in the database (%s); %s has it",
