@@ -158,6 +158,7 @@ def _print_summary(result) -> None:
     print(f"\nbundle   {result.bundle}  ({total / 1e6:.1f} MB, {len(m.files)} files)")
     print(f"model    {m.model.type} / {m.model.backbone} {m.model.layers}  input {m.input.width}x{m.input.height}")
     print(f"time     fit {secs.get('fit', 0):.1f} s, INT8 {secs.get('quantize', 0):.1f} s, total {secs['total']:.1f} s")
+    _print_input_size(m.metrics.get("input_size"))
     print(
         f"{'variant':8s} {'status':9s} {'AUROC':>7s} {'PR-AUC':>7s} {'F1':>6s} {'recall':>7s} {'threshold':>10s} method"
     )
@@ -176,6 +177,20 @@ def _print_summary(result) -> None:
         q = m.metrics["int8"]
         print(f"INT8 ({q['mode']}): no layer could stay quantized within the budget {q['max_drop']:.4f} -> FP32 only")
     print(f"report   {result.bundle / 'report' / 'report.html'}")
+
+
+def _print_input_size(table: dict | None) -> None:
+    """The input-size trials of the export summary, and the downscale note."""
+    if not table:
+        return
+    print(f"input    {table['chosen']} px: {table['rule']}")
+    for t in table["candidates"]:
+        chosen = "  <- chosen" if t["size"] == table["chosen"] else ""
+        print(
+            f"         {t['size']:4d} px  validation AUROC {t['validation_auroc']:.4f}  fit {t['fit_s']:.1f} s{chosen}"
+        )
+    if table.get("note"):
+        print(f"note     {table['note']}")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -301,7 +316,11 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="bundle name (default: the category directory name)")
     p.add_argument("--backbone", help="timm backbone (default tf_efficientnet_lite0)")
     p.add_argument("--weights", type=Path, help="backbone ImageNet weights .pth (default: packaged lite0)")
-    p.add_argument("--image-size", type=int, help="square model input in pixels (default 128)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        help="square model input in pixels (default: chosen from the data among 128, 192, 256)",
+    )
     p.add_argument("--coreset-ratio", type=float, help="PatchCore: fraction of patches kept in the memory bank")
     p.add_argument("--layers", nargs="+", metavar="LAYER",
                    help="backbone layers (default per model; PatchCore: blocks.2)")  # fmt: skip

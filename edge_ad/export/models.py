@@ -487,6 +487,8 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
     from lightning.pytorch import seed_everything
 
     kind = recipe.model.type
+    if recipe.model.image_size is None:
+        raise ValueError("train() needs model.image_size; export_bundle chooses it when the recipe does not")
     if kind != "efficientad":  # before seeding: building timm's model draws from the RNG
         check_layers(recipe.model.backbone, recipe.model.resolved_layers())
     seed_everything(recipe.seed, workers=True)

@@ -41,6 +41,15 @@ from edge_ad.calibrate.metrics import auroc, classification_stats, pr_auc, spear
 from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.datasets.layout import Category, find_category, list_images, read_images
 from edge_ad.errors import DatasetError
+from edge_ad.export.input_size import (
+    RULE_CHOSEN,
+    RULE_FIXED,
+    RULE_ONLY,
+    SizeTrial,
+    candidate_sizes,
+    choose_size,
+    size_table,
+)
 from edge_ad.export.models import Trained, train
 from edge_ad.export.quantize import quantize
 from edge_ad.export.recipe import ExportRecipe
@@ -196,6 +205,86 @@ def _signer(recipe: ExportRecipe) -> Callable[[Path], object] | None:
     return lambda staging: sign_manifest(staging, private, "export")
 
 
+def _provisional_manifest(
+    name: str, trained: Trained, recipe: ExportRecipe, staging: Path, variants: list[str], outputs: list[str]
+) -> Manifest:
+    """The manifest the runtime needs to score ``staging``'s IRs (threshold and metrics still to come)."""
+    placeholder = Threshold(value=0.0, method="manual")
+    return Manifest(
+        name=name,
+        version="0",
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model=trained.spec(),
+        input=InputSpec(
+            height=trained.size,
+            width=trained.size,
+            normalization={"mean": list(trained.normalization[0]), "std": list(trained.normalization[1])},
+            roi=recipe.roi,
+        ),
+        outputs={key: output for key, output in OUTPUTS.items() if output in outputs},
+        variants={
+            v: Variant(xml=FILES[v][0], bin=FILES[v][1], precision=v.upper(), threshold=placeholder) for v in variants
+        },
+        default_variant=variants[-1],
+        files={p.name: file_entry(p) for p in sorted(staging.iterdir()) if p.is_file()},
+    )
+
+
+def _source_size(category: Category, roi: tuple[int, int, int, int] | None) -> tuple[int, int]:
+    """(width, height) the model input is made from: the ROI, or the first training image."""
+    if roi is not None:
+        return roi[2], roi[3]
+    height, width = read_images(list_images(category.train_good)[:1])[0].shape[:2]
+    return width, height
+
+
+def _validation_auroc(name: str, trained: Trained, recipe: ExportRecipe, val: Split, workdir: Path) -> float:
+    """Validation AUROC of ``trained``'s FP32 IR, scored by the runtime like the final bundle."""
+    staging = workdir / f"size-{trained.size}"
+    staging.mkdir()
+    fp32 = trained.scoring_ir()
+    ov.save_model(fp32, staging / FILES["fp32"][0], compress_to_fp16=False)
+    trained.write_extras(staging, fp32, None)
+    manifest = _provisional_manifest(name, trained, recipe, staging, ["fp32"], output_names(fp32))
+    return auroc(val.labels, _scores(Bundle(path=staging, manifest=manifest), "fp32", val))
+
+
+def _fit(category: Category, recipe: ExportRecipe, name: str, val: Split, workdir: Path) -> tuple[Trained, dict]:
+    """Train at the recipe's input size, or at each candidate size and keep the best small one.
+
+    Returns the trained model and ``metrics.input_size`` (trials, choice, rule, downscale note).
+    """
+    source = _source_size(category, recipe.roi)
+    images = len(list_images(category.train_good))
+    fixed = recipe.model.image_size
+    sizes = [fixed] if fixed is not None else candidate_sizes(source, recipe.model.type)
+    logger.info(
+        "[1/5] training %s on %s (%d good images) at %s px",
+        recipe.model.type,
+        category.root,
+        images,
+        ", ".join(map(str, sizes)),
+    )
+    fitted = {size: train(category, _with_size(recipe, size), workdir / f"anomalib-{size}") for size in sizes}
+    if len(sizes) == 1:
+        rule = RULE_FIXED if fixed is not None else RULE_ONLY
+        return fitted[sizes[0]], size_table([], sizes[0], rule, source, recipe.roi)
+    trials = [
+        SizeTrial(size, _validation_auroc(name, trained, recipe, val, workdir), round(trained.fit_seconds, 2))
+        for size, trained in fitted.items()
+    ]
+    chosen = choose_size(trials)
+    for t in trials:
+        logger.info(
+            "input %d px: validation AUROC %.4f%s", t.size, t.validation_auroc, " <- chosen" * (t.size == chosen)
+        )
+    return fitted[chosen], size_table(trials, chosen, RULE_CHOSEN, source, recipe.roi)
+
+
+def _with_size(recipe: ExportRecipe, size: int) -> ExportRecipe:
+    return recipe.model_copy(update={"model": recipe.model.model_copy(update={"image_size": size})})
+
+
 def export_bundle(recipe: ExportRecipe) -> ExportResult:
     """Train the recipe's model and install a new bundle version under ``recipe.out/<name>/``.
 
@@ -214,13 +303,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
 
     with tempfile.TemporaryDirectory(prefix="edge-ad-export-") as tmp:
         tmp_path = Path(tmp)
-        logger.info(
-            "[1/5] training %s on %s (%d good images)",
-            recipe.model.type,
-            category.root,
-            len(list_images(category.train_good)),
-        )
-        trained = train(category, recipe, tmp_path / "anomalib")
+        trained, input_size = _fit(category, recipe, name, val, tmp_path)
         seconds["fit"] = trained.fit_seconds
         staging = tmp_path / "bundle"
         staging.mkdir()
@@ -257,27 +340,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
             len(test.paths),
         )
         variants = ["fp32"] + (["int8"] if int8 is not None else [])
-        fp32_outputs = output_names(fp32)
-        placeholder = Threshold(value=0.0, method="manual")
-        manifest = Manifest(
-            name=name,
-            version="0",
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            model=trained.spec(),
-            input=InputSpec(
-                height=trained.size,
-                width=trained.size,
-                normalization={"mean": list(trained.normalization[0]), "std": list(trained.normalization[1])},
-                roi=recipe.roi,
-            ),
-            outputs={key: name for key, name in OUTPUTS.items() if name in fp32_outputs},
-            variants={
-                v: Variant(xml=FILES[v][0], bin=FILES[v][1], precision=v.upper(), threshold=placeholder)
-                for v in variants
-            },
-            default_variant=variants[-1],
-            files={p.name: file_entry(p) for p in sorted(staging.iterdir()) if p.is_file()},
-        )
+        manifest = _provisional_manifest(name, trained, recipe, staging, variants, output_names(fp32))
         provisional = Bundle(path=staging, manifest=manifest)
         scores = {v: {s.name: _scores(provisional, v, s) for s in (val, test)} for v in variants}
         evaluated: dict[str, Variant] = {}
@@ -295,7 +358,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
             evaluated[v] = manifest.variants[v].model_copy(update={"threshold": threshold, "metrics": metrics})  # type: ignore[index]
 
         gate = None
-        summary: dict = {"split": {"validation": len(val.paths), "test": len(test.paths)}}
+        summary: dict = {"split": {"validation": len(val.paths), "test": len(test.paths)}, "input_size": input_size}
         if int8 is None and recipe.int8.mode != "none":
             summary["int8"] = {"mode": recipe.int8.mode, "max_drop": recipe.int8_budget, "gate": NOTHING_QUANTIZED}
         if int8 is not None:

@@ -41,7 +41,13 @@ class ModelOptions(EdgeAdModel):
         None, description="Backbone ImageNet weights .pth; default: the packaged lite0 weights."
     )
     layers: list[str] | None = Field(None, min_length=1, description="Backbone layers; default per model type.")
-    image_size: int = Field(128, ge=32, le=1024, description="Square model input size in pixels.")
+    image_size: int | None = Field(
+        None,
+        ge=32,
+        le=1024,
+        description="Square model input size in pixels; unset: export tries 128, 192 and 256 (up to the images' "
+        "short side, and that side if smaller) and keeps the smallest within 0.005 validation AUROC of the best.",
+    )
     coreset_ratio: float = Field(0.1, gt=0, le=1, description="PatchCore: fraction of patches kept in the memory bank.")
     coreset: Literal["greedy", "fast", "anomalib"] = Field(
         "greedy",
@@ -85,8 +91,9 @@ class ModelOptions(EdgeAdModel):
 
     @model_validator(mode="after")
     def _efficientad_size(self) -> ModelOptions:
-        if self.type == "efficientad" and (self.image_size % 32 or self.image_size < 128):
-            raise ValueError(f"EfficientAD needs image_size a multiple of 32 and >= 128, got {self.image_size}")
+        size = self.image_size
+        if self.type == "efficientad" and size is not None and (size % 32 or size < 128):
+            raise ValueError(f"EfficientAD needs image_size a multiple of 32 and >= 128, got {size}")
         return self
 
     def resolved_layers(self) -> list[str]:

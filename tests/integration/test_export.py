@@ -11,6 +11,7 @@ import pytest
 
 from edge_ad.bundle import load_bundle
 from edge_ad.calibrate.metrics import spearman
+from edge_ad.export.input_size import RULE_ONLY
 
 pytestmark = [pytest.mark.export, pytest.mark.integration]
 
@@ -27,6 +28,13 @@ def test_manifest_records_what_the_device_needs(exported):
     raw = json.loads((exported.bundle / "manifest.json").read_text())
     assert m.model.type == "patchcore" and m.model.backbone == "tf_efficientnet_lite0"
     assert m.input.height == m.input.width == 128 and m.input.layout == "NHWC"
+    assert m.metrics["input_size"] == {  # 128 px images: nothing to choose, nothing shrunk
+        "candidates": [],
+        "chosen": 128,
+        "source": [128, 128],
+        "rule": RULE_ONLY,
+        "note": None,
+    }
     assert m.input.normalization["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert set(m.variants) == {"fp32", "int8"} and m.default_variant == "int8"
     for variant in m.variants.values():
@@ -97,6 +105,31 @@ def anomalib_predict(result) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def anomalib_scores(any_export):
     return anomalib_predict(any_export)
+
+
+def test_without_a_fixed_size_export_tries_each_size_and_keeps_the_smallest_near_the_best(tmp_path_factory, capsys):
+    from edge_ad.cli import main
+    from edge_ad.datasets.synthetic import DatasetSpec, make_dataset
+    from edge_ad.export.input_size import TOLERANCE
+
+    data = make_dataset(
+        tmp_path_factory.mktemp("d160"), ["grass"], DatasetSpec(size=160, train=20, test_good=8, test_defect=4)
+    )[0]
+    models = tmp_path_factory.mktemp("m")
+    assert main(["export", "--data", str(data), "--no-int8", "--out", str(models)]) == 0
+    summary = capsys.readouterr().out
+    manifest = load_bundle(models / "grass").manifest
+    table = manifest.metrics["input_size"]
+    trials = {t["size"]: t["validation_auroc"] for t in table["candidates"]}
+    assert sorted(trials) == [128, 160] and table["source"] == [160, 160]  # 192 and 256 would upscale
+    best = max(trials.values())
+    assert table["chosen"] == min(s for s, a in trials.items() if a >= best - TOLERANCE - 1e-12)
+    assert manifest.input.height == manifest.input.width == table["chosen"] == manifest.model.params["image_size"]
+    assert manifest.variants["fp32"].metrics["validation_auroc"] == pytest.approx(trials[table["chosen"]], abs=1e-9)
+    for size, value in trials.items():
+        assert f"{size:4d} px  validation AUROC {value:.4f}" in summary
+    assert f"input    {table['chosen']} px: the smallest size within" in summary
+    assert ("downscaled 1.2x to 128x128" in summary) == (table["chosen"] == 128)
 
 
 def test_runtime_preprocessing_matches_training_with_roi_and_resize(tmp_path_factory):
