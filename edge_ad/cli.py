@@ -285,6 +285,18 @@ def _cmd_bench_coreset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_accuracy(args: argparse.Namespace) -> int:
+    from edge_ad.bench.accuracy import Case, accuracy_bench, accuracy_markdown
+
+    spec = {"train": args.train, "test_good": args.test_good, "test_defect": args.test_defect}
+    with contextlib.redirect_stdout(sys.stderr):
+        result = accuracy_bench([Case.parse(c) for c in args.cases], args.seeds, spec, args.frames)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    print(accuracy_markdown(result))
+    return 0
+
+
 def _cmd_bench_cases(args: argparse.Namespace) -> int:
     from edge_ad.bench.cases import case_precision
     from edge_ad.bundle import load_bundle
@@ -423,6 +435,18 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0, help="random seed")
     b.add_argument("--output", type=Path, help="also write the Markdown table here")
     b.set_defaults(func=_cmd_bench_coreset)
+    b = bench_sub.add_parser(
+        "accuracy", help="the default export vs anomalib's PatchCore over categories and seeds (export extra)"
+    )
+    b.add_argument("cases", nargs="+", metavar="CASE",
+                   help="TEXTURE=STRENGTH (synthetic texture at that defect strength) or a category dir")  # fmt: skip
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="data and training seeds")
+    b.add_argument("--train", type=int, default=60, help="synthetic: good training images")
+    b.add_argument("--test-good", type=int, default=150, help="synthetic: good test images (half are held out)")
+    b.add_argument("--test-defect", type=int, default=50, help="synthetic: images per defect kind (3 kinds)")
+    b.add_argument("--frames", type=int, default=100, help="frames per latency measurement")
+    b.add_argument("--json", type=Path, help="also write the result (with every score) as JSON")
+    b.set_defaults(func=_cmd_bench_accuracy)
     b = bench_sub.add_parser("cases", help="similar-case search: precision@k of defect kinds (cases extra)")
     b.add_argument("--bundle", type=Path, required=True, help="PatchCore bundle (version dir or model dir)")
     b.add_argument("--data", nargs="+", type=Path, required=True, help="category directories of that part")

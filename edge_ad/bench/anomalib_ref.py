@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,12 +25,13 @@ from edge_ad.bundle import Manifest
 from edge_ad.calibrate.metrics import auroc
 from edge_ad.datasets.layout import find_category, read_images
 
-__all__ = ["bench_anomalib"]
+__all__ = ["Reference", "ReferenceSpec", "bench_anomalib", "latencies", "to_rgb", "train_reference"]
 
 logger = logging.getLogger(__name__)
 
 
-def _latencies(run: Callable[[np.ndarray], object], images: list[np.ndarray], frames: int) -> np.ndarray:
+def latencies(run: Callable[[np.ndarray], object], images: list[np.ndarray], frames: int) -> np.ndarray:
+    """Milliseconds of ``frames`` calls of ``run`` over ``images`` in turn, after three warm-up calls."""
     for image in images[:3]:  # warm-up
         run(image)
     out = np.empty(frames)
@@ -46,31 +48,75 @@ def _stats(ms: np.ndarray, batch: int = 1) -> dict[str, float]:
     return {"p50_ms": p50, "p99_ms": float(np.percentile(ms, 99)), "batch": batch, "per_image_p50_ms": p50 / batch}
 
 
-def _recipe(data: Path, manifest: Manifest, coreset: str):
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """The PatchCore settings the reference shares with the model it is compared with."""
+
+    backbone: str
+    layers: list[str]
+    size: int
+    coreset_ratio: float
+    num_neighbors: int = 9
+    seed: int = 0
+
+    @classmethod
+    def of(cls, manifest: Manifest, layers: list[str] | None = None) -> ReferenceSpec:
+        """A bundle's settings (``layers``: the reference's own, default the bundle's)."""
+        spec = manifest.model
+        if spec.type != "patchcore":
+            raise ValueError(f"the anomalib reference is PatchCore; this bundle is {spec.type}")
+        return cls(
+            backbone=spec.backbone,
+            layers=list(layers or spec.layers),
+            size=manifest.input.height,
+            coreset_ratio=float(spec.params["coreset_ratio"]),
+            num_neighbors=int(spec.params.get("num_neighbors", 9)),
+            seed=int(spec.params.get("seed", 0)),
+        )
+
+
+def _recipe(data: Path, spec: ReferenceSpec, coreset: str):
     from edge_ad.export.recipe import ExportRecipe, ModelOptions
 
-    spec = manifest.model
     options = ModelOptions(
         type="patchcore",
         backbone=spec.backbone,
         layers=spec.layers,
-        image_size=manifest.input.height,
+        image_size=spec.size,
         coreset=coreset,
-        coreset_ratio=float(spec.params["coreset_ratio"]),
+        coreset_ratio=spec.coreset_ratio,
     )
-    return ExportRecipe(data=data, model=options, seed=int(spec.params.get("seed", 0)))
+    return ExportRecipe(data=data, model=options, seed=spec.seed)
 
 
-def _fit_ours(data: Path, manifest: Manifest, workdir: Path) -> dict[str, float]:
-    """Fit time of edge_ad's own training with the bundle's settings (feature extraction + exact greedy coreset)."""
+def _fit_ours(data: Path, spec: ReferenceSpec, workdir: Path) -> dict[str, float]:
+    """Fit time of edge_ad's own training with the same settings (feature extraction + exact greedy coreset)."""
     from edge_ad.export.models import train
 
-    trained = train(find_category(data), _recipe(data, manifest, "greedy"), workdir)
+    trained = train(find_category(data), _recipe(data, spec, "greedy"), workdir)
     return {"fit_s": round(trained.fit_seconds, 2), "coreset_s": trained.params["coreset_seconds"]}
 
 
-def _train_reference(data: Path, manifest: Manifest, workdir: Path, layers: list[str]):
-    """Anomalib PatchCore with the bundle's settings and ``layers``: (engine, module, fit s, coreset s)."""
+@dataclass
+class Reference:
+    """anomalib's PatchCore, trained and exported the way an anomalib user would, and its inferencers."""
+
+    openvino: Callable[[np.ndarray], object]  # RGB frame -> anomalib's prediction
+    torch: Callable[[np.ndarray], object]
+    batch: int  # the OpenVINO IR's fixed batch (one frame costs one call of that batch)
+    fit_s: float
+    coreset_s: float
+    bank_rows: int
+
+    def score(self, rgb: np.ndarray, path: str = "openvino") -> float:
+        """The image score anomalib gives one RGB frame."""
+        return float(np.asarray(getattr(self, path)(rgb).pred_score).reshape(-1)[0])
+
+
+def train_reference(data: Path, spec: ReferenceSpec, workdir: Path) -> Reference:
+    """Fit anomalib's PatchCore on ``data`` with ``spec``, export it (Torch and OpenVINO) into ``workdir``."""
+    import torch
+    from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
     from anomalib.engine import Engine
     from anomalib.models import Patchcore
     from lightning.pytorch import seed_everything
@@ -78,20 +124,17 @@ def _train_reference(data: Path, manifest: Manifest, workdir: Path, layers: list
     from edge_ad.export.models import datamodule, feature_extractor
     from edge_ad.export.weights import load_backbone_weights, packaged_weights
 
-    spec, size = manifest.model, manifest.input.height
-    if spec.type != "patchcore":
-        raise ValueError(f"the anomalib reference is PatchCore; this bundle is {spec.type}")
-    seed_everything(int(spec.params.get("seed", 0)), workers=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+    seed_everything(spec.seed, workers=True)
     module = Patchcore(
         backbone=spec.backbone,
-        layers=layers,
+        layers=spec.layers,
         pre_trained=False,
-        coreset_sampling_ratio=float(spec.params["coreset_ratio"]),
-        num_neighbors=int(spec.params.get("num_neighbors", 9)),
-        pre_processor=Patchcore.configure_pre_processor(image_size=(size, size)),
+        coreset_sampling_ratio=spec.coreset_ratio,
+        num_neighbors=spec.num_neighbors,
+        pre_processor=Patchcore.configure_pre_processor(image_size=(spec.size, spec.size)),
     )
     load_backbone_weights(feature_extractor(module), packaged_weights(spec.backbone))
-    recipe = _recipe(data, manifest, "anomalib")
     engine = Engine(accelerator="cpu", devices=1, logger=False, default_root_dir=workdir, enable_model_summary=False)
     coreset = {}
     anomalib_fit = module.fit  # anomalib's memory-bank step: greedy coreset over all patches
@@ -103,10 +146,34 @@ def _train_reference(data: Path, manifest: Manifest, workdir: Path, layers: list
 
     module.fit = timed_fit
     started = time.perf_counter()
-    engine.fit(model=module, datamodule=datamodule(find_category(data), recipe))
+    engine.fit(model=module, datamodule=datamodule(find_category(data), _recipe(data, spec, "anomalib")))
     fit_s = time.perf_counter() - started
     del module.fit  # back to the class's method: Engine.export(TORCH) pickles the module
-    return engine, module, fit_s, coreset["s"]
+    pt = engine.export(model=module, export_type=ExportType.TORCH, export_root=workdir)
+    xml = engine.export(
+        model=module, export_type=ExportType.OPENVINO, export_root=workdir, input_size=(spec.size, spec.size)
+    )
+    os.environ.setdefault("TRUST_REMOTE_CODE", "1")  # our own checkpoint, written a moment ago
+    torch_inf = TorchInferencer(path=pt, device="cpu")
+    with contextlib.chdir(workdir):  # it writes an 'openvino_cache' folder into the working directory
+        # pinned like ours: the plugin default would be bf16 on bf16 CPUs and compare unlike with like
+        ov_inf = OpenVINOInferencer(path=xml, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"})
+    first = ov_inf.input_blob.get_partial_shape()[0]
+    batch = first.get_length() if first.is_static else 1  # anomalib's IR may come with a fixed batch
+
+    def ov_run(image: np.ndarray):
+        return ov_inf.predict(np.stack([image] * batch) if batch > 1 else image)
+
+    def torch_run(image: np.ndarray):
+        with torch.inference_mode():
+            return torch_inf.predict(image)
+
+    return Reference(ov_run, torch_run, batch, fit_s, coreset["s"], int(module.model.memory_bank.shape[0]))
+
+
+def to_rgb(images: list[np.ndarray]) -> list[np.ndarray]:
+    """OpenCV's BGR frames as the RGB arrays anomalib's inferencers take."""
+    return [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in images]
 
 
 def bench_anomalib(
@@ -116,52 +183,27 @@ def bench_anomalib(
 
     ``layers``: the reference's backbone layers (default: the bundle's).
     """
-    import torch
-    from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    rgb = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in images]
+    spec = ReferenceSpec.of(manifest, layers)
+    rgb = to_rgb(images)
     items = find_category(data).test_images()
-    test_rgb = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in read_images([p for p, _, _ in items], "test")]
+    test_rgb = to_rgb(read_images([p for p, _, _ in items], "test"))
     labels = np.array([label for _, label, _ in items])
-    size = manifest.input.height
     with tempfile.TemporaryDirectory(prefix="edge-ad-anomalib-") as tmp:
         workdir = Path(tmp)
-        layers = layers or manifest.model.layers
-        engine, module, fit_s, coreset_s = _train_reference(data, manifest, workdir, layers)
-        pt = engine.export(model=module, export_type=ExportType.TORCH, export_root=workdir)
-        xml = engine.export(model=module, export_type=ExportType.OPENVINO, export_root=workdir, input_size=(size, size))
-        os.environ.setdefault("TRUST_REMOTE_CODE", "1")  # our own checkpoint, written a moment ago
-        torch_inf = TorchInferencer(path=pt, device="cpu")
-        with contextlib.chdir(workdir):  # it writes an 'openvino_cache' folder into the working directory
-            # pinned like ours: the plugin default would be bf16 on bf16 CPUs and compare unlike with like
-            ov_inf = OpenVINOInferencer(path=xml, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"})
-        first = ov_inf.input_blob.get_partial_shape()[0]
-        batch = first.get_length() if first.is_static else 1  # anomalib's IR may come with a fixed batch
-
-        def ov_run(image: np.ndarray):
-            return ov_inf.predict(np.stack([image] * batch) if batch > 1 else image)
-
-        def torch_run(image: np.ndarray):
-            with torch.inference_mode():
-                return torch_inf.predict(image)
-
-        def score(run: Callable[[np.ndarray], object], image: np.ndarray) -> float:
-            return float(np.asarray(run(image).pred_score).reshape(-1)[0])
-
+        ref = train_reference(data, spec, workdir)
         rows = {
-            "anomalib_openvino": _stats(_latencies(ov_run, rgb, frames), batch),
-            "anomalib_torch": _stats(_latencies(torch_run, rgb, frames)),
+            "anomalib_openvino": _stats(latencies(ref.openvino, rgb, frames), ref.batch),
+            "anomalib_torch": _stats(latencies(ref.torch, rgb, frames)),
         }
-        rows["anomalib_openvino"]["auroc"] = auroc(labels, np.array([score(ov_run, im) for im in test_rgb]))
-        rows["anomalib_torch"]["auroc"] = auroc(labels, np.array([score(torch_run, im) for im in test_rgb]))
-        ours = _fit_ours(data, manifest, workdir / "ours")
+        for path in ("openvino", "torch"):
+            rows[f"anomalib_{path}"]["auroc"] = auroc(labels, np.array([ref.score(im, path) for im in test_rgb]))
+        ours = _fit_ours(data, spec, workdir / "ours")
     return {
         "export": {
-            "anomalib": {"fit_s": round(fit_s, 2), "coreset_s": round(coreset_s, 3)},
+            "anomalib": {"fit_s": round(ref.fit_s, 2), "coreset_s": round(ref.coreset_s, 3)},
             "edge_ad": ours,
         },
-        "bank_rows": int(module.model.memory_bank.shape[0]),
-        "layers": layers,
+        "bank_rows": ref.bank_rows,
+        "layers": spec.layers,
         "rows": rows,
     }

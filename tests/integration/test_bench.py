@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import resource
 
+import numpy as np
 import pytest
 
 from edge_ad.bench.runtime import runnable_variants
 from edge_ad.bundle import load_bundle
+from edge_ad.calibrate.metrics import spearman
 from edge_ad.cli import main
 
 pytestmark = pytest.mark.integration
@@ -63,3 +65,30 @@ def test_bench_against_anomalibs_own_inferencers(exported, dataset, tmp_path, ca
     assert "anomalib OpenVINOInferencer" in text and "anomalib TorchInferencer" in text and "speed-up" in text
     assert "layers blocks.2 + blocks.4 vs ours blocks.2" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"], "the bench left files in the working dir"
+
+
+@pytest.mark.export
+def test_accuracy_bench_scores_every_model_on_the_same_held_out_images(dataset, tmp_path, capsys):
+    from edge_ad.datasets.layout import find_category
+    from edge_ad.export.pipeline import split_test
+
+    out = tmp_path / "accuracy.json"
+    assert main(["bench", "accuracy", str(dataset), "--seeds", "0", "--frames", "5", "--json", str(out)]) == 0
+    case = json.loads(out.read_text())["cases"][0]
+    run = case["runs"][0]
+    _, test = split_test(find_category(dataset))
+    assert run["labels"] == test.labels.tolist()  # the held-out split, not the images that chose size and threshold
+    scores = {name: np.array(values) for name, values in run["scores"].items()}
+    assert sorted(scores) == ["anomalib", "edge_ad", "edge_ad_exact_full", "edge_ad_fp32"]
+    assert all(s.shape == test.labels.shape for s in scores.values())
+    # same size, the same greedy algorithm (each side draws its own projection and first centre), same exact
+    # search; anomalib's deploy path normalises scores and clips them at 1 (ties at the top). Scores of other
+    # images or in another order would not correlate.
+    unclipped = scores["anomalib"] < 1
+    assert unclipped.sum() >= 8
+    assert spearman(scores["edge_ad_exact_full"][unclipped], scores["anomalib"][unclipped]) >= 0.9
+    summary = case["summary"]
+    assert abs(summary["edge_ad_exact_full"]["diff"]) <= 0.03 and summary["anomalib"]["low"] <= 1
+    assert run["edge_ad"]["input"] == 128 and run["edge_ad"]["p50_ms"] > 0 and run["anomalib"]["p50_ms"] > 0
+    text = capsys.readouterr().out
+    assert f"{dataset.name} (strength None; {test.labels.size} test images" in text and "speed-up" in text
