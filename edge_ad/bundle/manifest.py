@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = [
     "ACCEPTANCE_FILE",
     "MANIFEST_NAME",
+    "RECALIBRATION_REPORT",
     "SIGNATURE_NAME",
     "AcceptanceSpec",
     "FileEntry",
@@ -28,6 +29,7 @@ __all__ = [
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"  # Ed25519 signature of the manifest (edge_ad.bundle.signing)
 ACCEPTANCE_FILE = "acceptance.npz"
+RECALIBRATION_REPORT = "report/recalibration.html"  # what a recalibration measured, written into the new version
 
 
 class _Strict(BaseModel):

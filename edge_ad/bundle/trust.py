@@ -5,7 +5,8 @@ workstation signed it at export), or with the station's own key (it recalibrated
 file other than the ones recalibration writes is byte-identical to its parent's, which must be
 trusted in turn. Recalibration may change only the thresholds, the memory bank and the acceptance
 set's scores (and the scoring IR a memory-bank refit composes from the parent's feature IR and
-the new bank), so a station key that leaks cannot bring in a foreign network.
+the new bank), so a station key that leaks cannot bring in a foreign network. It also writes its
+own report (an HTML file nothing loads).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge_ad.bundle.manifest import SIGNATURE_NAME, Manifest, recalibration_root
+from edge_ad.bundle.manifest import RECALIBRATION_REPORT, SIGNATURE_NAME, Manifest, recalibration_root
 from edge_ad.bundle.signing import (
     Signature,
     key_id,
@@ -31,7 +32,7 @@ from edge_ad.errors import BundleError
 __all__ = ["RECALIBRATED_FILES", "Trust", "Verdict"]
 
 # files a station-signed version may change relative to its parent
-RECALIBRATED_FILES = frozenset({"memory_bank.npy", "acceptance.npz"})
+RECALIBRATED_FILES = frozenset({"memory_bank.npy", "acceptance.npz", RECALIBRATION_REPORT})
 MAX_CHAIN = 100
 
 

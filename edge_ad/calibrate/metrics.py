@@ -10,15 +10,9 @@ __all__ = ["auroc", "auroc_intervals", "best_f1_threshold", "classification_stat
 def _ranks(x: np.ndarray) -> np.ndarray:
     """Average ranks (1-based), ties sharing their mean rank."""
     order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
+    _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
     ranks = np.empty(len(x), dtype=np.float64)
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)
     return ranks
 
 

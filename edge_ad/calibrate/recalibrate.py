@@ -24,9 +24,16 @@ import numpy as np
 import openvino as ov
 
 from edge_ad.bundle import Bundle, Manifest, Threshold, load_bundle, read_acceptance
-from edge_ad.bundle.manifest import MANIFEST_NAME, recalibration_root
+from edge_ad.bundle.manifest import MANIFEST_NAME, RECALIBRATION_REPORT, recalibration_root
 from edge_ad.bundle.signing import read_signature, sign_manifest
-from edge_ad.bundle.store import file_entry, install_bundle, load_private, prune_versions, resolve_version_dir
+from edge_ad.bundle.store import (
+    file_entry,
+    install_bundle,
+    load_private,
+    next_version,
+    prune_versions,
+    resolve_version_dir,
+)
 from edge_ad.bundle.trust import Trust
 from edge_ad.calibrate.coreset import kcenter_greedy
 from edge_ad.calibrate.histogram import score_histogram
@@ -47,6 +54,7 @@ from edge_ad.inference.patchcore_graph import (
 from edge_ad.inference.precision import RUN_VARIANTS, compile_pinned
 from edge_ad.inference.preprocess import to_batch
 from edge_ad.integrity import use_station_key
+from edge_ad.report.recalibration import write_recalibration_report
 from edge_ad.types import Frame, is_ng
 
 __all__ = ["Outcome", "recalibrate", "require_frames"]
@@ -81,6 +89,7 @@ class Outcome:
     frames: dict[str, int] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
     histogram: Path | None = None
+    report: Path | None = None  # the HTML report: in the installed version, else next to the histogram
     installed: Path | None = None
     parent: str = ""
     refused: dict[str, list[str]] = field(default_factory=dict)  # variants the new version will not run, and why
@@ -284,7 +293,7 @@ def recalibrate(
         dry_run: Measure and report, change nothing.
         progress: Called as frames are processed.
         source: Where the frames came from (recorded in the manifest).
-        report_dir: Where the histogram goes when nothing is installed (default: the state dir).
+        report_dir: Where the histogram (and the report when nothing is installed) goes (default: the state dir).
         parts_checked: A technician checked that the frames show good parts: the look may have moved,
             so the active model rejecting them and the bundle's own good images failing are accepted
             (the bundle's own defects must still be caught).
@@ -357,8 +366,9 @@ def recalibrate(
             if defects:
                 outcome.frames["defects"] = len(defects)
             histogram_dir = report_dir or state_dir / "recalibration"
+            stamp = f"recalibration-{started:%Y%m%dT%H%M%S}"
             outcome.histogram = score_histogram(
-                histogram_dir / f"recalibration-{started:%Y%m%dT%H%M%S}.png",
+                histogram_dir / f"{stamp}.png",
                 {
                     "good (fit)": fitted.fit_scores[ir],
                     "good (held back)": held_scores[ir],
@@ -366,15 +376,29 @@ def recalibrate(
                 },
                 {"old": old_threshold, "new": threshold.value},
             )
-            if not outcome.passed or dry_run:
-                return outcome
             record = {**(refit.record if refit else {}), **_record(outcome, started, source), **_lineage(current)}
-            outcome.installed = install_bundle(
-                staging,
-                root,
-                manifest.model_copy(update={"recalibration": record}),
-                sign=_signer(trust, config.station),
+            manifest = manifest.model_copy(update={"recalibration": record, "version": next_version(model_dir)})
+            installs = outcome.passed and not dry_run
+            series = {  # per IR variant fitted, for the report's histograms
+                v: {"good (fit)": fitted.fit_scores[v], "good (held back)": held_scores[v], "defects": on_defects}
+                for v, on_defects in fitted.defect_scores.items()
+            }
+            outcome.report = write_recalibration_report(
+                staging / RECALIBRATION_REPORT if installs else histogram_dir / f"{stamp}.html",
+                outcome,
+                manifest,
+                current.manifest,
+                series,
+                dry_run=dry_run,
+                commissioning=commissioned,
             )
+            if not installs:
+                return outcome
+            files = {**manifest.files, RECALIBRATION_REPORT: file_entry(outcome.report)}  # signed with the rest
+            outcome.installed = install_bundle(
+                staging, root, manifest.model_copy(update={"files": files}), sign=_signer(trust, config.station)
+            )
+            outcome.report = outcome.installed / RECALIBRATION_REPORT
             _keep_commissioning(commissioned, outcome.installed, state_dir)
             prune_versions(model_dir, rc.keep_versions)
             return outcome

@@ -103,6 +103,7 @@ def _summary(o, dry_run: bool) -> None:
     for name, why in o.refused.items():
         print(f"not run        {name}: {'; '.join(why)} (the new version runs {o.variant} here)")
     print(f"histogram      {o.histogram}")
+    print(f"report         {o.report}")
     if not o.passed:
         print(f"FAIL           {'; '.join(o.reasons)} - nothing was changed")
     elif dry_run:

@@ -12,7 +12,7 @@ from edge_ad.errors import DatasetError
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # read_images names the bad file itself
 
-__all__ = ["IMAGE_SUFFIXES", "Category", "find_category", "list_images", "read_images"]
+__all__ = ["IMAGE_SUFFIXES", "Category", "find_category", "list_images", "mask_path", "read_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -20,6 +20,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 def list_images(folder: Path) -> list[Path]:
     """Image files of a folder in name order (not recursive)."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def mask_path(image: Path) -> Path:
+    """Where MVTec AD keeps a test image's ground-truth mask: ``ground_truth/<kind>/<stem>_mask.png``.
+
+    Good images have none: their mask is all zero.
+    """
+    kind = image.parent
+    return kind.parent.parent / "ground_truth" / kind.name / f"{image.stem}_mask.png"
 
 
 def read_images(paths: list[Path], what: str = "") -> list[np.ndarray]:

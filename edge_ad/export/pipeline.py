@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -53,10 +53,12 @@ from edge_ad.export.input_size import (
 from edge_ad.export.models import Trained, train
 from edge_ad.export.quantize import quantize
 from edge_ad.export.recipe import ExportRecipe
+from edge_ad.export.report import build_report
+from edge_ad.export.split import Split
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, output_names
 from edge_ad.inference.preprocess import to_batch
-from edge_ad.types import is_ng
+from edge_ad.types import Frame, is_ng
 
 __all__ = ["ExportResult", "Gate", "Split", "export_bundle", "split_test"]
 
@@ -64,22 +66,6 @@ logger = logging.getLogger(__name__)
 
 FILES = {"fp32": ("model.xml", "model.bin"), "int8": ("model_int8.xml", "model_int8.bin")}
 OUTPUTS = {"score": SCORE_OUTPUT, "map": MAP_OUTPUT, "embedding": EMBEDDING_OUTPUT}  # manifest key -> IR output name
-
-
-@dataclass
-class Split:
-    """Labelled images of one evaluation split."""
-
-    name: str
-    paths: list[Path]
-    labels: np.ndarray
-    kinds: list[str]
-    images: list[np.ndarray] = field(repr=False, default_factory=list)
-
-    @property
-    def good(self) -> np.ndarray:
-        """Mask of good images."""
-        return self.labels == 0
 
 
 @dataclass(frozen=True)
@@ -145,10 +131,23 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _scores(bundle: Bundle, variant: str, split: Split) -> np.ndarray:
+def _scores(bundle: Bundle, variant: str, split: Split, latency_ms: list[float] | None = None) -> np.ndarray:
+    """Runtime scores of a split; ``latency_ms`` collects each frame's latency but the first (warm-up)."""
     model = AnomalyModel(bundle, variant=variant, device="CPU")
+    scores = []
     with tqdm(total=len(split.images), desc=f"{variant} {split.name}", leave=False) as bar:
-        return model.score_images(split.images, progress=lambda _: bar.update())
+        for i, image in enumerate(split.images):
+            result = model.infer(Frame(image=image, ts=0.0, index=i + 1))
+            scores.append(result.score)
+            if latency_ms is not None and i:
+                latency_ms.append(result.latency_ms)
+            bar.update()
+    return np.array(scores)
+
+
+def _latency(ms: list[float]) -> dict[str, float | int]:
+    """``metrics.latency_ms[variant]``: per-frame p50/p99 while scoring (this workstation's CPU, one request)."""
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "frames": len(ms)}
 
 
 def _metrics(split: Split, scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -292,8 +291,6 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
     added; if its validation AUROC drops by more than ``max_drop`` it is kept but marked
     ``rejected`` (the device then runs FP32) and ``result.gate.passed`` is False.
     """
-    from edge_ad.export.report import build_report
-
     sign = _signer(recipe)
     category = find_category(recipe.data)
     name = recipe.name or category.name
@@ -342,7 +339,8 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
         variants = ["fp32"] + (["int8"] if int8 is not None else [])
         manifest = _provisional_manifest(name, trained, recipe, staging, variants, output_names(fp32))
         provisional = Bundle(path=staging, manifest=manifest)
-        scores = {v: {s.name: _scores(provisional, v, s) for s in (val, test)} for v in variants}
+        latency: dict[str, list[float]] = {v: [] for v in variants}
+        scores = {v: {s.name: _scores(provisional, v, s, latency[v]) for s in (val, test)} for v in variants}
         evaluated: dict[str, Variant] = {}
         for v in variants:
             t = recipe.threshold
@@ -359,6 +357,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
 
         gate = None
         summary: dict = {"split": {"validation": len(val.paths), "test": len(test.paths)}, "input_size": input_size}
+        summary["latency_ms"] = {v: _latency(ms) for v, ms in latency.items()}
         if int8 is None and recipe.int8.mode != "none":
             summary["int8"] = {"mode": recipe.int8.mode, "max_drop": recipe.int8_budget, "gate": NOTHING_QUANTIZED}
         if int8 is not None:

@@ -44,6 +44,8 @@ def test_manifest_records_what_the_device_needs(exported):
         assert {"recall_scratch", "recall_stain", "recall_hole"} <= set(variant.metrics)
     assert m.metrics["int8"]["gate"] == "pass" and exported.gate.passed
     assert {"spearman_vs_fp32", "verdict_agreement_vs_fp32", "validation_auroc_drop"} <= set(m.metrics["int8"])
+    latency = m.metrics["latency_ms"]  # measured by the runtime while scoring, per variant
+    assert set(latency) == {"fp32", "int8"} and all(0 < v["p50"] <= v["p99"] for v in latency.values())
     assert {"anomalib", "openvino", "nncf"} <= set(m.versions)
     assert raw["created"] and all(len(f["sha256"]) == 64 and f["size"] > 0 for f in raw["files"].values())
     assert {"model.xml", "model.bin", "model_int8.xml", "model_int8.bin", "memory_bank.npy"} <= set(m.files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -199,9 +200,15 @@ def test_report_is_complete_and_rebuilds(exported, tmp_path):
     assert f"<title>edge_ad report {exported.manifest.name} v{version}</title>" in html and version != "0"
     assert html.count("data:image/png;base64,") >= 8 and "http" not in html.replace("https://json", "")
     assert all(f"report/{p.name}" in exported.manifest.files for p in report.iterdir() if p.is_file())
+    sections = ["Sample sizes", "95 % bootstrap intervals", "pixel AUROC", "AUPRO", "Operating points", "INT8 gate",
+                "Latency at export", "Input size"]  # fmt: skip
+    assert [s for s in sections if s not in html] == [] and "Pixel metrics skipped" not in html  # masks exist
+    assert "false rejects at" in html.lower() and "escapes at" in html.lower()
     proc = offline_cli("report", str(exported.bundle), "--out", str(tmp_path / "again"), log=tmp_path / "log")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "again" / "roc.png").is_file() and (tmp_path / "again" / "report.html").is_file()
+    first, again = (json.loads((folder / "metrics.json").read_text()) for folder in (report, tmp_path / "again"))
+    assert again["intervals"] == first["intervals"] and again["pixel"] == first["pixel"]  # same seed, same images
     load_bundle(exported.bundle)  # the installed report (signed with the bundle) was not touched
 
 

@@ -62,6 +62,13 @@ def test_threshold_refit_installs_a_new_active_version_with_lineage(station, tmp
     histogram = Path(proc.stdout.split("histogram")[1].split()[0])
     assert cv2.imread(str(histogram)) is not None
     assert self_test(AnomalyModel(bundle, "fp32", "CPU"), 0.02) == 2  # golden scores re-recorded
+    # the version carries its report, listed in the manifest (so signed with it), drawn without matplotlib
+    report = bundle.path / "report" / "recalibration.html"
+    assert "report/recalibration.html" in m.files and f"report         {report}" in proc.stdout
+    html = report.read_text()
+    assert "<title>edge_ad recalibration report tiny v2</title>" in html and "recalibrated from v1" in html
+    assert "Acceptance: PASS" in html and "installed as v2" in html and "<svg" in html
+    assert f"{m.recalibration['false_reject']:.1%}".replace("%", " %") in html
 
 
 def test_dry_run_and_failed_acceptance_change_nothing(station, tmp_path):
@@ -77,6 +84,9 @@ def test_dry_run_and_failed_acceptance_change_nothing(station, tmp_path):
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "FAIL" in proc.stdout and "nothing was changed" in proc.stdout
     assert sorted(p.name for p in model_dir.iterdir()) == before and active_version(model_dir) == "1"
+    report = Path(proc.stdout.split("report")[1].split()[0])  # left in the state directory, with the reasons
+    html = report.read_text()
+    assert "Acceptance: FAIL" in html and "nothing was changed" in html and "recall" in html
 
 
 def test_too_few_frames_is_a_clear_error(tmp_path):

@@ -117,6 +117,26 @@ def test_a_station_signed_recalibration_is_trusted_through_its_parent(models):
     assert verdict.describe().endswith("via v1")
 
 
+def test_a_station_signed_version_may_add_its_recalibration_report_but_not_other_files(models):
+    child = recalibrated(models)
+    (child / "report").mkdir()
+    for name in ("recalibration.html", "report.html"):
+        (child / "report" / name).write_text("<html></html>")
+
+    def add(*names: str):
+        def change(data: dict) -> None:
+            data["files"].update({n: file_entry(child / n).model_dump() for n in names})
+
+        return change
+
+    edit_manifest(child, add("report/recalibration.html"))
+    sign_manifest(child, STATION, "station line1")
+    assert trust().check(load_bundle(child)).chain == ("2", "1")
+    edit_manifest(child, add("report/report.html"))  # the export's report is the workstation's word
+    sign_manifest(child, STATION, "station line1")
+    assert "differs from v1 (signed by export) in report/report.html" in refused(child)
+
+
 def test_a_station_signed_version_with_another_ir_is_refused(models):
     child = recalibrated(models)
     shutil.copy(child / "features.bin", child / "model.bin")

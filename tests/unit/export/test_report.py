@@ -1,0 +1,133 @@
+"""The export report on a tiny real bundle and an MVTec-layout folder (no torch; matplotlib draws the plots)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from edge_ad.bundle import Bundle, load_bundle
+from edge_ad.datasets.layout import mask_path
+from edge_ad.export.report import build_report, rebuild_report
+from edge_ad.export.split import Split
+from edge_ad.inference import AnomalyModel
+from tests.support.tiny_bundle import defect_image, good_image, make_tiny_bundle
+
+INPUT_SIZE = {
+    "candidates": [
+        {"size": 32, "validation_auroc": 1.0, "fit_s": 0.5},
+        {"size": 64, "validation_auroc": 1.0, "fit_s": 2.0},
+    ],
+    "chosen": 32,
+    "source": [32, 32],
+    "rule": "the smallest size within 0.005 validation AUROC of the best",
+    "note": "<script>alert(1)</script> downscaled",  # must come out escaped
+}
+
+
+def category(root: Path, seeds: range) -> Path:
+    """test/good and test/square images; masks under ground_truth/square (the square's pixels)."""
+    for s in seeds:
+        good, bad = good_image(s), defect_image(s)
+        for kind, image in (("good", good), ("square", bad)):
+            (root / "test" / kind).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / "test" / kind / f"{s:03d}.png"), image)
+        mask = np.any(bad != good, axis=2).astype(np.uint8) * 255
+        path = mask_path(root / "test" / "square" / f"{s:03d}.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), mask)
+    return root
+
+
+def split(name: str, root: Path, seeds: range) -> Split:
+    kinds = [kind for kind in ("good", "square") for _ in seeds]
+    paths = [root / "test" / kind / f"{s:03d}.png" for kind in ("good", "square") for s in seeds]
+    labels = np.array([int(kind != "good") for kind in kinds])
+    return Split(name, paths, labels, kinds, [cv2.imread(str(p)) for p in paths])
+
+
+@pytest.fixture
+def exported(tmp_path):
+    """A tiny two-variant bundle with a threshold between the classes, and its validation/test splits."""
+    version = make_tiny_bundle(tmp_path / "models", int8_alias=True)
+    bundle = load_bundle(version)
+    root = category(tmp_path / "data", range(40, 52))
+    splits = {"validation": split("validation", root, range(40, 46)), "test": split("test", root, range(46, 52))}
+    scores = {
+        v: {n: AnomalyModel(bundle, v, "CPU").score_images(s.images) for n, s in splits.items()}
+        for v in bundle.manifest.variants
+    }
+    metrics = {
+        "int8": {"mode": "ptq", "max_drop": 0.005, "validation_auroc_drop": 0.001, "gate": "pass",
+                 "spearman_vs_fp32": 0.99, "verdict_agreement_vs_fp32": 1.0},
+        "latency_ms": {"fp32": {"p50": 0.8, "p99": 1.7, "frames": 22}, "int8": {"p50": 0.5, "p99": 1.1, "frames": 22}},
+        "input_size": INPUT_SIZE,
+    }  # fmt: skip
+    manifest = bundle.manifest.model_copy(update={"metrics": metrics, "default_variant": "int8"})
+    return Bundle(path=version, manifest=manifest), splits, scores
+
+
+def with_threshold(bundle: Bundle, value: float) -> Bundle:
+    variants = {
+        n: v.model_copy(update={"threshold": v.threshold.model_copy(update={"value": value})})
+        for n, v in bundle.manifest.variants.items()
+    }
+    return Bundle(path=bundle.path, manifest=bundle.manifest.model_copy(update={"variants": variants}))
+
+
+def test_the_report_shows_what_a_quality_engineer_signs(exported, tmp_path):
+    bundle, splits, scores = exported
+    html = build_report(bundle.path, bundle.manifest, splits, scores, out=tmp_path / "r").read_text()
+    m = bundle.manifest
+    assert f"<title>edge_ad report {m.name} v{m.version}</title>" in html
+    assert re.search(r"<td class=\"text\">test</td><td>6</td><td>6</td>", html), "sample sizes per split"
+    assert html.count("95 % bootstrap") == 1 and html.count("(6 of 6)") >= 2  # counts beside the rates
+    assert "exact 95 % bound" in html  # a perfectly separated split says what 6 images cannot rule out
+    assert "pixel AUROC" in html and "AUPRO" in html and "Pixel metrics skipped" not in html
+    assert "false rejects ≤ 0.5 %" in html and "best F1" in html  # operating points
+    assert "No false rejects at" in html and "No escapes at" in html  # the tiny model separates the classes
+    assert "verdict pass" in html and "+0.0010" in html  # the INT8 gate
+    assert "0.8" in html and "1.7" in html  # latency at export
+    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert "http" not in html and html.count("data:image/png;base64,") >= 6  # one offline file
+    numbers = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert numbers["pixel"]["fp32"]["pixel_auroc"] > 0.9 and 0.5 < numbers["pixel"]["fp32"]["aupro"] <= 1.0
+    assert numbers["intervals"]["fp32"]["image_auroc"]["estimate"] == 1.0
+
+
+def test_galleries_of_false_rejects_and_escapes(exported, tmp_path):
+    bundle, splits, scores = exported
+    test = scores["int8"]["test"].copy()
+    test[[0, 1]] = 100.0  # two good images score like defects: false rejects
+    test[-1] = -1.0  # a defect scores like a good image: an escape
+    scores = {**scores, "int8": {**scores["int8"], "test": test}}
+    html = build_report(bundle.path, bundle.manifest, splits, scores, out=tmp_path / "r").read_text()
+    t = f"{bundle.manifest.variants['int8'].threshold.value:.4g}"
+    assert f"False rejects at {t} (int8): 2 of 6 good images rejected, worst first" in html
+    assert f"Escapes at {t} (int8): 1 of 6 defect images pass as OK, worst first" in html
+    names = sorted(p.name.split("_0")[0] for p in (tmp_path / "r" / "overlays").glob("*.png"))
+    assert names == ["closest", "closest", "escape", "false_reject", "false_reject"]
+
+
+def test_a_defect_without_a_mask_skips_pixel_metrics_and_says_so(exported, tmp_path):
+    bundle, splits, scores = exported
+    mask_path(splits["test"].paths[-1]).unlink()
+    html = build_report(bundle.path, bundle.manifest, splits, scores, out=tmp_path / "r").read_text()
+    assert "Pixel metrics skipped: 1 of 6 defect images have no ground-truth mask" in html
+    assert "AUPRO (" not in html
+
+
+def test_rebuilt_report_has_the_same_numbers_and_handles_an_old_manifest(exported, tmp_path):
+    bundle, splits, scores = exported
+    build_report(bundle.path, bundle.manifest, splits, scores)  # into the bundle, as export does
+    first = json.loads((bundle.path / "report" / "metrics.json").read_text())
+    html = rebuild_report(bundle.path, tmp_path / "again").read_text()  # the installed manifest: no metrics at all
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["intervals"] == first["intervals"] and again["pixel"] == first["pixel"]  # fixed seed
+    assert "Not measured at export" in html and "Not recorded" in html and "No INT8 gate recorded" in html
