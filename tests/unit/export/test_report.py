@@ -115,6 +115,20 @@ def test_galleries_of_false_rejects_and_escapes(exported, tmp_path):
     assert names == ["closest", "closest", "escape", "false_reject", "false_reject"]
 
 
+def test_a_variant_the_int8_gate_rejected_is_reported_not_run(exported, tmp_path):
+    bundle, splits, scores = exported
+    variants = {
+        **bundle.manifest.variants,
+        "int8": bundle.manifest.variants["int8"].model_copy(update={"status": "rejected"}),
+    }
+    manifest = bundle.manifest.model_copy(update={"variants": variants, "default_variant": "fp32"})
+    html = build_report(bundle.path, manifest, splits, scores, out=tmp_path / "r").read_text()
+    assert '<th class="text">status</th><td>ok</td><td>rejected</td>' in html
+    numbers = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert set(numbers["pixel"]) == {"fp32", "int8"}  # its maps measured all the same
+    assert "No false rejects at" in html and "(fp32)" in html  # the galleries follow the default variant
+
+
 def test_a_defect_without_a_mask_skips_pixel_metrics_and_says_so(exported, tmp_path):
     bundle, splits, scores = exported
     mask_path(splits["test"].paths[-1]).unlink()
