@@ -60,6 +60,10 @@ class Guard:
 
         return guarded
 
+    def record(self, where: str, exc: Exception) -> None:
+        """Count, log and alarm ``exc`` raised at ``where`` (for code :meth:`call` cannot wrap, e.g. coroutines)."""
+        self._failed(where, exc)
+
     def _failed(self, where: str, exc: Exception) -> None:
         now = time.monotonic()
         with self._lock:

@@ -7,7 +7,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-__all__ = ["Frame", "Result", "Verdict", "is_ng"]
+__all__ = ["Frame", "Result", "Verdict", "is_ng", "score_norm"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,15 @@ Score = TypeVar("Score", float, np.ndarray)
 def is_ng(score: Score, threshold: float) -> Score:
     """The NG rule, for one score or an array of them: NG when the raw score reaches the threshold."""
     return score >= threshold
+
+
+def score_norm(score: float, threshold: float) -> float:
+    """The score on a 0..1 scale with the threshold at 0.5: ``0.5 * score / threshold`` clipped to [0, 1].
+
+    NG exactly when the result is >= 0.5, like :func:`is_ng`. Raw scores have no upper bound and a
+    different range per model; this one is comparable across models and stations (e.g. on a SCADA
+    gauge). A threshold <= 0 gives no such scale: 1.0 for NG, 0.0 for OK.
+    """
+    if threshold <= 0:
+        return 1.0 if score >= threshold else 0.0
+    return min(1.0, max(0.0, 0.5 * score / threshold))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients, openssl, systemd) and
-# the virtual environment .venv with edge_ad, its export and cases extras and the test tools.
+# Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients, openssl, systemd,
+# protobuf-compiler) and the virtual environment .venv with edge_ad, its export, cases, sparkplug and opcua extras and
+# the test tools.
 # Idempotent: a second run only checks. Set EDGE_AD_EXTRAS=test for a runtime-only (torch-free) install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${EDGE_AD_EXTRAS:-export,cases,test}"
+EXTRAS="${EDGE_AD_EXTRAS:-export,cases,sparkplug,opcua,test}"
 
 apt_install() {
   echo "==> apt-get install $*"
@@ -25,6 +26,7 @@ fi
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the TLS tests make their own certificates
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # the unit files are verified by the tests
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)  # decodes Sparkplug payloads in the tests
 if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" python3 "* ]]; then missing+=(python3-venv); fi
   apt_install "${missing[@]}"

@@ -41,3 +41,60 @@ def test_guard_is_able_to_fail():
 
         pytest.skip("torch not installed (runtime-only environment)")
     assert "'torch'" in proc.stdout
+
+
+def test_the_runtime_needs_no_protobuf():
+    # protobuf comes with the sparkplug extra: without it the station imports, and enabling Sparkplug is one line
+    code = textwrap.dedent(
+        """
+        import sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "google.protobuf" or name.startswith("google.protobuf."):
+                    raise ImportError(f"No module named {name!r}")
+
+        sys.meta_path.insert(0, Block())
+        import edge_ad.cli, edge_ad.service, edge_ad.service.preflight, edge_ad.publish.sparkplug.metrics
+        from edge_ad.errors import ConfigError
+        from edge_ad.publish.sparkplug import require_protobuf
+
+        try:
+            require_protobuf()
+        except ConfigError as exc:
+            print("REFUSED", exc)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "REFUSED sparkplug.enabled needs protobuf >= 6.31.1" in proc.stdout
+    assert "pip install 'edge_ad[sparkplug]'" in proc.stdout
+
+
+def test_the_runtime_needs_no_asyncua():
+    # asyncua comes with the opcua extra: without it the station imports, and enabling OPC UA is one line
+    code = textwrap.dedent(
+        """
+        import sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "asyncua" or name.startswith("asyncua."):
+                    raise ImportError(f"No module named {name!r}")
+
+        sys.meta_path.insert(0, Block())
+        import edge_ad.cli, edge_ad.service.daemon, edge_ad.service.preflight
+        import edge_ad.opcua.auth, edge_ad.opcua.certs, edge_ad.opcua.nodes
+        from edge_ad.errors import ConfigError
+        from edge_ad.opcua import require_asyncua
+
+        try:
+            require_asyncua()
+        except ConfigError as exc:
+            print("REFUSED", exc)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "REFUSED opcua.enabled needs asyncua >= 2.1" in proc.stdout
+    assert "pip install 'edge_ad[opcua]'" in proc.stdout

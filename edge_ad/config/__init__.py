@@ -7,10 +7,12 @@ from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.loader import load_config
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
+from edge_ad.config.opcua import OpcUaConfig, OpcUaUser
 from edge_ad.config.recalibration import RecalibrationConfig
 from edge_ad.config.schema import EdgeAdConfig
 from edge_ad.config.security import SecurityConfig
 from edge_ad.config.service import ServiceConfig
+from edge_ad.config.sparkplug import SparkplugConfig
 
 __all__ = [
     "CameraConfig",
@@ -20,8 +22,11 @@ __all__ = [
     "EvidenceConfig",
     "ModelConfig",
     "MqttConfig",
+    "OpcUaConfig",
+    "OpcUaUser",
     "RecalibrationConfig",
     "SecurityConfig",
     "ServiceConfig",
+    "SparkplugConfig",
     "load_config",
 ]

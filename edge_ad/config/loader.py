@@ -151,6 +151,17 @@ def _resolve_mqtt(config: EdgeAdConfig, resolve) -> object:
     return mqtt.model_copy(update=update)
 
 
+def _resolve_opcua(config: EdgeAdConfig, resolve, credentials: str | None) -> object:
+    opcua = config.opcua
+    users = [
+        u.model_copy(update={"password_file": resolve(f)}) if (f := u.password_file) and not credentials else u
+        for u in opcua.users
+    ]
+    keys = ("certificate", "private_key", "trusted_clients")
+    files = {k: resolve(v.expanduser()) for k in keys if (v := getattr(opcua, k))}
+    return opcua.model_copy(update={"users": users, **files})
+
+
 def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else (base / p)
@@ -181,6 +192,7 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
                     "station_key": resolve(k.expanduser()) if (k := config.security.station_key) else None,
                 }
             ),
+            "opcua": _resolve_opcua(config, resolve, credentials),
             "recalibration": config.recalibration.model_copy(
                 update={
                     "defects_root": resolve(root.expanduser()) if (root := config.recalibration.defects_root) else None

@@ -30,6 +30,8 @@ def _type_name(annotation: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(annotation))
     if annotation is type(None):
         return "null"
+    if origin is list:
+        return "list of " + " or ".join(_type_name(a) for a in get_args(annotation))
     return getattr(annotation, "__name__", str(annotation)).replace("Path", "path")
 
 
@@ -37,7 +39,8 @@ def _default(field: Any) -> str:
     if field.default is PydanticUndefined and field.default_factory is None:
         return "**required**"
     if field.default_factory is not None:
-        return "(section)"
+        value = field.default_factory()
+        return "(section)" if isinstance(value, BaseModel) else f"`{json.dumps(value)}`"
     value = field.default
     return f"`{json.dumps(value if not hasattr(value, '__fspath__') else str(value))}`"
 
@@ -67,8 +70,8 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
             description += f" ({', '.join(bounds)})"
         cells = [f"`{key}`", _type_name(annotation), _default(field), description]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-        if section is not None:  # an optional section: document its keys too
-            rows += _rows(section, key + ".")
+        if section is not None:  # an optional section or a list of them: document its keys too
+            rows += _rows(section, key + ("[]." if get_origin(annotation) is list else "."))
     return rows
 
 

@@ -13,9 +13,11 @@ from edge_ad.config.commands import CommandsConfig
 from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
+from edge_ad.config.opcua import OpcUaConfig
 from edge_ad.config.recalibration import RecalibrationConfig
 from edge_ad.config.security import SecurityConfig
 from edge_ad.config.service import ServiceConfig
+from edge_ad.config.sparkplug import SparkplugConfig
 
 __all__ = ["STATION_MAX_LENGTH", "STATION_PATTERN", "EdgeAdConfig", "valid_station"]
 
@@ -45,6 +47,8 @@ class EdgeAdConfig(EdgeAdModel):
     cases: CasesConfig = Field(default_factory=CasesConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
+    opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
 
     @model_validator(mode="after")
     def _commands_need_authentication(self) -> EdgeAdConfig:
@@ -57,5 +61,15 @@ class EdgeAdConfig(EdgeAdModel):
             raise ValueError(
                 "recalibration.mqtt_command needs commands.secret_file or commands.secret_env: "
                 "the station accepts only commands signed with its key"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sparkplug_has_a_client_of_its_own(self) -> EdgeAdConfig:
+        json_client = self.mqtt.client_id or f"edge-ad-{self.station}"
+        if self.sparkplug.enabled and self.sparkplug.client_id_for(self.station) == json_client:
+            raise ValueError(
+                "sparkplug.client_id must differ from the JSON client's id (mqtt.client_id): the broker would "
+                "disconnect one client whenever the other connects"
             )
         return self

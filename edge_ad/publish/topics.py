@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["Topics"]
+__all__ = ["SparkplugTopics", "Topics"]
+
+SPARKPLUG_NAMESPACE = "spBv1.0"
 
 
 @dataclass(frozen=True)
@@ -40,3 +43,20 @@ class Topics:
     def command_result(self, name: str) -> str:
         """Daemon -> operator: outcome of a command."""
         return self._leaf(f"cmd/{name}/result")
+
+
+@dataclass(frozen=True)
+class SparkplugTopics:
+    """Sparkplug B topics of an Edge Node and its device: ``spBv1.0/<group_id>/<TYPE>/<edge_node_id>[/<device_id>]``."""
+
+    group_id: str
+    edge_node_id: str
+    device_id: str
+
+    def node(self, message_type: Literal["NBIRTH", "NDEATH", "NDATA", "NCMD"]) -> str:
+        """An Edge Node topic (NDEATH is the Will of the Sparkplug session; NCMD is host -> node)."""
+        return f"{SPARKPLUG_NAMESPACE}/{self.group_id}/{message_type}/{self.edge_node_id}"
+
+    def device(self, message_type: Literal["DBIRTH", "DDEATH", "DDATA", "DCMD"]) -> str:
+        """A topic of the station device (its inspection metrics)."""
+        return f"{SPARKPLUG_NAMESPACE}/{self.group_id}/{message_type}/{self.edge_node_id}/{self.device_id}"

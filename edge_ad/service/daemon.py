@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from edge_ad.bundle.store import load_private, private_copies
 from edge_ad.bundle.trust import Trust
@@ -22,22 +23,37 @@ from edge_ad.inference import compile_cache
 from edge_ad.inference.engine import AnomalyModel, InferPipeline, Scored
 from edge_ad.inference.selftest import self_test
 from edge_ad.integrity import use_station_key
+from edge_ad.opcua import require_asyncua
 from edge_ad.publish import MqttPublisher
+from edge_ad.publish.sparkplug import require_protobuf
 from edge_ad.publish.spool import open_spool
 from edge_ad.publish.topics import Topics
 from edge_ad.service.command_auth import CommandVerifier, command_key
 from edge_ad.service.evidence import EvidenceStore
 from edge_ad.service.judge import judge
-from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
+from edge_ad.service.modes import (
+    Debouncer,
+    TriggerInbox,
+    TriggerRejected,
+    TriggerReply,
+    check_trigger_id,
+    parse_trigger,
+)
 from edge_ad.service.recalibration import RecalibrationRunner
 from edge_ad.service.reload import ModelReloader
 from edge_ad.service.sdnotify import SystemdNotifier
 from edge_ad.service.stats import DriftMonitor, StationStats
 from edge_ad.types import Frame
 
+if TYPE_CHECKING:
+    from edge_ad.opcua.server import OpcUaServer
+    from edge_ad.publish.sparkplug.node import EdgeNode
+
 __all__ = ["Daemon", "run"]
 
 logger = logging.getLogger(__name__)
+
+REPLY = "_reply"  # a trigger's TriggerReply riding along with its frame; taken off before the verdict is made
 
 
 def model_info(model: AnomalyModel) -> dict[str, str]:
@@ -81,6 +97,10 @@ class Daemon:
         if config.cases.enabled:
             require_qdrant()
             cases_folder = writable_dir(cases_dir(config), "cases.path")
+        if config.sparkplug.enabled:
+            require_protobuf()
+        if config.opcua.enabled:
+            require_asyncua()
         spool = open_spool(state_dir, config.mqtt, on_alarm=self._publish_status)
         service = config.service
         self.triggers = TriggerInbox(timeout_s=service.trigger_timeout_s) if service.mode == "triggered" else None
@@ -99,6 +119,25 @@ class Daemon:
         # every thread below runs its callbacks through this guard; its first failure goes on status
         self.guard = Guard(on_alarm=self._publish_status)
         self.publisher = MqttPublisher(config.mqtt, config.station, spool, handlers=handlers, guard=self.guard)
+        self.sparkplug: EdgeNode | None = None  # its own client and Will; started in run()
+        if config.sparkplug.enabled:
+            from edge_ad.publish.sparkplug.node import EdgeNode  # protobuf: only with the sparkplug extra
+
+            self.sparkplug = EdgeNode(config.sparkplug, config.mqtt, config.station, state_dir, guard=self.guard)
+        self._phase = "starting"  # then serving (the loop runs), then stopping: whether OPC UA triggers are taken
+        self.opcua: OpcUaServer | None = None  # its own thread and asyncio loop; started in run()
+        if config.opcua.enabled:
+            from edge_ad.opcua.server import OpcUaServer  # asyncua: only with the opcua extra
+
+            self.opcua = OpcUaServer(
+                config.opcua,
+                config.station,
+                state_dir,
+                accept_trigger=self._accept_trigger,  # refuses with the reason in free_run
+                answer_timeout_s=service.trigger_timeout_s + config.opcua.answer_margin_s,
+                guard=self.guard,
+                on_alarm=self._publish_status,
+            )
         self.stats = StationStats()
         self.drift = DriftMonitor(service.drift.window, service.drift.fraction) if service.drift else None
         self.camera = CaptureSupervisor(config.camera, on_state=self._camera_state)  # reports via _status_details
@@ -121,6 +160,7 @@ class Daemon:
             "cases": self._cases_problem(),
             "faults": self.guard.alarm,
             "spool": self._spool_problem(),
+            "opcua": {"alarm": True, "message": self.opcua.alarm} if self.opcua and self.opcua.alarm else None,
             "model": model_info(self.model),
             "device": self.model.device,
             "device_note": self.model.fallback_note,
@@ -152,11 +192,15 @@ class Daemon:
 
     def _publish_status(self, reason: str = "") -> None:
         """Retained status: ``online`` or ``camera_offline`` (from the camera), with the current details."""
-        state = "online" if self.camera.state == "online" else "camera_offline"
-        self.publisher.set_status(state, reason, **self._status_details())
+        state, details = "online" if self.camera.state == "online" else "camera_offline", self._status_details()
+        self.publisher.set_status(state, reason, **details)
+        if self.opcua is not None:
+            self.guard.call("opcua feed", self.opcua.status, state, reason, details)
 
     def _camera_state(self, state: str, reason: str) -> None:
         self._publish_status(reason)
+        if self.sparkplug is not None:
+            self.guard.call("sparkplug feed", self.sparkplug.camera, state)
 
     def _drift_changed(self) -> None:
         assert self.drift is not None
@@ -190,6 +234,10 @@ class Daemon:
         new = model.bundle.manifest
         logger.info("model swapped: %s v%s -> %s v%s", old.name, old.version, new.name, new.version)
         self._publish_status()
+        if self.sparkplug is not None:
+            self.guard.call("sparkplug feed", self.sparkplug.model, model_info(model), model.threshold)
+        if self.opcua is not None:
+            self.guard.call("opcua feed", self.opcua.model, model_info(model), model.threshold)
 
     def _on_trigger(self, payload: bytes) -> None:
         assert self.triggers is not None
@@ -201,11 +249,33 @@ class Daemon:
             return
         self.triggers.push(part, time.time())
 
+    def _accept_trigger(self, part: object, reply: TriggerReply) -> None:
+        """Queue an OPC UA trigger where MQTT triggers wait (any thread); ``reply`` hears of its verdict.
+
+        Raises:
+            TriggerRejected: Not triggered mode, an invalid id, the loop not running, the camera offline.
+        """
+        if self.triggers is None:
+            raise TriggerRejected("mode", "the station runs in free_run mode; Trigger needs service.mode: triggered")
+        try:
+            part_id = check_trigger_id(part)
+        except ValueError as exc:
+            self.triggers.reject()
+            raise TriggerRejected("invalid", str(exc)) from None
+        if self._phase != "serving":
+            kind = "starting" if self._phase == "starting" else "stopping"
+            raise TriggerRejected(kind, f"the station is {self._phase}")
+        if self.camera.state != "online":
+            raise TriggerRejected("camera", f"camera {self.camera.state}: no frame to judge")
+        self.triggers.push(part_id, time.time(), reply)
+
     def _select(self, frame: Frame) -> dict | None:
         """Verdict extras when this frame is to be scored, else None (free-run Nth frame / triggers)."""
         if self.triggers is not None:
             part = self.triggers.take_for(frame.ts)
-            return None if part is None else {"trigger": {"id": part}}
+            if part is None:
+                return None
+            return {"trigger": {"id": part.id}, REPLY: part.reply} if part.reply else {"trigger": {"id": part.id}}
         every = self.config.service.every_nth
         return {} if frame.index % every == 0 else None
 
@@ -226,10 +296,14 @@ class Daemon:
 
     def _publish_stats(self) -> None:
         self.notifier.status(self._status_line())
-        details = self._status_details()
+        details, snapshot = self._status_details(), self.stats.snapshot()
+        if self.sparkplug is not None:
+            self.guard.call("sparkplug feed", self.sparkplug.stats, snapshot["fps"], snapshot["ng_rate"])
+        if self.opcua is not None:
+            self.guard.call("opcua feed", self.opcua.stats, snapshot, sum(self.guard.errors.values()))
         self.publisher.publish_stats(
             {
-                **self.stats.snapshot(),
+                **snapshot,
                 "dropped_frames": self.camera.dropped,
                 "bad_frames": self.camera.bad_frames,
                 "camera": self.camera.state,
@@ -253,6 +327,8 @@ class Daemon:
                 "retained_ignored": self.publisher.retained_ignored,
                 "faults": dict(self.guard.errors) or None,
                 "compile_cache": {"discarded": compile_cache.discarded()},
+                "sparkplug": self.sparkplug.counters() if self.sparkplug else None,
+                "opcua": self.opcua.counters() if self.opcua else None,
             }
         )
 
@@ -273,6 +349,7 @@ class Daemon:
     def _handle(self, scored: Scored) -> None:
         """Judge, debounce, keep evidence, publish and count one scored frame."""
         frame, result, extra = scored.frame, scored.result, dict(scored.context)
+        reply: TriggerReply | None = extra.pop(REPLY, None)
         manifest, threshold = scored.model.bundle.manifest, scored.model.threshold
         self.seq += 1
         self.scored += 1
@@ -294,7 +371,13 @@ class Daemon:
                 extra["case"] = ident
         if extra:
             verdict = replace(verdict, extra=extra)
+        if self.opcua is not None:  # before the spool: the PLC's answer does not wait for MQTT
+            self.guard.call("opcua feed", self.opcua.verdict, verdict)
+        if reply is not None:
+            self.guard.call("opcua reply", reply.answered, verdict)
         self.publisher.publish_verdict(verdict)
+        if self.sparkplug is not None:
+            self.guard.call("sparkplug feed", self.sparkplug.verdict, verdict)
         self.stats.add(result.latency_ms, verdict.verdict == "NG")
         if self.drift is not None and self.drift.update(result.score, verdict.verdict == "OK", threshold):
             self._drift_changed()
@@ -321,13 +404,21 @@ class Daemon:
             self.camera.close()
             raise
         self._publish_status()
+        if self.opcua is not None:  # before the broker: OPC UA never waits for MQTT
+            self.opcua.model(model_info(self.model), self.model.threshold)
+            self.opcua.start()
         self.publisher.start()
+        if self.sparkplug is not None:  # born with what judges and the camera's state
+            self.sparkplug.model(model_info(self.model), self.model.threshold)
+            self.sparkplug.camera(self.camera.state)
+            self.sparkplug.start()
         self.reloader.start()
         max_frames = self.config.service.max_frames
         reason = "stopped"
         try:
             interval = self.config.service.stats_interval_s
             next_stats = time.monotonic() + interval
+            self._phase = "serving"
             while not self.stop_event.is_set():
                 self._check_delivery()  # every frame: a dead client is noticed within a second, not a keepalive
                 if self.recalibration is not None:
@@ -366,12 +457,19 @@ class Daemon:
             reason = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            self._phase = "stopping"
             if self.recalibration is not None:
                 self.recalibration.join(timeout=30)
             self.reloader.close()
             if self.cases is not None:
                 self.cases.close()
             self._publish_stats()
+            if self.sparkplug is not None:
+                self.guard.call("sparkplug stop", self.sparkplug.stop)  # NDEATH, then the JSON side's final status
+            if self.opcua is not None:
+                final = "offline" if reason in ("stopped", "source exhausted") else "error"
+                self.guard.call("opcua feed", self.opcua.status, final, reason)
+                self.guard.call("opcua stop", self.opcua.stop)
             self.publisher.stop(reason)
             self.camera.close()
             logger.info("stopped (%s) after %d verdicts (last seq %d)", reason, self.scored, self.seq)

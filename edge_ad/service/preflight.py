@@ -20,11 +20,15 @@ from edge_ad.bundle import MANIFEST_NAME, load_bundle
 from edge_ad.capture.sources import open_source
 from edge_ad.cases.store import cases_dir, require_qdrant
 from edge_ad.commissioning.resolve import compile_cache
-from edge_ad.config import CameraConfig, CommandsConfig, EdgeAdConfig, MqttConfig
+from edge_ad.config import CameraConfig, CommandsConfig, EdgeAdConfig, MqttConfig, OpcUaConfig
 from edge_ad.config.loader import writable_dir
 from edge_ad.datasets.layout import list_images
 from edge_ad.errors import BrokerError, CameraError, ConfigError, EdgeAdError, first_line
+from edge_ad.opcua import require_asyncua
+from edge_ad.opcua.auth import Logins
+from edge_ad.opcua.certs import check_configured_pair
 from edge_ad.publish.client import configure_security, read_password
+from edge_ad.publish.sparkplug import require_protobuf
 from edge_ad.publish.spool import SPOOL_FILES, check_spool
 from edge_ad.service.command_auth import command_key
 
@@ -95,8 +99,9 @@ def preflight(config: EdgeAdConfig, user: ServiceUser | None = None, config_file
     bundle at ``model.path`` loads with every sha256 verified; a file-based ``camera.source`` (image
     folder, video file) opens with run's own opener, while devices and URLs are left alone; the
     MQTT password can be read and the TLS files parse; the command key (with ``recalibration.mqtt_command``) is
-    set, readable and long enough; ``service.state_dir``, the evidence and case
-    directories are writable by ``user`` (or creatable: ``run`` creates them, this check does not;
+    set, readable and long enough; protobuf is installed (with ``sparkplug.enabled``); asyncua, the OPC UA
+    passwords and certificate (with ``opcua.enabled``); ``service.state_dir``,
+    the evidence and case directories are writable by ``user`` (or creatable: ``run`` creates them, this check does not;
     an existing one of the current user gets run's write probe); ``recalibration.defects_root`` is
     a folder. Not checked: cameras, the broker, the OpenVINO device.
 
@@ -120,6 +125,10 @@ def preflight(config: EdgeAdConfig, user: ServiceUser | None = None, config_file
     if config.cases.enabled:
         _collect(problems, "cases", require_qdrant)
         dirs.append((cases_dir(config), "cases.path"))
+    if config.sparkplug.enabled:
+        _collect(problems, "sparkplug", require_protobuf)
+    if config.opcua.enabled:
+        _collect(problems, "opcua", _check_opcua, config.opcua, user)
     failed: list[Path] = []
     for path, key in dirs:
         if any(path.is_relative_to(bad) for bad in failed):
@@ -227,6 +236,19 @@ def _check_tls(config: MqttConfig, user: ServiceUser) -> None:
     for key in ("ca", "cert", "key"):
         if (path := getattr(config.tls, key)) is not None:
             _readable(user, path, f"mqtt.tls.{key}")
+
+
+def _check_opcua(config: OpcUaConfig, user: ServiceUser) -> None:
+    require_asyncua()
+    Logins(config.users)  # run's reader: every password file and variable
+    for i, login in enumerate(config.users):
+        if login.password_file is not None and login.password_file.is_absolute():
+            _readable(user, login.password_file, f"opcua.users[{i}].password_file")
+    if config.certificate is not None and config.private_key is not None:
+        check_configured_pair(config.certificate, config.private_key)
+        _readable(user, config.private_key, "opcua.private_key")
+    if config.trusted_clients is not None and not config.trusted_clients.is_dir():
+        raise ConfigError(f"opcua.trusted_clients: {config.trusted_clients} is not a folder; create it or fix the path")
 
 
 def _check_command_key(config: CommandsConfig, user: ServiceUser) -> None:

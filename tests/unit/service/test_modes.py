@@ -39,9 +39,9 @@ def test_trigger_is_answered_by_the_first_frame_after_it():
     inbox.push("a", 5.0)
     inbox.push("b", 6.0)
     assert inbox.take_for(4.9) is None  # frame older than the trigger: not an answer
-    assert inbox.take_for(5.5) == "a"
+    assert inbox.take_for(5.5).id == "a"
     assert inbox.take_for(5.6) is None  # "b" came later than this frame
-    assert inbox.take_for(6.0) == "b"
+    assert inbox.take_for(6.0).id == "b"
     assert inbox.accepted == 2
 
 
@@ -61,6 +61,45 @@ def test_triggers_beyond_the_queue_or_too_old_are_counted_never_answered_with_an
     for i in range(100):
         inbox.push(f"part-{i:03d}", 100.0 + i * 0.01)
     assert inbox.accepted == 100 and inbox.dropped == 36
-    assert inbox.take_for(101.0) == "part-036"
+    assert inbox.take_for(101.0).id == "part-036"
     assert inbox.take_for(116.5) is None  # every trigger waiting is older than 5 s: expired, not answered
     assert inbox.expired == 63
+
+
+class Waiter:
+    """A TriggerReply that records what became of its trigger."""
+
+    def __init__(self) -> None:
+        self.withdrawn = False
+        self.outcome = None
+
+    def answered(self, verdict) -> None:
+        self.outcome = verdict
+
+    def lost(self, rejected) -> None:
+        self.outcome = rejected.kind
+
+
+def test_a_waiting_caller_hears_when_its_trigger_is_dropped_or_expires_and_can_withdraw():
+    inbox = TriggerInbox(max_pending=2, timeout_s=5.0)
+    dropped, expired, withdrawn, answered = Waiter(), Waiter(), Waiter(), Waiter()
+    inbox.push("a", 100.0, dropped)
+    inbox.push("b", 100.0, expired)
+    inbox.push("mqtt", 101.0)  # no one waits for an MQTT trigger
+    assert dropped.outcome == "dropped" and inbox.dropped == 1
+    assert inbox.take_for(106.0).id == "mqtt" and expired.outcome == "expired"
+    inbox.push("c", 110.0, withdrawn)
+    inbox.push("d", 110.5, answered)
+    withdrawn.withdrawn = True  # its OPC UA call timed out: never answered with a later frame
+    taken = inbox.take_for(111.0)
+    assert taken.id == "d" and taken.reply is answered and withdrawn.outcome is None
+    assert inbox.expired == 2 and inbox.accepted == 5
+
+
+def test_an_id_is_checked_the_same_way_for_every_source():
+    from edge_ad.service.modes import check_trigger_id
+
+    assert check_trigger_id("P-1") == "P-1" and check_trigger_id(42) == "42"
+    for bad in ["", "x" * 65, True, 1.5, None, b"P-1"]:
+        with pytest.raises(ValueError, match="1-64 characters"):
+            check_trigger_id(bad)

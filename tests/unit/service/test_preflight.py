@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +212,31 @@ def test_what_an_earlier_run_left_in_the_state_directory(tmp_path, tiny_models, 
         image.chmod(0o600)
     problems = check(tmp_path, tiny_models, SOMEONE, camera={"source": str(frames)}, service={"state_dir": str(state)})
     assert any(p.startswith(f"camera.source: user someone cannot read {frames}/") for p in problems), problems
+
+
+def test_sparkplug_needs_protobuf(tmp_path, tiny_models, monkeypatch):
+    import edge_ad.publish.sparkplug as package
+
+    assert check(tmp_path, tiny_models, sparkplug={"enabled": True}) == []
+    monkeypatch.delattr(package, "sparkplug_b_pb2", raising=False)  # as if protobuf were not installed
+    monkeypatch.setitem(sys.modules, "edge_ad.publish.sparkplug.sparkplug_b_pb2", None)
+    (problem,) = check(tmp_path, tiny_models, sparkplug={"enabled": True})
+    assert problem.startswith("sparkplug.enabled needs protobuf >= 6.31.1")
+    assert problem.endswith("install it with: pip install 'edge_ad[sparkplug]'")
+
+
+def test_opcua_needs_asyncua_its_passwords_and_its_certificate(tmp_path, tiny_models, monkeypatch):
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    (tmp_path / "plc.pw").write_text("secret\n")
+    users = [{"name": "plc", "password_file": str(tmp_path / "plc.pw")}]
+    assert check(tmp_path, tiny_models, opcua={"enabled": True, "users": users}) == []
+    missing = [{"name": "plc", "password_file": str(tmp_path / "missing.pw")}]
+    (problem,) = check(tmp_path, tiny_models, opcua={"enabled": True, "users": missing})
+    assert problem.startswith("opcua.users[0].password_file: cannot read") and "missing.pw" in problem
+    (tmp_path / "cert.der").write_bytes(b"not a certificate")
+    (problem,) = check(tmp_path, tiny_models, opcua={"enabled": True, "users": users, "certificate":
+                       str(tmp_path / "cert.der"), "private_key": str(tmp_path / "key.pem")})  # fmt: skip
+    assert problem.startswith("opcua.certificate: cannot load")
+    monkeypatch.setitem(sys.modules, "asyncua", None)  # as if asyncua were not installed
+    (problem,) = check(tmp_path, tiny_models, opcua={"enabled": True, "users": users})
+    assert problem.startswith("opcua.enabled needs asyncua >= 2.1") and problem.endswith("'edge_ad[opcua]'")
