@@ -90,5 +90,6 @@ def test_accuracy_bench_scores_every_model_on_the_same_held_out_images(dataset, 
     summary = case["summary"]
     assert abs(summary["edge_ad_exact_full"]["diff"]) <= 0.03 and summary["anomalib"]["low"] <= 1
     assert run["edge_ad"]["input"] == 128 and run["edge_ad"]["p50_ms"] > 0 and run["anomalib"]["p50_ms"] > 0
+    assert run["edge_ad"]["coreset_s"] > 0 and run["anomalib"]["coreset_s"] > 0
     text = capsys.readouterr().out
     assert f"{dataset.name} (strength None; {test.labels.size} test images" in text and "speed-up" in text
