@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge_ad.config.base import EdgeAdModel
 
@@ -38,6 +38,24 @@ class MqttConfig(EdgeAdModel):
     )
     client_id: str | None = Field(None, description="MQTT client id; default edge-ad-<station>.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval in seconds.")
+    protocol: Literal["3.1.1", "5"] = Field(
+        "3.1.1",
+        description=(
+            "MQTT protocol version. With 5, triggers and commands may carry a Response Topic and Correlation "
+            "Data: their answers also go to that topic with the same correlation data (docs/mqtt.md)."
+        ),
+    )
+    session_expiry_s: int = Field(
+        3600,
+        ge=0,
+        le=2**32 - 1,
+        description=(
+            "How long the broker keeps the station's session (its subscriptions and the QoS 1 triggers and "
+            "commands sent meanwhile) after the connection is lost; 0 = a clean session at every connect. MQTT 5 "
+            "sends it as the Session Expiry Interval; MQTT 3.1.1 knows no expiry: any value > 0 asks for a "
+            "persistent session that the broker keeps by its own rules (mosquitto: persistent_client_expiration)."
+        ),
+    )
     qos: Literal[0, 1] = Field(1, description="QoS of verdict messages.")
     spool_max_messages: int = Field(
         100_000,
@@ -66,6 +84,11 @@ class MqttConfig(EdgeAdModel):
     connect_timeout_s: float = Field(
         10.0, gt=0, description="Seconds to wait for the first connection before starting anyway."
     )
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_as_text(cls, value: Any) -> Any:
+        return "5" if value == 5 and not isinstance(value, bool) else value  # YAML reads `protocol: 5` as a number
 
     @model_validator(mode="after")
     def _one_password_source(self) -> MqttConfig:

@@ -45,8 +45,8 @@ class ServiceConfig(EdgeAdModel):
     mode: Literal["free_run", "triggered"] = Field(
         "free_run",
         description=(
-            "free_run scores frames continuously; triggered scores the first frame captured after each "
-            "message on <prefix>/<station>/trigger and answers with its id."
+            "free_run scores frames continuously (a trigger is answered ERROR); triggered scores the first frame "
+            "captured after each message on <prefix>/<station>/trigger and answers with its id."
         ),
     )
     every_nth: int = Field(1, ge=1, description="free_run: score every Nth frame (1 = all).")
@@ -54,7 +54,7 @@ class ServiceConfig(EdgeAdModel):
         5.0,
         gt=0,
         le=600,
-        description="triggered: a trigger with no frame captured within this many seconds expires unanswered "
+        description="triggered: a trigger with no frame captured within this many seconds expires, answered ERROR "
         "(a later frame would show another part); counted in stats.triggers.expired.",
     )
     debounce: DebounceConfig | None = Field(None, description="Optional NG debounce; null reports every raw verdict.")

@@ -1,4 +1,4 @@
-"""MQTT publisher: retained status with Last Will, QoS 1 verdicts through a durable spool."""
+"""MQTT publisher: retained status with Last Will, QoS 1 verdicts through a durable spool, answers to requests."""
 
 from __future__ import annotations
 
@@ -17,17 +17,35 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from edge_ad.config import MqttConfig
 from edge_ad.config.secrets import read_secret
 from edge_ad.errors import BrokerError, ConfigError
-from edge_ad.guard import Guard
-from edge_ad.publish.payloads import stats_payload, status_payload, to_json, verdict_payload
+from edge_ad.guard import Guard, RateLimitedLog
+from edge_ad.publish.payloads import (
+    mark_replayed,
+    stats_payload,
+    status_payload,
+    to_json,
+    trigger_error_payload,
+    verdict_payload,
+    will_payload,
+)
+from edge_ad.publish.session import (
+    UNKNOWN,
+    Delivery,
+    ReplyRoute,
+    connect_options,
+    forget_unacknowledged,
+    new_client,
+    reply_route,
+)
 from edge_ad.publish.spool import Spool
 from edge_ad.publish.topics import Topics
 from edge_ad.types import Verdict
 
-__all__ = ["MqttPublisher", "configure_security", "connect_tool", "read_password"]
+__all__ = ["Handler", "MqttPublisher", "configure_security", "connect_tool", "read_password"]
 
 logger = logging.getLogger(__name__)
 
 WINDOW = 100  # spooled messages handed to paho and not yet acknowledged
+Handler = Callable[[bytes, Delivery], None]  # an inbound message's payload and what is known about it
 
 
 def read_password(config: MqttConfig) -> str | None:
@@ -86,22 +104,24 @@ def connect_tool(
 
 
 class MqttPublisher:
-    """Publishes one station's status and verdicts.
+    """Publishes one station's status and verdicts, and answers what it receives.
 
-    The Last Will (retained, QoS 1) says ``offline`` / ``connection lost``; every (re)connect
-    republishes the current status; :meth:`stop` publishes ``offline`` / ``stopped`` (or the
-    given reason). Verdicts go through a :class:`Spool`: written to disk first, sent oldest
-    first by a sender thread while connected, deleted on the broker's PUBACK. After a reconnect
-    everything not yet acknowledged is sent again (at-least-once; consumers de-duplicate by seq).
+    The Last Will (retained, QoS 1) says ``offline`` / ``connection lost`` for this ``run``; every
+    (re)connect republishes the current status; :meth:`stop` publishes ``offline`` / ``stopped`` (or
+    the given reason). Verdicts and trigger ERRORs go through a :class:`Spool`: written to disk first,
+    sent oldest first by a sender thread while connected, deleted on the broker's PUBACK. After a
+    reconnect everything not yet acknowledged is sent again (at-least-once; consumers de-duplicate by
+    seq), marked ``replayed``. With MQTT 5 an answer is also sent to its request's Response Topic.
 
     Args:
         config: The ``mqtt`` config section.
         station: Station name (second topic level).
         spool: Durable outbox; default an in-memory one (nothing survives a restart).
-        handlers: Topic -> callback (network thread) with the payload of every message on it;
-            each topic is subscribed with QoS 1 on every connect. Retained messages are commands or
-            triggers from the past: they are ignored and counted (``retained_ignored``).
+        handlers: Topic -> callback (network thread) with the payload of every message on it and its
+            :class:`Delivery`; the topics are subscribed with QoS 1 on every connect. Retained messages are
+            commands or triggers from the past: they are ignored and counted (``retained_ignored``).
         guard: Runs every paho callback, so that no exception can end paho's network thread.
+        run: Id of this daemon run, in every message (birth, death, verdicts, stats).
     """
 
     def __init__(
@@ -109,16 +129,18 @@ class MqttPublisher:
         config: MqttConfig,
         station: str,
         spool: Spool | None = None,
-        handlers: dict[str, Callable[[bytes], None]] | None = None,
+        handlers: dict[str, Handler] | None = None,
         guard: Guard | None = None,
+        run: str | None = None,
     ) -> None:
         self.config = config
         self.guard = guard or Guard()
         self.retained_ignored = 0
         self.station = station
+        self.run = run
         self.topics = Topics(station=station, prefix=config.prefix)
         self.spool = spool if spool is not None else Spool(Path(":memory:"))  # an empty Spool is falsy
-        self._status: dict[str, Any] = status_payload(station, "online")
+        self._status: dict[str, Any] = status_payload(station, "online", run=run)
         self._connected = threading.Event()
         self._closing = threading.Event()
         self._wake = threading.Event()
@@ -126,58 +148,95 @@ class MqttPublisher:
         self._inflight: dict[int, int] = {}  # paho mid -> spool row id
         self._early_acks: set[int] = set()  # PUBACKs that arrived before publish() returned the mid
         self._sent_upto = 0  # highest spool id handed to paho on this connection
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=config.client_id or f"edge-ad-{station}", clean_session=True
-        )
+        self._replay_upto = 0  # spool ids up to this were waiting at the latest connect: sent marked replayed
+        self._backlog = False  # a resumed session whose SUBSCRIBE is not acknowledged yet: messages were queued
+        self._subscribe_mid: int | None = None
+        self._lost_at: float | None = None  # when this process last lost the broker
+        self._routes = RateLimitedLog(logger)
+        self.client = new_client(config, config.client_id or f"edge-ad-{station}")
         configure_security(self.client, config)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.client.will_set(
-            self.topics.status(),
-            to_json(status_payload(station, "offline", "connection lost")),
-            qos=1,
-            retain=True,
-        )
+        self.client.will_set(self.topics.status(), to_json(will_payload(station, run)), qos=1, retain=True)
         self.client.suppress_exceptions = True  # second layer: paho logs what would escape the guard
         self.client.on_connect = self.guard.wrap("mqtt connect", self._on_connect)
         self.client.on_disconnect = self.guard.wrap("mqtt disconnect", self._on_disconnect)
         self.client.on_publish = self.guard.wrap("mqtt publish ack", self._on_publish)
+        self.client.on_subscribe = self.guard.wrap("mqtt subscribe ack", self._on_subscribe)
         self.handlers = dict(handlers or {})
         for topic, handler in self.handlers.items():
             where = f"mqtt message on {topic}"
             self.client.message_callback_add(topic, self.guard.wrap(where, self._inbound(handler)))
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
 
-    def _inbound(self, handler: Callable[[bytes], None]) -> Callable[..., None]:
+    def _inbound(self, handler: Handler) -> Callable[..., None]:
         def deliver(client, userdata, msg) -> None:
-            if msg.retain:  # sent before we subscribed: a command must never run again at every restart
-                with self._lock:
+            now = time.time()
+            with self._lock:
+                if msg.retain:  # sent before we subscribed: a command must never run again at every restart
                     self.retained_ignored += 1
-                return
-            handler(msg.payload)
+                    return
+                queued, lost_at = self._backlog, self._lost_at
+            sent_at = (lost_at or UNKNOWN) if queued else now  # queued: sent while we were away
+            handler(msg.payload, Delivery(sent_at, self._route(msg)))
 
         return deliver
+
+    def _route(self, msg: mqtt.MQTTMessage) -> ReplyRoute | None:
+        if self.config.protocol != "5":
+            return None
+        route, problem = reply_route(msg, self.topics)
+        if problem:
+            self._routes.warning(
+                problem, "mqtt message on %s: %s; answered on the station's topics only", msg.topic, problem
+            )
+        return route
 
     # paho callbacks (network thread); paho holds its own locks here, so never call publish() under ours
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             logger.error("broker %s:%d refused the connection: %s", self.config.host, self.config.port, reason_code)
             return
-        logger.info("broker %s:%d connected (%d spooled verdicts)", self.config.host, self.config.port, len(self.spool))
+        resumed = bool(getattr(flags, "session_present", False))
+        logger.info(
+            "broker %s:%d connected (%d spooled verdicts%s)",
+            self.config.host,
+            self.config.port,
+            len(self.spool),
+            ", session resumed" if resumed else "",
+        )
+        forget_unacknowledged(client, self.topics.verdict())  # the spool resends them, marked replayed
+        waiting = self.spool.last_id()
         with self._lock:
             status = to_json(self._status)
             self._inflight.clear()
             self._early_acks.clear()
             self._sent_upto = 0  # resend everything not acknowledged, oldest first
+            self._replay_upto = waiting
+            self._backlog = resumed and bool(self.handlers)
         client.publish(self.topics.status(), status, qos=1, retain=True)
-        for topic in self.handlers:
-            client.subscribe(topic, qos=1)
+        if self.handlers:
+            _, mid = client.subscribe([(topic, 1) for topic in self.handlers])
+            with self._lock:
+                self._subscribe_mid = mid
         self._connected.set()
         self._wake.set()
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        with self._lock:
+            if mid != self._subscribe_mid:
+                return
+            self._backlog = False  # from here on messages are live
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            logger.error("broker refused the subscription to %s: %s", ", ".join(self.handlers), ", ".join(refused))
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected.is_set() and not self._closing.is_set():
-            logger.warning("broker connection lost (%s); reconnecting, verdicts are spooled", reason_code)
+        if self._connected.is_set():
+            with self._lock:
+                self._lost_at = time.time()
+            if not self._closing.is_set():
+                logger.warning("broker connection lost (%s); reconnecting, verdicts are spooled", reason_code)
         self._connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
@@ -201,10 +260,12 @@ class MqttPublisher:
         if not self._connected.is_set():
             return True
         with self._lock:
-            room, after = WINDOW - len(self._inflight), self._sent_upto
+            room, after, replayed = WINDOW - len(self._inflight), self._sent_upto, self._replay_upto
         if room <= 0:
             return True
         for row, topic, payload, qos, retain in self.spool.pending(after, room):
+            if row <= replayed:  # it waited out an outage or a restart
+                payload = mark_replayed(payload)
             info = self.client.publish(topic, payload, qos=qos, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return True  # disconnected meanwhile; the row stays spooled
@@ -226,7 +287,9 @@ class MqttPublisher:
         Returns:
             Whether the broker is connected.
         """
-        self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+        self.client.connect_async(
+            self.config.host, self.config.port, keepalive=self.config.keepalive_s, **connect_options(self.config)
+        )
         self.client.loop_start()
         self._sender.start()
         if wait and not self._connected.wait(self.config.connect_timeout_s):
@@ -261,7 +324,7 @@ class MqttPublisher:
     def set_status(self, state: str, reason: str = "", **details: Any) -> mqtt.MQTTMessageInfo | None:
         """Replace the retained status and publish it now (or on the next connect)."""
         with self._lock:
-            self._status = status_payload(self.station, state, reason, **details)  # type: ignore[arg-type]
+            self._status = status_payload(self.station, state, reason, run=self.run, **details)  # type: ignore[arg-type]
             status = to_json(self._status)
         if self._connected.is_set():
             return self.client.publish(self.topics.status(), status, qos=1, retain=True)
@@ -270,18 +333,41 @@ class MqttPublisher:
     def publish_stats(self, fields: dict[str, Any]) -> None:
         """Publish the retained statistics (QoS 1; skipped while disconnected: the next one follows)."""
         if self._connected.is_set():
-            self.client.publish(self.topics.stats(), to_json(stats_payload(self.station, fields)), qos=1, retain=True)
+            payload = stats_payload(self.station, fields, run=self.run)
+            self.client.publish(self.topics.stats(), to_json(payload), qos=1, retain=True)
 
-    def publish_event(self, topic: str, payload: dict[str, Any]) -> None:
-        """Publish a small JSON message (QoS 1, not retained; dropped while disconnected)."""
+    def publish_event(self, topic: str, payload: dict[str, Any], route: ReplyRoute | None = None) -> None:
+        """Publish a small JSON message, and a copy to ``route`` (QoS 1, not retained; dropped while disconnected)."""
         if self._connected.is_set():
             self.client.publish(topic, to_json(payload), qos=1)
+        if route is not None:
+            self.respond(route, payload)
 
     def publish_verdict(self, verdict: Verdict) -> None:
         """Spool one verdict (QoS from config, never retained); the sender thread delivers it."""
-        payload = to_json(verdict_payload(verdict, self.station))
+        payload = to_json(verdict_payload(verdict, self.station, self.run))
         self.spool.append(self.topics.verdict(), payload, qos=self.config.qos, seq=verdict.seq)
         self._wake.set()
+
+    def publish_trigger_error(self, part: str | int, error: str, reason: str, route: ReplyRoute | None = None) -> None:
+        """Answer a trigger that gets no verdict: ERROR on the verdict topic (spooled, in order with verdicts)."""
+        payload = trigger_error_payload(self.station, self.run, part, error, reason)
+        self.spool.append(self.topics.verdict(), to_json(payload), qos=self.config.qos)
+        self._wake.set()
+        if route is not None:
+            self.respond(route, payload)
+
+    def respond_verdict(self, route: ReplyRoute, verdict: Verdict) -> None:
+        """Send the verdict that answers a trigger to the trigger's Response Topic as well."""
+        self.respond(route, verdict_payload(verdict, self.station, self.run))
+
+    def respond(self, route: ReplyRoute, payload: dict[str, Any]) -> None:
+        """MQTT 5: a copy of an answer to its request's Response Topic, with the request's Correlation Data.
+
+        QoS 1, not retained, not spooled: dropped while disconnected (the station's own topic has the answer).
+        """
+        if self._connected.is_set():
+            self.client.publish(route.topic, to_json(payload), qos=1, properties=route.properties())
 
     def stop(self, reason: str = "stopped", timeout_s: float = 10.0) -> None:
         """Flush spooled verdicts (up to ``timeout_s``), publish the final status, disconnect."""

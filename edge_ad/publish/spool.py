@@ -227,6 +227,11 @@ class Spool:
             except sqlite3.DatabaseError:  # deleted with the next successful write
                 self._undeleted.add(message_id)
 
+    def last_id(self) -> int:
+        """The id of the newest message ever stored (0 for a new spool); later messages get larger ids."""
+        with self._lock:
+            return self._next_id - 1
+
     def last_seq(self) -> int:
         """The last verdict sequence number ever spooled (0 for a new station)."""
         with self._lock:

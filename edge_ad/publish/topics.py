@@ -44,6 +44,11 @@ class Topics:
         """Daemon -> operator: outcome of a command."""
         return self._leaf(f"cmd/{name}/result")
 
+    def is_own(self, topic: str) -> bool:
+        """Whether ``topic`` is one the station publishes or listens on (status, stats, verdict, trigger, cmd/...)."""
+        leaf = topic.removeprefix(self._leaf(""))
+        return leaf != topic and (leaf in ("status", "stats", "verdict", "trigger") or leaf.startswith("cmd/"))
+
 
 @dataclass(frozen=True)
 class SparkplugTopics:

@@ -22,22 +22,22 @@ import threading
 import time
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from edge_ad.config import CommandsConfig
-from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.secrets import read_secret
 from edge_ad.errors import ConfigError, first_line
+from edge_ad.publish.messages import MAX_BODY, NONCE_PATTERN
+from edge_ad.publish.messages import CommandEnvelope as Envelope
 from edge_ad.service.inbound import load_json
 
-__all__ = ["CommandRejected", "CommandVerifier", "command_key", "sign_command"]
+__all__ = ["MAX_BODY", "CommandRejected", "CommandVerifier", "command_key", "sign_command"]
 
 logger = logging.getLogger(__name__)
 
 MIN_KEY_LENGTH = 32
-MAX_BODY = 2048
 MAX_NONCES = 10_000  # accepted commands remembered within the replay window
-NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+NONCE = re.compile(NONCE_PATTERN)
 
 
 class CommandRejected(ValueError):
@@ -52,13 +52,6 @@ class CommandRejected(ValueError):
         super().__init__(reason)
         self.answer = answer
         self.body = body
-
-
-class Envelope(EdgeAdModel):
-    """What travels on ``cmd/<name>``: the command's JSON text and its signature."""
-
-    body: str = Field(max_length=MAX_BODY)
-    hmac: str = Field(pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA256 of body's UTF-8 bytes, lowercase hex.")
 
 
 def command_key(config: CommandsConfig) -> bytes:

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from edge_ad.inference.selftest import self_test
 from edge_ad.integrity import use_station_key
 from edge_ad.opcua import require_asyncua
 from edge_ad.publish import MqttPublisher
+from edge_ad.publish.session import Delivery
 from edge_ad.publish.sparkplug import require_protobuf
 from edge_ad.publish.spool import open_spool
 from edge_ad.publish.topics import Topics
@@ -32,6 +34,7 @@ from edge_ad.service.command_auth import CommandVerifier, command_key
 from edge_ad.service.evidence import EvidenceStore
 from edge_ad.service.judge import judge
 from edge_ad.service.modes import (
+    BadTrigger,
     Debouncer,
     TriggerInbox,
     TriggerRejected,
@@ -43,6 +46,7 @@ from edge_ad.service.recalibration import RecalibrationRunner
 from edge_ad.service.reload import ModelReloader
 from edge_ad.service.sdnotify import SystemdNotifier
 from edge_ad.service.stats import DriftMonitor, StationStats
+from edge_ad.service.trigger_answers import MqttAnswer
 from edge_ad.types import Frame
 
 if TYPE_CHECKING:
@@ -54,6 +58,7 @@ __all__ = ["Daemon", "run"]
 logger = logging.getLogger(__name__)
 
 REPLY = "_reply"  # a trigger's TriggerReply riding along with its frame; taken off before the verdict is made
+STOPPING = "the station is stopping"
 
 
 def model_info(model: AnomalyModel) -> dict[str, str]:
@@ -71,6 +76,7 @@ class Daemon:
 
     def __init__(self, config: EdgeAdConfig) -> None:
         self.config = config
+        self.run_id = uuid.uuid4().hex  # in every message of this run: its birth and death match
         self.stop_event = threading.Event()
         self.notifier = SystemdNotifier()
         state_dir = writable_dir(config.service.state_dir, "service.state_dir")
@@ -107,18 +113,23 @@ class Daemon:
         self._rejections = RateLimitedLog(logger)
         self.debouncer = Debouncer(service.debounce.n, service.debounce.m) if service.debounce else None
         topics = Topics(config.station, config.mqtt.prefix)
-        handlers = {topics.trigger(): self._on_trigger} if self.triggers else {}
+        handlers = {topics.trigger(): self._on_trigger}  # in free_run too: a trigger is answered ERROR there
         self.recalibration = None
         if config.recalibration.mqtt_command:  # the config guarantees a command key and an authenticating broker
             result_topic = topics.command_result("recalibrate")
             verifier = CommandVerifier(command_key(config.commands), config.commands.max_age_s)
             self.recalibration = RecalibrationRunner(
-                config, verifier, lambda payload: self.publisher.publish_event(result_topic, payload)
+                config,
+                verifier,
+                lambda payload: self.publisher.publish_event(result_topic, payload),
+                respond=lambda route, payload: self.publisher.respond(route, payload),
             )
             handlers[topics.command("recalibrate")] = self.recalibration.on_message
         # every thread below runs its callbacks through this guard; its first failure goes on status
         self.guard = Guard(on_alarm=self._publish_status)
-        self.publisher = MqttPublisher(config.mqtt, config.station, spool, handlers=handlers, guard=self.guard)
+        self.publisher = MqttPublisher(
+            config.mqtt, config.station, spool, handlers=handlers, guard=self.guard, run=self.run_id
+        )
         self.sparkplug: EdgeNode | None = None  # its own client and Will; started in run()
         if config.sparkplug.enabled:
             from edge_ad.publish.sparkplug.node import EdgeNode  # protobuf: only with the sparkplug extra
@@ -239,21 +250,46 @@ class Daemon:
         if self.opcua is not None:
             self.guard.call("opcua feed", self.opcua.model, model_info(model), model.threshold)
 
-    def _on_trigger(self, payload: bytes) -> None:
-        assert self.triggers is not None
+    def _on_trigger(self, payload: bytes, delivery: Delivery) -> None:
+        """An MQTT trigger (network thread): queued for its frame, or answered ERROR now when it cannot be.
+
+        Junk without a readable id is counted and logged, never answered: there is nothing to answer to.
+        """
         try:
             part = parse_trigger(payload)
-        except ValueError as exc:
-            self.triggers.reject()
+        except BadTrigger as exc:
+            if self.triggers is not None:
+                self.triggers.reject()
             self._rejections.warning(str(exc), "trigger rejected: %s", exc)
+            if exc.part is not None:
+                self.publisher.publish_trigger_error(exc.part, "invalid", str(exc), delivery.route)
             return
-        self.triggers.push(part, time.time())
+        answer = MqttAnswer(part, self.publisher, delivery.route)
+        try:
+            self._queue_trigger(part, answer, delivery.sent_at)
+        except TriggerRejected as exc:
+            if self.triggers is not None:
+                self.triggers.reject()
+            self._rejections.warning(exc.kind, "trigger %r refused: %s", part, exc.reason)
+            answer.lost(exc)
 
     def _accept_trigger(self, part: object, reply: TriggerReply) -> None:
         """Queue an OPC UA trigger where MQTT triggers wait (any thread); ``reply`` hears of its verdict.
 
         Raises:
             TriggerRejected: Not triggered mode, an invalid id, the loop not running, the camera offline.
+        """
+        self._queue_trigger(part, reply, time.time(), while_starting=False)
+
+    def _queue_trigger(self, part: object, reply: TriggerReply, sent_at: float, while_starting: bool = True) -> None:
+        """Queue a trigger sent at ``sent_at`` (the earliest it can have been sent) for the next frame.
+
+        MQTT triggers that arrive while the station starts wait for its first frames (they came in order,
+        some kept by the broker meanwhile; no frame in time: they expire); an OPC UA call is refused then
+        (``while_starting`` False).
+
+        Raises:
+            TriggerRejected: Not triggered mode, an invalid id, the station starting or stopping, the camera offline.
         """
         if self.triggers is None:
             raise TriggerRejected("mode", "the station runs in free_run mode; Trigger needs service.mode: triggered")
@@ -262,12 +298,13 @@ class Daemon:
         except ValueError as exc:
             self.triggers.reject()
             raise TriggerRejected("invalid", str(exc)) from None
-        if self._phase != "serving":
-            kind = "starting" if self._phase == "starting" else "stopping"
-            raise TriggerRejected(kind, f"the station is {self._phase}")
-        if self.camera.state != "online":
+        if self._phase == "stopping" or (self._phase == "starting" and not while_starting):
+            raise TriggerRejected(
+                "stopping" if self._phase == "stopping" else "starting", f"the station is {self._phase}"
+            )
+        if self.camera.state != "online" and self._phase == "serving":  # starting: its first frame may be coming
             raise TriggerRejected("camera", f"camera {self.camera.state}: no frame to judge")
-        self.triggers.push(part_id, time.time(), reply)
+        self.triggers.push(part_id, sent_at, reply, now=time.time())
 
     def _select(self, frame: Frame) -> dict | None:
         """Verdict extras when this frame is to be scored, else None (free-run Nth frame / triggers)."""
@@ -374,7 +411,7 @@ class Daemon:
         if self.opcua is not None:  # before the spool: the PLC's answer does not wait for MQTT
             self.guard.call("opcua feed", self.opcua.verdict, verdict)
         if reply is not None:
-            self.guard.call("opcua reply", reply.answered, verdict)
+            self.guard.call("trigger reply", reply.answered, verdict)
         self.publisher.publish_verdict(verdict)
         if self.sparkplug is not None:
             self.guard.call("sparkplug feed", self.sparkplug.verdict, verdict)
@@ -458,6 +495,8 @@ class Daemon:
             raise
         finally:
             self._phase = "stopping"
+            if self.triggers is not None:
+                self.triggers.close(STOPPING)  # waiting triggers are answered ERROR before the spool is flushed
             if self.recalibration is not None:
                 self.recalibration.join(timeout=30)
             self.reloader.close()

@@ -6,14 +6,16 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from edge_ad.guard import RateLimitedLog
+from edge_ad.publish.messages import TriggerErrorKind
 from edge_ad.service.inbound import load_json
 from edge_ad.types import Verdict
 
 __all__ = [
     "MAX_TRIGGER_BYTES",
+    "BadTrigger",
     "Debouncer",
     "Outcome",
     "Trigger",
@@ -29,33 +31,51 @@ MAX_TRIGGER_BYTES = 1024
 logger = logging.getLogger(__name__)
 
 
-def parse_trigger(payload: bytes) -> str:
-    """The id of a trigger message ``{"id": "<part id>"}`` (string or integer, at most 64 characters).
+class BadTrigger(ValueError):
+    """A trigger message the station cannot take; ``part`` is its id when one can be read (so it can be answered)."""
+
+    def __init__(self, reason: str, part: str | int | None = None) -> None:
+        super().__init__(reason)
+        self.part = part
+
+
+def parse_trigger(payload: bytes) -> str | int:
+    """The id of a trigger message ``{"id": <part id>}``, with its JSON type (string or integer, 1-64 characters).
+
+    The shipped ``trigger.schema.json`` (``TriggerMessage``) describes what this accepts; a test keeps them equal.
 
     Raises:
-        ValueError: Oversized, too deeply nested, not JSON, not an object, missing/invalid id, or unknown fields.
+        BadTrigger: Oversized, too deeply nested, not JSON, not an object, missing/invalid id, or unknown fields.
     """
-    message = load_json(payload, MAX_TRIGGER_BYTES, "trigger payload")
+    try:
+        message = load_json(payload, MAX_TRIGGER_BYTES, "trigger payload")
+    except ValueError as exc:
+        raise BadTrigger(str(exc)) from None
     if not isinstance(message, dict):
-        raise ValueError('trigger payload must be a JSON object like {"id": "part-42"}')
+        raise BadTrigger('trigger payload must be a JSON object like {"id": "part-42"}')
+    candidate = message.get("id")
+    readable = candidate if isinstance(candidate, (str, int)) and not isinstance(candidate, bool) else None
     unknown = set(message) - {"id"}
     if unknown:
-        raise ValueError(f"trigger payload has unknown field(s) {sorted(unknown)}")
-    return check_trigger_id(message.get("id"))
+        raise BadTrigger(f"trigger payload has unknown field(s) {sorted(unknown)}", readable)
+    try:
+        return check_trigger_id(candidate)
+    except ValueError as exc:
+        raise BadTrigger(str(exc), readable) from None
 
 
-def check_trigger_id(part: object) -> str:
-    """A trigger id as text: a string or integer of 1-64 characters (the rule of every trigger source).
+def check_trigger_id(part: object) -> str | int:
+    """A valid trigger id, unchanged: a string or integer of 1-64 characters (the rule of every trigger source).
 
     Raises:
         ValueError: Anything else.
     """
     if isinstance(part, bool) or not isinstance(part, (str, int)) or not 0 < len(str(part)) <= 64:
         raise ValueError("trigger 'id' must be a string or integer of 1-64 characters")
-    return str(part)
+    return part
 
 
-Outcome = Literal["invalid", "mode", "starting", "camera", "stopping", "dropped", "expired"]
+Outcome = TriggerErrorKind
 
 
 class TriggerRejected(Exception):
@@ -74,7 +94,7 @@ class TriggerRejected(Exception):
 
 
 class TriggerReply(Protocol):
-    """Whoever waits for a trigger's answer in the same call (an OPC UA ``Trigger``); MQTT triggers have none.
+    """Whoever answers a trigger: an OPC UA ``Trigger`` call waiting for it, or the MQTT answer (ERROR when lost).
 
     At most one call per trigger, from any thread (the daemon's, or the one whose trigger pushed it out of
     the queue); must not block.
@@ -93,9 +113,9 @@ class TriggerReply(Protocol):
 
 @dataclass(frozen=True)
 class Trigger:
-    """A trigger waiting for its frame: the part id, when it came (epoch s) and who waits for the answer."""
+    """A trigger waiting for its frame: the part id, when it was sent at the earliest (epoch s), who answers it."""
 
-    id: str
+    id: str | int
     received_ts: float
     reply: TriggerReply | None = None
 
@@ -115,25 +135,60 @@ class TriggerInbox:
         self._pending: deque[Trigger] = deque()
         self._lock = threading.Lock()
         self._log = RateLimitedLog(logger)
+        self._closed: str | None = None
         self.accepted = 0
         self.rejected = 0
         self.dropped = 0
         self.expired = 0
 
-    def push(self, part_id: str, received_ts: float, reply: TriggerReply | None = None) -> None:
-        """Queue a trigger (the oldest is dropped beyond ``max_pending``); ``reply`` hears what becomes of it."""
+    def push(
+        self, part_id: str | int, received_ts: float, reply: TriggerReply | None = None, now: float | None = None
+    ) -> None:
+        """Queue a trigger (the oldest is dropped beyond ``max_pending``); ``reply`` hears what becomes of it.
+
+        ``received_ts`` is when it was sent at the earliest; with ``now``, one already older than ``timeout_s``
+        (it waited at the broker while the station was away; 0: for an unknown time) expires at once.
+        """
+        if now is not None and now - received_ts > self.timeout_s:
+            self._expire_on_arrival(part_id, received_ts, reply, now)
+            return
+        dropped = None
         with self._lock:
-            self._pending.append(Trigger(part_id, received_ts, reply))
-            self.accepted += 1
-            dropped = None
-            if len(self._pending) > self.max_pending:
-                dropped = self._pending.popleft()
-                self.dropped += 1
+            closed = self._closed
+            if closed is None:
+                self._pending.append(Trigger(part_id, received_ts, reply))
+                self.accepted += 1
+                if len(self._pending) > self.max_pending:
+                    dropped = self._pending.popleft()
+                    self.dropped += 1
+        if closed is not None and reply is not None:  # the station is stopping: nothing will answer it
+            reply.lost(TriggerRejected("stopping", closed))
         if dropped is not None:
             reason = f"dropped: {self.max_pending} triggers waiting for a frame (camera too slow?)"
             self._log.warning("dropped", "trigger %s %s", dropped.id, reason)
             if dropped.reply is not None:
                 dropped.reply.lost(TriggerRejected("dropped", reason))
+
+    def _expire_on_arrival(self, part_id: str | int, sent: float, reply: TriggerReply | None, now: float) -> None:
+        with self._lock:
+            self.accepted += 1
+            self.expired += 1
+        if sent <= 0:
+            reason = "expired: it waited at the broker from before the station started (for an unknown time)"
+        else:
+            reason = f"expired: it waited at the broker while the station was away (up to {now - sent:.1f} s)"
+        self._log.warning("expired on arrival", "trigger %s %s", part_id, reason)
+        if reply is not None:
+            reply.lost(TriggerRejected("expired", reason))
+
+    def close(self, reason: str) -> None:
+        """The station stops: every waiting trigger hears it will get no verdict (``stopping``)."""
+        with self._lock:
+            self._closed = reason
+            waiting, self._pending = list(self._pending), deque()
+        for part in waiting:
+            if part.reply is not None and not part.reply.withdrawn:
+                part.reply.lost(TriggerRejected("stopping", reason))
 
     def reject(self) -> None:
         """Count a malformed trigger."""

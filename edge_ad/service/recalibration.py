@@ -14,66 +14,70 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-from pydantic import Field, Strict, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import ValidationError
 
 from edge_ad.calibrate.frames import frames_from_folder
 from edge_ad.calibrate.recalibrate import recalibrate, require_frames
 from edge_ad.config import EdgeAdConfig
-from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.loader import describe_errors
 from edge_ad.errors import DatasetError, EdgeAdError
 from edge_ad.guard import RateLimitedLog
+from edge_ad.publish.messages import MAX_FRAMES, RecalibrateCommand
+from edge_ad.publish.payloads import round_score, stamp
+from edge_ad.publish.session import Delivery, ReplyRoute
 from edge_ad.service.command_auth import CommandRejected, CommandVerifier
 from edge_ad.types import Frame
 
 __all__ = ["RecalibrateCommand", "RecalibrationRunner"]
 
 logger = logging.getLogger(__name__)
-MAX_FRAMES = 2000  # frames a command may hold in memory
 MAX_COLLECT_S = 1800.0  # a command may take this long to collect its frames (frames x interval_s)
 STALL_S = 120.0  # collecting gives up when it runs this much longer than frames x interval_s (camera offline?)
 
 
-class RecalibrateCommand(EdgeAdModel):
-    """Payload of ``cmd/recalibrate`` (unknown fields are rejected; JSON types only: ``"no"`` is not false)."""
-
-    id: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    frames: StrictInt | None = Field(
-        None, ge=8, le=MAX_FRAMES, description="Good frames to collect; default: what acceptance needs for the target."
-    )
-    interval_s: Annotated[float, Strict()] = Field(0.2, ge=0, le=60, description="Seconds between collected frames.")
-    refit_memory: StrictBool = False
-    dry_run: StrictBool = False
-    defects_dir: Path | None = Field(
-        None, description="Folder of defect images under recalibration.defects_root (recall check)."
-    )
-
-
 class RecalibrationRunner:
-    """Accepts commands (network thread), collects frames (main loop), recalibrates (worker thread)."""
+    """Accepts commands (network thread), collects frames (main loop), recalibrates (worker thread).
 
-    def __init__(self, config: EdgeAdConfig, verifier: CommandVerifier, publish: Callable[[dict], None]) -> None:
+    Args:
+        config: The station's config.
+        verifier: Opens signed commands.
+        publish: Sends a reply on ``cmd/recalibrate/result``.
+        respond: MQTT 5: sends a copy of a reply to the command's Response Topic (with its Correlation Data).
+    """
+
+    def __init__(
+        self,
+        config: EdgeAdConfig,
+        verifier: CommandVerifier,
+        publish: Callable[[dict], None],
+        respond: Callable[[ReplyRoute, dict], None] | None = None,
+    ) -> None:
         self.config = config
         self.verifier = verifier
         self.publish = publish
+        self.respond = respond
         self.accepted = 0
         self.rejected = 0
         self._lock = threading.Lock()
         self._command: RecalibrateCommand | None = None
+        self._route: ReplyRoute | None = None  # where the running command wants copies of its replies
         self._frames: list[np.ndarray] = []
         self._last_ts = 0.0
         self._deadline = 0.0
         self._worker: threading.Thread | None = None
         self._log = RateLimitedLog(logger)
 
-    def _reply(self, command_id: str | None, state: str, **fields) -> None:
-        self.publish({"id": command_id, "state": state, "ts": round(time.time(), 3), **fields})
+    def _reply(self, command_id: str | None, state: str, route: ReplyRoute | None = None, **fields) -> None:
+        reply = {"schema": 1, "id": command_id, "state": state, **stamp(), **fields}
+        self.publish(reply)
+        if route is not None and self.respond is not None:
+            self.respond(route, reply)
 
-    def on_message(self, payload: bytes) -> None:
+    def on_message(self, payload: bytes, delivery: Delivery | None = None) -> None:
         """Verify and validate a command; reject (and count) anything unsigned, malformed or arriving while busy."""
+        route = delivery.route if delivery is not None else None
         body: dict | None = None
         try:
             body = self.verifier.open(payload)
@@ -83,11 +87,11 @@ class RecalibrationRunner:
                 reason, signed = describe_errors(exc, RecalibrateCommand)[0], True
             else:
                 reason, signed, body = str(exc), exc.answer, exc.body
-            self._reject(_echo_id(body), reason, signed)
+            self._reject(_echo_id(body), reason, signed, route)
             return
         if command.defects_dir is not None and self._defects(command.defects_dir) is None:
             reason = "defects_dir: not an allowed folder of defect images (see recalibration.defects_root)"
-            self._reject(command.id, reason, signed=True)
+            self._reject(command.id, reason, signed=True, route=route)
             return
         command = command.model_copy(
             update={"frames": command.frames or self.config.recalibration.needed_good_frames()}
@@ -105,21 +109,21 @@ class RecalibrationRunner:
                     f"collects ({MAX_FRAMES}); raise recalibration.target_false_reject or run edge-ad recalibrate"
                 )
         except DatasetError as exc:
-            self._reject(command.id, str(exc), signed=True)
+            self._reject(command.id, str(exc), signed=True, route=route)
             return
         with self._lock:
             busy = self._command is not None or (self._worker is not None and self._worker.is_alive())
             if not busy:
-                self._command, self._frames, self._last_ts = command, [], 0.0
+                self._command, self._frames, self._last_ts, self._route = command, [], 0.0, route
                 self._deadline = time.monotonic() + command.frames * command.interval_s + STALL_S
         if busy:
-            self._reject(command.id, "a recalibration is already running", signed=True)
+            self._reject(command.id, "a recalibration is already running", signed=True, route=route)
             return
         self.accepted += 1
         logger.info("recalibrate command %s: collecting %d frames", command.id, command.frames)
-        self._reply(command.id, "collecting", frames=command.frames)
+        self._reply(command.id, "collecting", route, frames=command.frames)
 
-    def _reject(self, command_id: str | None, reason: str, signed: bool) -> None:
+    def _reject(self, command_id: str | None, reason: str, signed: bool, route: ReplyRoute | None = None) -> None:
         """Count, log (once per cause a minute) and answer a rejected command.
 
         A signed command always gets its answer; unsigned ones only with the log line, so junk cannot
@@ -128,7 +132,7 @@ class RecalibrationRunner:
         self.rejected += 1
         logged = self._log.warning(reason, "recalibrate command rejected: %s", reason)
         if signed or logged:
-            self._reply(command_id, "rejected", reason=reason)
+            self._reply(command_id, "rejected", route, reason=reason)
 
     def _defects(self, folder: Path) -> Path | None:
         """``folder`` inside ``recalibration.defects_root`` (symlinks resolved), or None.
@@ -146,23 +150,25 @@ class RecalibrationRunner:
     def tick(self) -> None:
         """Main loop, every pass: give up a collection that stalled (camera offline), so commands work again."""
         with self._lock:
-            command = self._command
+            command, route = self._command, self._route
             if command is None or time.monotonic() < self._deadline:
                 return
             got, self._command, self._frames = len(self._frames), None, []
         self._abandon(
-            command, f"collected {got} of {command.frames} frames in time (camera offline?); nothing was changed"
+            command,
+            f"collected {got} of {command.frames} frames in time (camera offline?); nothing was changed",
+            route,
         )
 
-    def _abandon(self, command: RecalibrateCommand, reason: str) -> None:
+    def _abandon(self, command: RecalibrateCommand, reason: str, route: ReplyRoute | None) -> None:
         """A collecting command that cannot go on: log it and answer ``error`` (the station takes commands again)."""
         logger.error("recalibrate command %s: %s", command.id, reason)
-        self._reply(command.id, "error", reason=reason)
+        self._reply(command.id, "error", route, reason=reason)
 
     def offer(self, frame: Frame) -> None:
         """Main loop: keep this frame if a command is collecting (``interval_s`` apart)."""
         with self._lock:
-            command = self._command
+            command, route = self._command, self._route
             if command is None or frame.ts - self._last_ts < command.interval_s:
                 return
             needed_mb = command.frames * frame.image.nbytes / 2**20
@@ -181,12 +187,15 @@ class RecalibrationRunner:
                 command,
                 f"frames: {command.frames} frames of {w}x{h} need {needed_mb:.0f} MB, more than "
                 f"recalibration.max_collect_mb {budget_mb:.0f}; collect fewer or run edge-ad recalibrate on the device",
+                route,
             )
             return
-        self._worker = threading.Thread(target=self._run, args=(command, frames), name="recalibrate", daemon=True)
+        self._worker = threading.Thread(
+            target=self._run, args=(command, frames, route), name="recalibrate", daemon=True
+        )
         self._worker.start()
 
-    def _run(self, command: RecalibrateCommand, frames: list[np.ndarray]) -> None:
+    def _run(self, command: RecalibrateCommand, frames: list[np.ndarray], route: ReplyRoute | None = None) -> None:
         try:
             folder = self._defects(command.defects_dir) if command.defects_dir else None
             defects = frames_from_folder(folder, "defects_dir") if folder else None
@@ -200,16 +209,17 @@ class RecalibrationRunner:
             )
         except EdgeAdError as exc:
             logger.error("recalibrate command %s failed: %s", command.id, exc)
-            self._reply(command.id, "error", reason=str(exc))
+            self._reply(command.id, "error", route, reason=str(exc))
             return
         state = "passed" if outcome.passed else "failed"
         logger.info("recalibrate command %s: %s", command.id, state.upper())
         self._reply(
             command.id,
             state,
+            route,
             reason="; ".join(outcome.reasons),
             dry_run=command.dry_run,
-            threshold={"old": outcome.old_threshold, "new": outcome.new_threshold},
+            threshold={"old": _rounded(outcome.old_threshold), "new": _rounded(outcome.new_threshold)},
             false_reject={"old": outcome.old_false_reject, "new": outcome.false_reject},
             recall={"old": outcome.old_recall, "new": outcome.recall},
             version=outcome.installed.name if outcome.installed else None,
@@ -225,3 +235,7 @@ def _echo_id(raw: object) -> str | None:
     """The id of a rejected command when it is a plausible one (so the sender can match the reply)."""
     value = raw.get("id") if isinstance(raw, dict) else None
     return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+
+
+def _rounded(threshold: float | None) -> float | None:
+    return round_score(threshold) if threshold is not None else None

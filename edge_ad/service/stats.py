@@ -7,6 +7,8 @@ from collections import deque
 
 import numpy as np
 
+from edge_ad.publish.payloads import round_score
+
 __all__ = ["StationStats"]
 
 
@@ -82,6 +84,6 @@ class DriftMonitor:
         """The ``drift`` field of the status message."""
         return {
             "alarm": self.alarm,
-            "median_ok_score": round(self.median, 6),
-            "limit": round(self.fraction * threshold, 6),
+            "median_ok_score": round_score(self.median),
+            "limit": round_score(self.fraction * threshold),
         }

@@ -19,7 +19,7 @@ from edge_ad.inference.precision import RUN_VARIANTS
 from edge_ad.publish.client import connect_tool
 from edge_ad.publish.topics import Topics
 
-__all__ = ["read_station", "render_status"]
+__all__ = ["read_station", "render_status", "stats_are_current"]
 
 
 def read_station(config: EdgeAdConfig, timeout_s: float = 3.0) -> dict[str, Any]:
@@ -51,6 +51,15 @@ def read_station(config: EdgeAdConfig, timeout_s: float = 3.0) -> dict[str, Any]
     if "error" in found:
         raise BrokerError(f"mqtt: broker {config.mqtt.host}:{config.mqtt.port} refused: {found['error']}")
     return found
+
+
+def stats_are_current(status: dict[str, Any], stats: dict[str, Any]) -> bool:
+    """Whether retained stats describe a running station: the status of the same run says it is up.
+
+    One connection has one Last Will, and it is the status: after a crash the retained stats keep the
+    dead run's last figures (docs/mqtt.md#birth-and-death-of-a-run).
+    """
+    return status.get("state") in ("online", "camera_offline") and stats.get("run") == status.get("run")
 
 
 def _local(config: EdgeAdConfig) -> dict[str, Any]:
@@ -115,9 +124,10 @@ def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
     status, stats, local = remote.get("status") or {}, remote.get("stats") or {}, _local(config)
     model = status.get("model") or stats.get("model") or {}
     state = status.get("state", "unknown (no retained status on the broker)")
+    ended = " (last seen: that run has ended)" if stats and not stats_are_current(status, stats) else ""
     lines = [
         f"station    {config.station}    state {state.upper()}  ({_ago(status.get('ts'))})",
-        f"camera     {stats.get('camera', '?')}    source {config.camera.source}    "
+        f"camera     {stats.get('camera', '?')}{ended}    source {config.camera.source}    "
         f"dropped frames {stats.get('dropped_frames', '?')}",
         f"model      {model.get('name', '?')} v{model.get('version', '?')} variant {model.get('variant', '?')} "
         f"in {model.get('precision', '?')} on {status.get('device', stats.get('device', '?'))}    "
@@ -129,7 +139,7 @@ def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
         lines.append(
             f"rate       {stats.get('fps', 0):.1f} fps    NG {100 * stats.get('ng_rate', 0):.1f} %    "
             f"latency p50 {latency.get('p50', '?')} ms p99 {latency.get('p99', '?')} ms    "
-            f"frames {stats.get('frames', 0)}"
+            f"frames {stats.get('frames', 0)}{ended}"
         )
         lines.append(
             f"mqtt       {stats.get('spooled', 0)} verdicts waiting    uptime {stats.get('uptime_s', 0):.0f} s"

@@ -17,6 +17,7 @@ from edge_ad.commissioning import read_record
 from edge_ad.datasets.layout import list_images
 from edge_ad.publish import load_schema
 from tests.support.broker import Recorder
+from tests.support.messages import check_message
 from tests.support.station import edge_ad, start_daemon, station_config
 from tests.support.tiny_bundle import defect_image, good_image, write_frames
 
@@ -258,6 +259,10 @@ def test_verdicts_spooled_while_broker_down_arrive_after_restart(tiny_models, tm
     seqs = [v["seq"] for v in rec.on("verdict")]
     first_seen = list(dict.fromkeys(seqs))  # de-duplicated by seq, in arrival order
     assert first_seen == list(range(1, 13)), seqs  # 1-6 from the spool, then 7-12: no reuse, no gap
+    first = {v["seq"]: v for v in reversed(rec.on("verdict"))}  # the first copy of each
+    assert [first[s].get("replayed") for s in range(1, 13)] == [True] * 6 + [None] * 6  # late ones say so
+    runs = [first[s]["run"] for s in range(1, 13)]
+    assert len(set(runs[:6])) == len(set(runs[6:])) == 1 and runs[0] != runs[6]  # judged by the run that was down
 
 
 def _folder_camera(tmp_path: Path) -> tuple[Path, Callable[[], Callable[[], None]]]:
@@ -322,8 +327,9 @@ def test_camera_that_goes_away_goes_offline_and_recovers(tiny_models, mosquitto,
 
 
 def test_plc_trigger_handshake(tiny_models, mosquitto, tmp_path):
-    """Triggered mode: each trigger id gets exactly one verdict carrying that id; junk and retained
-    triggers are counted, never answered, and no payload can stop the network thread."""
+    """Triggered mode: each trigger id gets exactly one verdict carrying that id (with its JSON type); junk is
+    counted, answered ERROR when it names an id, and no payload can stop the network thread; a retained trigger
+    is never answered."""
     import json
 
     import cv2
@@ -334,10 +340,10 @@ def test_plc_trigger_handshake(tiny_models, mosquitto, tmp_path):
     cv2.imwrite(str(folder / "a.png"), good_image(400))
     cv2.imwrite(str(folder / "b.png"), defect_image(400))
     config = station_config(
-        tmp_path, str(folder), tiny_models / "tiny", mosquitto.port,
+        tmp_path, str(folder), tiny_models / "tiny", mosquitto.port, station="plc-handshake",
         camera={"fps": 50, "loop": True}, service={"mode": "triggered", "stats_interval_s": 0.3},
     )  # fmt: skip
-    topic = "edge_ad/test-station/trigger"
+    topic = "edge_ad/plc-handshake/trigger"  # a station of its own: no earlier test's session keeps triggers for it
     send = {"qos": 1, "hostname": mosquitto.host, "port": mosquitto.port}
     mqtt_publish.single(topic, b'{"id": "OLD"}', retain=True, **send)  # from yesterday: must never be answered
     with Recorder(mosquitto) as rec:
@@ -365,10 +371,12 @@ def test_plc_trigger_handshake(tiny_models, mosquitto, tmp_path):
             _, stderr = proc.communicate(timeout=20)
             mqtt_publish.single(topic, b"", retain=True, **send)  # clear the retained trigger
     assert proc.returncode == 0, stderr
-    verdicts = rec.on("verdict")
-    for v in verdicts:
-        jsonschema.validate(v, load_schema("verdict"))
-    assert [v["trigger"]["id"] for v in verdicts] == ["P-1", "P-2", "3"]
+    for v in rec.on("verdict"):
+        check_message("verdict", v)
+    verdicts = [v for v in rec.on("verdict") if v["verdict"] != "ERROR"]
+    assert [v["trigger"]["id"] for v in verdicts] == ["P-1", "P-2", 3]
+    errors = [(v["trigger"]["id"], v["error"]) for v in rec.on("verdict") if v["verdict"] == "ERROR"]
+    assert errors == [("x", "invalid")]  # the only junk that names an id
     final = rec.on("stats")[-1]
     assert final["triggers"] == {"accepted": 3, "rejected": 7, "dropped": 0, "expired": 0}
     assert final["retained_ignored"] == 1

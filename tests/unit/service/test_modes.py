@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import pytest
 
-from edge_ad.service.modes import Debouncer, TriggerInbox, parse_trigger
+from edge_ad.service.modes import BadTrigger, Debouncer, TriggerInbox, TriggerRejected, parse_trigger
 
 
 @pytest.mark.parametrize(
     ("payload", "expected"),
-    [(b'{"id": "part-42"}', "part-42"), (b'{"id": 17}', "17"), ('{"id": "Ünïcode"}'.encode(), "Ünïcode")],
-)
-def test_valid_triggers(payload, expected):
-    assert parse_trigger(payload) == expected
+    [(b'{"id": "part-42"}', "part-42"), (b'{"id": 4711}', 4711), (b'{"id": "4711"}', "4711"),
+     ('{"id": "Ünïcode"}'.encode(), "Ünïcode")],
+)  # fmt: skip
+def test_valid_triggers_keep_the_json_type_of_their_id(payload, expected):
+    """Found by the integrator: 4711 came back as "4711"."""
+    part = parse_trigger(payload)
+    assert part == expected and type(part) is type(expected)
 
 
 @pytest.mark.parametrize(
@@ -31,6 +34,18 @@ def test_valid_triggers(payload, expected):
 def test_hostile_triggers_are_rejected(payload, message):
     with pytest.raises(ValueError, match=message):
         parse_trigger(payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "part"),
+    [(b'{"id": "a", "extra": 1}', "a"), (b'{"id": 7, "ts": 1}', 7), (('{"id": "' + "x" * 65 + '"}').encode(), "x" * 65),
+     (b'{"id": ""}', ""), (b'{"id": true}', None), (b'{"id": 1.5}', None), (b"garbage", None), (b"[1]", None)],
+)  # fmt: skip
+def test_a_refused_trigger_names_its_id_when_one_can_be_read(payload, part):
+    """So it can be answered ERROR with that id; junk without one has nothing to answer to."""
+    with pytest.raises(BadTrigger) as refused:
+        parse_trigger(payload)
+    assert refused.value.part == part
 
 
 def test_trigger_is_answered_by_the_first_frame_after_it():
@@ -99,7 +114,55 @@ def test_a_waiting_caller_hears_when_its_trigger_is_dropped_or_expires_and_can_w
 def test_an_id_is_checked_the_same_way_for_every_source():
     from edge_ad.service.modes import check_trigger_id
 
-    assert check_trigger_id("P-1") == "P-1" and check_trigger_id(42) == "42"
+    assert check_trigger_id("P-1") == "P-1" and check_trigger_id(42) == 42
     for bad in ["", "x" * 65, True, 1.5, None, b"P-1"]:
         with pytest.raises(ValueError, match="1-64 characters"):
             check_trigger_id(bad)
+
+
+def test_a_trigger_that_waited_at_the_broker_too_long_expires_on_arrival():
+    """A persistent session delivers triggers sent while the station was away: one possibly older than the
+    timeout is answered ERROR, never with the frame of a later part."""
+    inbox = TriggerInbox(timeout_s=5.0)
+    unknown, away, recent = Waiter(), Waiter(), Waiter()
+    inbox.push("kept-from-before-start", 0.0, unknown, now=1000.0)  # sent at an unknown time
+    inbox.push("away-8s", 992.0, away, now=1000.0)  # the station lost the broker 8 s ago
+    inbox.push("away-2s", 998.0, recent, now=1000.0)
+    assert (unknown.outcome, away.outcome, recent.outcome) == ("expired", "expired", None)
+    assert inbox.take_for(1000.1).id == "away-2s" and inbox.expired == 2 and inbox.accepted == 3
+
+
+def test_triggers_waiting_when_the_station_stops_are_told_so():
+    inbox = TriggerInbox()
+    waiting, late, gave_up = Waiter(), Waiter(), Waiter()
+    inbox.push("a", 1.0, waiting)
+    inbox.push("b", 1.0, gave_up)
+    gave_up.withdrawn = True
+    inbox.close("the station is stopping")
+    inbox.push("c", 2.0, late)  # arrives while it stops
+    assert (waiting.outcome, late.outcome, gave_up.outcome) == ("stopping", "stopping", None)
+    assert inbox.take_for(3.0) is None
+
+
+def test_an_mqtt_trigger_is_answered_error_when_it_gets_no_verdict():
+    from unittest import mock
+
+    from edge_ad.publish.session import ReplyRoute
+    from edge_ad.service.trigger_answers import MqttAnswer
+
+    publisher = mock.Mock()
+    route = ReplyRoute("plc/answers", b"c-1")
+    inbox = TriggerInbox(max_pending=1)
+    inbox.push(4711, 1.0, MqttAnswer(4711, publisher, route))
+    inbox.push("P-2", 1.0, MqttAnswer("P-2", publisher))  # pushes 4711 out
+    publisher.publish_trigger_error.assert_called_once_with(
+        4711, "dropped", "dropped: 1 triggers waiting for a frame (camera too slow?)", route
+    )
+    answer = inbox.take_for(1.5).reply
+    answer.answered("the verdict")
+    publisher.respond_verdict.assert_not_called()  # no response topic: the verdict topic answers
+    MqttAnswer(1, publisher, route).answered("the verdict")
+    publisher.respond_verdict.assert_called_once_with(route, "the verdict")
+    MqttAnswer("P-3", publisher).lost(TriggerRejected("camera", "camera offline: no frame to judge"))
+    camera = ("P-3", "camera", "camera offline: no frame to judge", None)
+    assert publisher.publish_trigger_error.call_args.args == camera

@@ -1,0 +1,79 @@
+"""Messages the station receives, validated strictly: unknown fields, loose types and oversized input are refused.
+
+Strictness here is a security property, not pedantry: a field the station ignored but a reader of the
+same message obeyed (or the reverse) would let one message mean two things.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, Strict, StrictBool, StrictInt, StrictStr
+
+from edge_ad.config.base import EdgeAdModel
+
+__all__ = [
+    "MAX_BODY",
+    "MAX_FRAMES",
+    "NONCE_PATTERN",
+    "CommandEnvelope",
+    "RecalibrateBody",
+    "RecalibrateCommand",
+    "TriggerMessage",
+]
+
+MAX_BODY = 2048  # bytes of a command body
+MAX_FRAMES = 2000  # frames a command may hold in memory
+NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+
+TriggerId = (
+    Annotated[StrictStr, Field(min_length=1, max_length=64)] | Annotated[StrictInt, Field(gt=-(10**63), lt=10**64)]
+)
+
+
+class TriggerMessage(EdgeAdModel):
+    """PLC -> station on <prefix>/<station>/trigger (QoS 1, not retained): judge the first frame captured after it.
+
+    At most 1 KiB of UTF-8 JSON, nested at most 8 levels, no NaN/Infinity, no duplicate keys. Answered on the
+    verdict topic with a verdict or an ERROR carrying this id (and, with MQTT 5, on the message's Response Topic).
+    """
+
+    id: TriggerId = Field(
+        description="The part's id: a string of 1-64 characters or an integer of at most 64 characters (not a "
+        "boolean, not 1.0); echoed with its JSON type."
+    )
+
+
+class CommandEnvelope(EdgeAdModel):
+    """Operator -> station on <prefix>/<station>/cmd/<name>: the command's JSON text and its signature."""
+
+    body: str = Field(max_length=MAX_BODY, description="The command as JSON text (see its own schema).")
+    hmac: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="HMAC-SHA256 of body's UTF-8 bytes with the station's key, lowercase hex.",
+    )
+
+
+class RecalibrateCommand(EdgeAdModel):
+    """The body of cmd/recalibrate (JSON types only: "no" is not false); signed with ts and nonce beside it."""
+
+    id: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    frames: StrictInt | None = Field(
+        None, ge=8, le=MAX_FRAMES, description="Good frames to collect; default: what acceptance needs for the target."
+    )
+    interval_s: Annotated[float, Strict()] = Field(0.2, ge=0, le=60, description="Seconds between collected frames.")
+    refit_memory: StrictBool = False
+    dry_run: StrictBool = False
+    defects_dir: Path | None = Field(
+        None, description="Folder of defect images under recalibration.defects_root (recall check)."
+    )
+
+
+class RecalibrateBody(RecalibrateCommand):
+    """The body of cmd/recalibrate as signed and sent: the command plus its send time and a nonce (never reused)."""
+
+    ts: Annotated[float, Strict()] = Field(
+        gt=-1e11, lt=1e11, description="Unix seconds when sent; within commands.max_age_s of the station's clock."
+    )
+    nonce: StrictStr = Field(pattern=NONCE_PATTERN, description="New for every command.")

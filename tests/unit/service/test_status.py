@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pytest
+
+from edge_ad.service.status import stats_are_current
+
+STATS = {"run": "a1", "camera": "online", "frames": 12}
+
+
+@pytest.mark.parametrize(
+    ("status", "current"),
+    [
+        ({"state": "online", "run": "a1"}, True),
+        ({"state": "camera_offline", "run": "a1"}, True),
+        ({"state": "offline", "reason": "connection lost", "run": "a1"}, False),  # the Will of a crashed run
+        ({"state": "offline", "reason": "stopped", "run": "a1"}, False),  # the final figures of a stopped run
+        ({"state": "online", "run": "b2"}, False),  # a new run, before its first stats
+        ({"state": "online"}, False),  # a station from before run ids
+    ],
+)
+def test_stats_are_read_with_the_status_of_the_same_run(status, current):
+    """One Will per connection, and it is the status: after a crash the stats still say camera online."""
+    assert stats_are_current(status, STATS) is current
