@@ -14,18 +14,20 @@ from __future__ import annotations
 
 from edge_ad.errors import ConfigError
 
-__all__ = ["ASYNCUA_MIN", "require_asyncua"]
+__all__ = ["ASYNCUA_BELOW", "ASYNCUA_MIN", "require_asyncua"]
 
 ASYNCUA_MIN = (2, 1)
+ASYNCUA_BELOW = (2, 2)  # calls.py patches asyncua's request processor: only the minor it was tested with
 
 
 def require_asyncua() -> None:
-    """Fail early, with the install command, when asyncua is missing or too old.
+    """Fail early, with the install command, when asyncua is missing or not the tested minor version.
 
     Raises:
-        ConfigError: asyncua cannot be imported, or is older than :data:`ASYNCUA_MIN`.
+        ConfigError: asyncua cannot be imported, or is older than :data:`ASYNCUA_MIN` or not older than
+            :data:`ASYNCUA_BELOW` (``edge_ad.opcua.calls`` relies on its internals).
     """
-    want = ".".join(map(str, ASYNCUA_MIN))
+    want = f"{'.'.join(map(str, ASYNCUA_MIN))},<{'.'.join(map(str, ASYNCUA_BELOW))}"
     try:
         from importlib.metadata import version
 
@@ -37,7 +39,7 @@ def require_asyncua() -> None:
             f"opcua.enabled needs asyncua >= {want} ({type(exc).__name__}: {exc}); "
             "install it with: pip install 'edge_ad[opcua]'"
         ) from None
-    if have < ASYNCUA_MIN:
+    if not ASYNCUA_MIN <= have < ASYNCUA_BELOW:
         raise ConfigError(
             f"opcua.enabled needs asyncua >= {want} (installed: {'.'.join(map(str, have))}); "
             "install it with: pip install 'edge_ad[opcua]'"

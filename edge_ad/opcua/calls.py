@@ -91,7 +91,9 @@ def answer_calls_concurrently() -> None:
     """Make asyncua's servers in this process run Call requests concurrently (idempotent).
 
     Raises:
-        RuntimeError: This asyncua no longer has the processor this relies on (``require_asyncua`` pins it).
+        RuntimeError: This asyncua no longer has the processor this relies on. ``require_asyncua`` refuses
+            versions outside the tested minor (pyproject's ``opcua`` extra bounds it too); this check is the
+            last line for an install that bypassed both.
     """
     current = getattr(binary_server_asyncio, "UaProcessor", None)
     if current is _ConcurrentCalls:

@@ -39,11 +39,14 @@ from edge_ad.opcua.certs import ClientTrust, check_configured_pair, ensure_serve
 from edge_ad.service.modes import TriggerRejected, TriggerReply
 from edge_ad.types import Verdict
 
-__all__ = ["AcceptTrigger", "OpcUaServer"]
+__all__ = ["MAX_WAITING", "AcceptTrigger", "OpcUaServer"]
 
 logger = logging.getLogger(__name__)
 
 AcceptTrigger = Callable[[object, TriggerReply], None]  # raises TriggerRejected
+# Trigger calls waiting at once, over all sessions: half of the daemon's trigger queue (TriggerInbox, 64), so
+# OPC UA calls can never push out MQTT triggers waiting there; more are refused BadTooManyOperations
+MAX_WAITING = 32
 POLICIES = {"None": "NoSecurity"}  # config name -> ua.SecurityPolicyType name where they differ
 
 
@@ -424,6 +427,9 @@ class OpcUaServer:
         part = args[0].Value if isinstance(args[0], ua.Variant) else args[0]
         if self.accept_trigger is None:
             return self._refuse(part, TriggerRejected("mode", "this station takes no triggers"))
+        if len(self._pending) >= MAX_WAITING:  # OPC UA's share of the trigger queue: MQTT triggers keep the rest
+            busy = TriggerRejected("dropped", f"{MAX_WAITING} OPC UA Trigger calls already waiting for a frame")
+            return self._refuse(part, busy, ua.StatusCodes.BadTooManyOperations)
         call = PendingCall(asyncio.get_running_loop())
         self._pending.add(call)
         try:

@@ -13,6 +13,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge_ad.config import MqttConfig
 from edge_ad.config.secrets import read_secret
@@ -122,6 +124,8 @@ class MqttPublisher:
             commands or triggers from the past: they are ignored and counted (``retained_ignored``).
         guard: Runs every paho callback, so that no exception can end paho's network thread.
         run: Id of this daemon run, in every message (birth, death, verdicts, stats).
+        stats_expiry_s: MQTT 5: Message Expiry Interval of the retained stats (the broker drops them when the
+            station stops refreshing them, e.g. after a kill); None: no expiry (MQTT 3.1.1 has none).
     """
 
     def __init__(
@@ -132,8 +136,10 @@ class MqttPublisher:
         handlers: dict[str, Handler] | None = None,
         guard: Guard | None = None,
         run: str | None = None,
+        stats_expiry_s: int | None = None,
     ) -> None:
         self.config = config
+        self.stats_expiry_s = stats_expiry_s if config.protocol == "5" else None
         self.guard = guard or Guard()
         self.retained_ignored = 0
         self.station = station
@@ -330,11 +336,23 @@ class MqttPublisher:
             return self.client.publish(self.topics.status(), status, qos=1, retain=True)
         return None
 
-    def publish_stats(self, fields: dict[str, Any]) -> None:
-        """Publish the retained statistics (QoS 1; skipped while disconnected: the next one follows)."""
-        if self._connected.is_set():
-            payload = stats_payload(self.station, fields, run=self.run)
-            self.client.publish(self.topics.stats(), to_json(payload), qos=1, retain=True)
+    def publish_stats(self, fields: dict[str, Any], final: bool = False) -> mqtt.MQTTMessageInfo | None:
+        """Publish the retained statistics (QoS 1; skipped while disconnected: the next one follows).
+
+        Args:
+            fields: The figures.
+            final: The run's last stats, at a clean stop: marked ``"stale": true`` and kept without expiry.
+                Others carry MQTT 5's Message Expiry Interval (``stats_expiry_s``), so a broker drops them
+                when the station stops refreshing them without saying so (a kill).
+        """
+        if not self._connected.is_set():
+            return None
+        payload = stats_payload(self.station, fields | ({"stale": True} if final else {}), run=self.run)
+        props = None
+        if self.stats_expiry_s and not final:
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = self.stats_expiry_s
+        return self.client.publish(self.topics.stats(), to_json(payload), qos=1, retain=True, properties=props)
 
     def publish_event(self, topic: str, payload: dict[str, Any], route: ReplyRoute | None = None) -> None:
         """Publish a small JSON message, and a copy to ``route`` (QoS 1, not retained; dropped while disconnected)."""

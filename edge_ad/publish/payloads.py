@@ -1,4 +1,4 @@
-"""JSON payloads (schema version 1), built as plain dicts; their shapes live in ``messages/``.
+"""JSON payloads (schema version 2), built as plain dicts; their shapes live in ``messages/``.
 
 Two rules hold on every topic: one instant gives ``ts`` and ``time`` from the same whole millisecond
 (:func:`stamp`), and scores, thresholds and ``score_norm`` are rounded by :func:`round_score`.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -59,6 +60,12 @@ logger = logging.getLogger(__name__)
 
 REPLY = "_reply"  # a trigger's TriggerReply riding along with its frame; taken off before the verdict is made
 STOPPING = "the station is stopping"
+STATS_EXPIRY_PERIODS = 3  # MQTT 5: retained stats not refreshed for this many stats intervals are dropped
+
+
+def stats_expiry_s(interval_s: float) -> int:
+    """MQTT 5 Message Expiry Interval of the retained stats: a few stats periods, whole seconds, at least 1."""
+    return max(1, math.ceil(STATS_EXPIRY_PERIODS * interval_s))
 
 
 def model_info(model: AnomalyModel) -> dict[str, str]:
@@ -128,7 +135,13 @@ class Daemon:
         # every thread below runs its callbacks through this guard; its first failure goes on status
         self.guard = Guard(on_alarm=self._publish_status)
         self.publisher = MqttPublisher(
-            config.mqtt, config.station, spool, handlers=handlers, guard=self.guard, run=self.run_id
+            config.mqtt,
+            config.station,
+            spool,
+            handlers=handlers,
+            guard=self.guard,
+            run=self.run_id,
+            stats_expiry_s=stats_expiry_s(service.stats_interval_s),
         )
         self.sparkplug: EdgeNode | None = None  # its own client and Will; started in run()
         if config.sparkplug.enabled:
@@ -331,7 +344,8 @@ class Daemon:
                 f"({self.publisher.unacknowledged} verdicts kept in the spool)"
             )
 
-    def _publish_stats(self) -> None:
+    def _publish_stats(self, final: bool = False) -> None:
+        """Retained stats; ``final``: the run's last ones, marked stale (docs/mqtt.md#birth-and-death-of-a-run)."""
         self.notifier.status(self._status_line())
         details, snapshot = self._status_details(), self.stats.snapshot()
         if self.sparkplug is not None:
@@ -364,9 +378,10 @@ class Daemon:
                 "retained_ignored": self.publisher.retained_ignored,
                 "faults": dict(self.guard.errors) or None,
                 "compile_cache": {"discarded": compile_cache.discarded()},
-                "sparkplug": self.sparkplug.counters() if self.sparkplug else None,
-                "opcua": self.opcua.counters() if self.opcua else None,
-            }
+                "sparkplug": self.guard.call("sparkplug counters", self.sparkplug.counters) if self.sparkplug else None,
+                "opcua": self.guard.call("opcua counters", self.opcua.counters) if self.opcua else None,
+            },
+            final=final,
         )
 
     def _handle_all(self, done: list[Scored]) -> None:
@@ -454,7 +469,7 @@ class Daemon:
         reason = "stopped"
         try:
             interval = self.config.service.stats_interval_s
-            next_stats = time.monotonic() + interval
+            next_stats = time.monotonic()  # at once: this run's stats replace the last run's retained ones
             self._phase = "serving"
             while not self.stop_event.is_set():
                 self._check_delivery()  # every frame: a dead client is noticed within a second, not a keepalive
@@ -502,7 +517,7 @@ class Daemon:
             self.reloader.close()
             if self.cases is not None:
                 self.cases.close()
-            self._publish_stats()
+            self._publish_stats(final=True)
             if self.sparkplug is not None:
                 self.guard.call("sparkplug stop", self.sparkplug.stop)  # NDEATH, then the JSON side's final status
             if self.opcua is not None:

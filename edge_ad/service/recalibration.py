@@ -24,7 +24,7 @@ from edge_ad.config import EdgeAdConfig
 from edge_ad.config.loader import describe_errors
 from edge_ad.errors import DatasetError, EdgeAdError
 from edge_ad.guard import RateLimitedLog
-from edge_ad.publish.messages import MAX_FRAMES, RecalibrateCommand
+from edge_ad.publish.messages import MAX_FRAMES, SCHEMA_VERSION, RecalibrateCommand
 from edge_ad.publish.payloads import round_score, stamp
 from edge_ad.publish.session import Delivery, ReplyRoute
 from edge_ad.service.command_auth import CommandRejected, CommandVerifier
@@ -70,7 +70,7 @@ class RecalibrationRunner:
         self._log = RateLimitedLog(logger)
 
     def _reply(self, command_id: str | None, state: str, route: ReplyRoute | None = None, **fields) -> None:
-        reply = {"schema": 1, "id": command_id, "state": state, **stamp(), **fields}
+        reply = {"schema": SCHEMA_VERSION, "id": command_id, "state": state, **stamp(), **fields}
         self.publish(reply)
         if route is not None and self.respond is not None:
             self.respond(route, reply)

@@ -56,9 +56,12 @@ def read_station(config: EdgeAdConfig, timeout_s: float = 3.0) -> dict[str, Any]
 def stats_are_current(status: dict[str, Any], stats: dict[str, Any]) -> bool:
     """Whether retained stats describe a running station: the status of the same run says it is up.
 
-    One connection has one Last Will, and it is the status: after a crash the retained stats keep the
-    dead run's last figures (docs/mqtt.md#birth-and-death-of-a-run).
+    One connection has one Last Will, and it is the status: after a kill under MQTT 3.1.1 the retained stats
+    keep the dead run's last figures (MQTT 5: they expire); a run's final stats say ``"stale": true``
+    (docs/mqtt.md#birth-and-death-of-a-run).
     """
+    if stats.get("stale"):
+        return False
     return status.get("state") in ("online", "camera_offline") and stats.get("run") == status.get("run")
 
 
@@ -124,7 +127,7 @@ def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
     status, stats, local = remote.get("status") or {}, remote.get("stats") or {}, _local(config)
     model = status.get("model") or stats.get("model") or {}
     state = status.get("state", "unknown (no retained status on the broker)")
-    ended = " (last seen: that run has ended)" if stats and not stats_are_current(status, stats) else ""
+    ended = " (last seen: that run has ended, figures stale)" if stats and not stats_are_current(status, stats) else ""
     lines = [
         f"station    {config.station}    state {state.upper()}  ({_ago(status.get('ts'))})",
         f"camera     {stats.get('camera', '?')}{ended}    source {config.camera.source}    "

@@ -58,7 +58,9 @@ def _answers(rec: Recorder, part: object) -> list[dict]:
 def test_a_run_is_born_and_dies_and_its_stats_are_read_with_its_status(tiny_models, mosquitto, tmp_path):
     station = "lifecycle"
     sections = {"station": station, "camera": {"fps": 20, "loop": True}, "service": {"stats_interval_s": 0.5}}
-    config = station_config(tmp_path, str(_frames(tmp_path)), tiny_models / "tiny", mosquitto.port, **sections)
+    config = station_config(
+        tmp_path, str(_frames(tmp_path)), tiny_models / "tiny", mosquitto.port, **sections, mqtt={"protocol": "5"}
+    )  # fmt: skip  (retained stats expire after 2 s)
     topic = f"edge_ad/{station}/#"
     with Recorder(mosquitto, topic=topic) as rec:
         proc = start_daemon(config)
@@ -75,7 +77,7 @@ def test_a_run_is_born_and_dies_and_its_stats_are_read_with_its_status(tiny_mode
     assert (refused["verdict"], refused["error"], refused["run"]) == ("ERROR", "mode", run)
     assert "free_run" in refused["reason"]
     death = rec.on("status")[-1]  # the Will: no time (the broker sends it when it notices), the run it ends
-    assert death == {"schema": 1, "station": station, "run": run, "state": "offline", "reason": "connection lost"}
+    assert death == {"schema": 2, "station": station, "run": run, "state": "offline", "reason": "connection lost"}
     verdicts = rec.on("verdict")
     for message in rec.messages:
         check_message(message[0].rsplit("/", 1)[1], message[1])
@@ -86,11 +88,12 @@ def test_a_run_is_born_and_dies_and_its_stats_are_read_with_its_status(tiny_mode
     assert all((v["score_norm"] >= 0.5) == (v["verdict"] == "NG") for v in judged)
     assert {v["verdict"] for v in judged} == {"OK", "NG"} and not any("replayed" in v for v in judged)
 
+    time.sleep(2.5)  # MQTT 5: the killed run's retained stats expire 3 stats periods (2 s) after the last one
     with Recorder(mosquitto, topic=topic) as late:  # what a consumer that subscribes after the crash sees
-        assert late.wait_for(lambda r: r.on("status") and r.on("stats"))
-    status, stats = late.on("status")[-1], late.on("stats")[-1]
-    assert stats["camera"] == "online", "retained stats keep the last figures of the dead run ..."
-    assert (status["state"], status["run"], stats["run"]) == ("offline", run, run), "... the status says so"
+        assert late.wait_for(lambda r: r.on("status"))
+        time.sleep(0.5)
+    assert late.on("stats") == [], "the broker dropped the stats nobody refreshes: none say camera online"
+    assert (late.on("status")[-1]["state"], late.on("status")[-1]["run"]) == ("offline", run)
 
     again = station_config(tmp_path, str(_frames(tmp_path)), tiny_models / "tiny", mosquitto.port,
                            **{**sections, "service": {"stats_interval_s": 0.5, "max_frames": 5}})  # fmt: skip
@@ -102,9 +105,14 @@ def test_a_run_is_born_and_dies_and_its_stats_are_read_with_its_status(tiny_mode
     reborn = next(s for s in rec.on("status") if s["state"] == "online")
     stopped = rec.on("status")[-1]
     assert reborn["run"] != run and stopped["run"] == reborn["run"] and stopped["ts"] >= reborn["ts"]
-    assert rec.on("stats")[-1]["run"] == reborn["run"]
+    final = rec.on("stats")[-1]
+    assert final["run"] == reborn["run"] and final["stale"] is True, "a clean stop marks its last stats stale"
+    assert not any("stale" in s for s in rec.on("stats")[:-1])
     for message in rec.messages:
         check_message(message[0].rsplit("/", 1)[1], message[1])
+    with Recorder(mosquitto, topic=topic) as late:  # MQTT 3.1.1, clean stop: the marked stats stay retained
+        assert late.wait_for(lambda r: r.on("status") and r.on("stats"))
+    assert (late.on("stats")[-1]["run"], late.on("stats")[-1]["stale"]) == (reborn["run"], True)
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])

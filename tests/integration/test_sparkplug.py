@@ -274,3 +274,30 @@ def test_a_sparkplug_fault_never_stops_the_json_verdicts(tiny_models, mosquitto,
     assert any("faults" in s for s in js.on("status"))  # and the status says so
     mine = [m.kind for m in rec.of() if m.topic.split("/")[3] == station]
     assert mine[:2] == ["NBIRTH", "DBIRTH"] and mine[-1] == "NDEATH" and "DDATA" not in mine
+
+
+def test_a_failing_counters_call_never_stops_the_verdict_loop(tiny_models, mosquitto, tmp_path, monkeypatch):
+    """Found by the reviewer: the stats called sparkplug/opcua counters() outside the guard, on the verdict loop."""
+    from edge_ad.config import load_config
+    from edge_ad.publish.sparkplug.node import EdgeNode
+    from edge_ad.service import Daemon
+
+    def broken(self):
+        raise RuntimeError("injected: counters")
+
+    monkeypatch.setattr(EdgeNode, "counters", broken)
+    station = f"spb-counters-{time.monotonic_ns()}"
+    sections = {
+        "station": station,
+        "camera": {"fps": 10},
+        "service": {"max_frames": 12, "stats_interval_s": 0.2},
+        "sparkplug": {"enabled": True},
+    }
+    frames = write_frames(tmp_path / "frames", [good_image(820 + i) for i in range(12)])
+    config = station_config(tmp_path, str(frames), tiny_models / "tiny", mosquitto.port, **sections)
+    with Recorder(mosquitto, topic=f"edge_ad/{station}/#") as js:
+        daemon = Daemon(load_config(config))
+        assert daemon.run() == 0
+        assert js.wait_for(lambda r: len(r.on("verdict")) == 12 and r.on("stats") and r.on("stats")[-1].get("stale"))
+    assert daemon.guard.errors.get("sparkplug counters", 0) >= 2  # counted at every stats, the loop went on
+    assert all("sparkplug" not in s for s in js.on("stats"))

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["SCHEMA_VERSION", "Header", "Message", "ModelInfo"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # of every message the station publishes; 1 -> 2: docs/mqtt.md#versions
 
 
 class Message(BaseModel):
@@ -26,7 +26,7 @@ class Message(BaseModel):
 class Header(Message):
     """Fields every station message starts with."""
 
-    schema_version: Literal[1] = Field(alias="schema", description="Payload schema version (docs/mqtt.md#versioning).")
+    schema_version: Literal[2] = Field(alias="schema", description="Payload schema version (docs/mqtt.md#versioning).")
     station: str = Field(min_length=1, description="The station's name (second topic level).")
     run: str | None = Field(
         None,

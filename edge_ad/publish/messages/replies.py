@@ -21,7 +21,7 @@ class OldNew(Message):
 class RecalibrateResult(Message):
     """Progress and outcome of a cmd/recalibrate command (not retained)."""
 
-    schema_version: Literal[1] | None = Field(None, alias="schema", description="Payload schema version.")
+    schema_version: Literal[2] | None = Field(None, alias="schema", description="Payload schema version.")
     id: str | None = Field(description="The command's id; null when a rejected message had no signed, readable id.")
     state: Literal["rejected", "collecting", "passed", "failed", "error"]
     ts: float = Field(description="Seconds since the Unix epoch (UTC), whole milliseconds.")

@@ -111,8 +111,9 @@ class OpcUa(Message):
 class StatsMessage(Header):
     """Retained statistics, every service.stats_interval_s and at shutdown.
 
-    They describe the run in ``run``; they are current only while the retained status of the same run says
-    online or camera_offline (after a stop or a crash they are that run's last figures).
+    They describe the run in ``run``; they are current only while they are not ``stale`` and the retained
+    status of the same run says online or camera_offline (after a stop they are that run's last figures,
+    marked stale; after a kill MQTT 5 brokers drop them, MQTT 3.1.1 ones keep them).
     """
 
     ts: float = Field(description="When they were taken, seconds since the Unix epoch (UTC), whole milliseconds.")
@@ -123,6 +124,11 @@ class StatsMessage(Header):
     latency_ms: Latency
     ng_rate: float = Field(ge=0, le=1, description="Share of NG over the recent window.")
     uptime_s: float = Field(ge=0)
+    stale: bool | None = Field(
+        None,
+        description="true on a run's last stats, published as it stops: figures that will not be refreshed. "
+        "Absent while the run refreshes them (MQTT 5: they then carry a Message Expiry Interval of 3 stats periods).",
+    )
     dropped_frames: Count = Field(description="Live frames replaced before they could be scored.")
     bad_frames: Count | None = Field(
         None, description="Frames the camera delivered that could not be decoded (skipped, counted)."

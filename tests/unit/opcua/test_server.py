@@ -211,3 +211,31 @@ def test_a_waiting_call_never_holds_up_the_clients_other_requests(tmp_path):
     finally:
         server.stop()
     assert reads_took < 1.0 and state == "starting"
+
+
+def test_opc_ua_calls_take_at_most_their_share_of_the_trigger_queue(tmp_path, monkeypatch):
+    """Found by the reviewer: 64 waiting OPC UA calls pushed the MQTT triggers out of the shared queue."""
+    monkeypatch.setattr("edge_ad.opcua.server.MAX_WAITING", 2)
+    inbox = TriggerInbox(timeout_s=60)
+    server, url = make_server(tmp_path, lambda part, reply: inbox.push(str(part), time.time(), reply),
+                              answer_timeout_s=1.5)  # fmt: skip
+    server.start()
+
+    async def calls():
+        async with session(url, "plc", PASSWORD) as client:
+            ns, station = await station_node(client, "unit")
+            waiting = [asyncio.create_task(station.call_method(f"{ns}:Trigger", f"P-{i}")) for i in range(2)]
+            await asyncio.sleep(0.3)
+            with pytest.raises(ua.uaerrors.BadTooManyOperations):
+                await station.call_method(f"{ns}:Trigger", "P-extra")
+            await asyncio.sleep(0.2)
+            text = await client.get_node(f"ns={ns};s=Station.LastTriggerError").read_value()
+            await asyncio.gather(*waiting, return_exceptions=True)
+            return text
+
+    try:
+        text = asyncio.run(calls())
+    finally:
+        server.stop()
+    assert text.startswith("BadTooManyOperations: P-extra: 2 OPC UA Trigger calls already waiting")
+    assert inbox.accepted == 2, "the refused call never reached the queue"

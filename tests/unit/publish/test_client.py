@@ -23,7 +23,7 @@ def test_last_will_is_retained_qos1_offline_before_connecting():
         assert topic == "plant/cam1/status"
         assert kwargs == {"qos": 1, "retain": True}
         assert json.loads(payload) == {  # no ts: the station cannot know when the broker will send it
-            "schema": 1,
+            "schema": 2,
             "station": "cam1",
             "run": "r1",
             "state": "offline",
@@ -177,3 +177,20 @@ def test_paho_forgets_its_own_copies_of_spooled_verdicts_at_a_reconnect():
     assert status.rc != mqtt.MQTT_ERR_CONN_LOST
     with pytest.raises(RuntimeError, match="connection was lost"):  # a waiter is told, never left hanging
         verdict.wait_for_publish(0)
+
+
+@pytest.mark.parametrize(("protocol", "expiry"), [("5", 2), ("3.1.1", None)])
+def test_live_stats_expire_under_mqtt5_and_the_final_ones_are_marked_stale(protocol, expiry):
+    """Found by the reviewer: after a kill the retained stats kept saying camera online."""
+    with mock.patch("edge_ad.publish.client.mqtt.Client") as client_cls:
+        client = client_cls.return_value
+        publisher = MqttPublisher(MqttConfig(protocol=protocol), "cam1", run="r1", stats_expiry_s=2)
+        publisher._connected.set()
+        publisher.publish_stats({"frames": 3})
+        (_, live), kwargs = client.publish.call_args
+        props = kwargs["properties"]
+        assert (getattr(props, "MessageExpiryInterval", None) if props else None) == expiry
+        assert kwargs["retain"] and "stale" not in json.loads(live)
+        publisher.publish_stats({"frames": 4}, final=True)
+        (_, last), kwargs = client.publish.call_args
+        assert kwargs["properties"] is None and json.loads(last)["stale"] is True

@@ -52,7 +52,7 @@ def test_verdict_payload_matches_schema():
     check_message("verdict", payload)
     assert payload["time"] == "2026-01-01T00:00:00.250Z" and payload["ts"] == 1767225600.25
     assert payload["model"] == {"name": "brick", "version": "3", "variant": "bf16", "precision": "bf16"}
-    assert (payload["seq"], payload["verdict"], payload["schema"], payload["run"]) == (7, "NG", 1, RUN)
+    assert (payload["seq"], payload["verdict"], payload["schema"], payload["run"]) == (7, "NG", 2, RUN)
     assert payload["score_norm"] == 0.875 and "replayed" not in payload  # 0.5 * 3.5 / 2.0
 
 
@@ -117,7 +117,7 @@ def test_status_stats_and_trigger_errors_match_their_schemas():
 def test_the_will_says_connection_lost_without_a_time():
     """Found by the integrator: the Will's ts was the connect time, hours before the loss."""
     assert will_payload("s1", RUN) == {
-        "schema": 1,
+        "schema": 2,
         "station": "s1",
         "run": RUN,
         "state": "offline",
@@ -135,7 +135,7 @@ def test_a_replayed_message_says_so():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("verdict", "MAYBE"), ("seq", 0), ("schema", 2), ("score_norm", 1.5), ("trigger", {"id": True})],
+    [("verdict", "MAYBE"), ("seq", 0), ("schema", 1), ("score_norm", 1.5), ("trigger", {"id": True})],
 )
 def test_schema_rejects_malformed_verdicts(field, value):
     payload = verdict_payload(VERDICT, "s1")

@@ -21,3 +21,8 @@ STATS = {"run": "a1", "camera": "online", "frames": 12}
 def test_stats_are_read_with_the_status_of_the_same_run(status, current):
     """One Will per connection, and it is the status: after a crash the stats still say camera online."""
     assert stats_are_current(status, STATS) is current
+
+
+def test_final_stats_are_stale_whatever_the_status_says():
+    """A run's last stats (clean stop) say stale: a status republished late cannot make them current."""
+    assert not stats_are_current({"state": "online", "run": "a1"}, {**STATS, "stale": True})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 
@@ -132,3 +133,43 @@ def test_a_rebirth_request(data, wanted):
 def test_other_commands_are_refused(data, error):
     with pytest.raises(ValueError, match=error):
         payloads.rebirth_requested(data)
+
+
+# Sparkplug B 3.0, section 6.4.16 (DataType): the numbers a host reads; a wrong one makes a wrong tag type
+SPEC_DATATYPES = {"Int64": 4, "UInt64": 8, "Double": 10, "Boolean": 11, "String": 12}
+# (name, alias, datatype number): the interface a host keeps across births; change only by adding rows
+EXPECTED_METRICS = [
+    ("bdSeq", None, 4),
+    ("Node Control/Rebirth", None, 11),
+    ("Inspection/NG", 1, 11),
+    ("Inspection/Score", 2, 10),
+    ("Inspection/Score Normalised", 3, 10),
+    ("Inspection/Threshold", 4, 10),
+    ("Inspection/Seq", 5, 8),
+    ("Inspection/Latency ms", 6, 10),
+    ("Model/Name", 7, 12),
+    ("Model/Version", 8, 12),
+    ("Model/Variant", 9, 12),
+    ("Model/Precision", 10, 12),
+    ("Camera/State", 11, 12),
+    ("Stats/FPS", 12, 10),
+    ("Stats/NG Rate", 13, 10),
+]
+
+
+def test_datatype_numbers_are_the_specs_and_the_protos():
+    """Found by the reviewer: nothing pinned the DataType numbers to the spec."""
+    body = re.search(r"enum DataType \{(.*?)\}", PROTO.read_text(), re.S).group(1)
+    proto = {name: int(number) for name, number in re.findall(r"^\s*(\w+)\s*=\s*(\d+);", body, re.M)}
+    assert {t.name: t.value for t in DataType} == SPEC_DATATYPES
+    assert {name: proto[name] for name in SPEC_DATATYPES} == SPEC_DATATYPES
+
+
+def test_every_metric_has_its_pinned_name_alias_and_datatype_on_the_wire():
+    from edge_ad.publish.sparkplug.metrics import BDSEQ, REBIRTH
+
+    specs = [(m.name, m.alias, int(m.datatype)) for m in (BDSEQ, REBIRTH, *DEVICE_METRICS)]
+    assert specs == EXPECTED_METRICS
+    wire = [(m.name, m.alias, m.datatype) for m in decode(payloads.dbirth({}, seq=1, ts_ms=TS)).metrics]
+    wire += [(m.name, m.alias, m.datatype) for m in decode(payloads.nbirth(bdseq=0, seq=0, ts_ms=TS)).metrics]
+    assert sorted(wire, key=str) == sorted(EXPECTED_METRICS, key=str)  # read by the separately built decoder
