@@ -10,16 +10,14 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.support.broker import Broker
+from tests.support.broker import Subscriber
 
 __all__ = [
     "PROTO",
@@ -197,62 +195,24 @@ class Message:
 
 
 @dataclass
-class SparkplugRecorder:
+class SparkplugRecorder(Subscriber):
     """Subscribes (QoS 1) to ``spBv1.0/...`` and decodes every message, in arrival order.
 
     ``session`` keeps a persistent session (with mosquitto's ``queue_qos0_messages`` the broker also
     queues the QoS 0 births and data while the recorder is away, e.g. across a broker restart).
     """
 
-    broker: Broker
     topic: str = "spBv1.0/#"
-    session: str | None = None
-    messages: list[Message] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.session or f"spb-recorder-{time.monotonic_ns()}",
-            clean_session=self.session is None,
-        )
-        self.client.reconnect_delay_set(min_delay=0.2, max_delay=1)
-        self.client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
-        self.client.on_message = self._on_message
-
-    def _on_message(self, client, userdata, msg) -> None:
+    def _record(self, msg: mqtt.MQTTMessage) -> Message:
         kind = msg.topic.split("/")[2]
         try:
             payload = decode(msg.payload)
         except (IndexError, ValueError, UnicodeDecodeError, struct.error) as exc:
             payload = Payload(error=f"{type(exc).__name__}: {exc}")
-        message = Message(msg.topic, kind, payload, msg.qos, bool(msg.retain), bytes(msg.payload))
-        with self._lock:
-            self.messages.append(message)
-
-    def __enter__(self) -> SparkplugRecorder:
-        self.client.connect(self.broker.host, self.broker.port)
-        self.client.loop_start()
-        if not self._subscribed.wait(5):
-            raise TimeoutError("sparkplug recorder did not subscribe")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        return Message(msg.topic, kind, payload, msg.qos, bool(msg.retain), bytes(msg.payload))
 
     def of(self, *kinds: str) -> list[Message]:
         """Messages of these kinds (all kinds when none given), in arrival order."""
         with self._lock:
             return [m for m in self.messages if not kinds or m.kind in kinds]
-
-    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
-        """Poll until ``predicate(self)`` is true."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self):
-                return True
-            time.sleep(0.05)
-        return predicate(self)
