@@ -58,7 +58,7 @@ from edge_ad.export.split import Split
 from edge_ad.inference.engine import AnomalyModel
 from edge_ad.inference.patchcore_graph import EMBEDDING_OUTPUT, MAP_OUTPUT, SCORE_OUTPUT, output_names
 from edge_ad.inference.preprocess import to_batch
-from edge_ad.types import Frame, is_ng
+from edge_ad.types import is_ng
 
 __all__ = ["ExportResult", "Gate", "Split", "export_bundle", "split_test"]
 
@@ -134,15 +134,8 @@ def _versions() -> dict[str, str]:
 def _scores(bundle: Bundle, variant: str, split: Split, latency_ms: list[float] | None = None) -> np.ndarray:
     """Runtime scores of a split; ``latency_ms`` collects each frame's latency but the first (warm-up)."""
     model = AnomalyModel(bundle, variant=variant, device="CPU")
-    scores = []
     with tqdm(total=len(split.images), desc=f"{variant} {split.name}", leave=False) as bar:
-        for i, image in enumerate(split.images):
-            result = model.infer(Frame(image=image, ts=0.0, index=i + 1))
-            scores.append(result.score)
-            if latency_ms is not None and i:
-                latency_ms.append(result.latency_ms)
-            bar.update()
-    return np.array(scores)
+        return model.score_images(split.images, progress=lambda _: bar.update(), latency_ms=latency_ms)
 
 
 def _latency(ms: list[float]) -> dict[str, float | int]:
@@ -237,21 +230,26 @@ def _source_size(category: Category, roi: tuple[int, int, int, int] | None) -> t
     return width, height
 
 
-def _validation_auroc(name: str, trained: Trained, recipe: ExportRecipe, val: Split, workdir: Path) -> float:
-    """Validation AUROC of ``trained``'s FP32 IR, scored by the runtime like the final bundle."""
+def _validation_auroc(
+    name: str, trained: Trained, recipe: ExportRecipe, val: Split, workdir: Path
+) -> tuple[float, ov.Model]:
+    """Validation AUROC of ``trained``'s FP32 IR, scored by the runtime like the final bundle; and that IR."""
     staging = workdir / f"size-{trained.size}"
     staging.mkdir()
     fp32 = trained.scoring_ir()
     ov.save_model(fp32, staging / FILES["fp32"][0], compress_to_fp16=False)
     trained.write_extras(staging, fp32, None)
     manifest = _provisional_manifest(name, trained, recipe, staging, ["fp32"], output_names(fp32))
-    return auroc(val.labels, _scores(Bundle(path=staging, manifest=manifest), "fp32", val))
+    return auroc(val.labels, _scores(Bundle(path=staging, manifest=manifest), "fp32", val)), fp32
 
 
-def _fit(category: Category, recipe: ExportRecipe, name: str, val: Split, workdir: Path) -> tuple[Trained, dict]:
+def _fit(
+    category: Category, recipe: ExportRecipe, name: str, val: Split, workdir: Path
+) -> tuple[Trained, dict, ov.Model | None]:
     """Train at the recipe's input size, or at each candidate size and keep the best small one.
 
-    Returns the trained model and ``metrics.input_size`` (trials, choice, rule, downscale note).
+    Returns the trained model, ``metrics.input_size`` (trials, choice, rule, downscale note) and the
+    chosen model's FP32 IR when the choice already converted it (None: not converted yet).
     """
     source = _source_size(category, recipe.roi)
     images = len(list_images(category.train_good))
@@ -267,17 +265,15 @@ def _fit(category: Category, recipe: ExportRecipe, name: str, val: Split, workdi
     fitted = {size: train(category, _with_size(recipe, size), workdir / f"anomalib-{size}") for size in sizes}
     if len(sizes) == 1:
         rule = RULE_FIXED if fixed is not None else RULE_ONLY
-        return fitted[sizes[0]], size_table([], sizes[0], rule, source, recipe.roi)
-    trials = [
-        SizeTrial(size, _validation_auroc(name, trained, recipe, val, workdir), round(trained.fit_seconds, 2))
-        for size, trained in fitted.items()
-    ]
+        return fitted[sizes[0]], size_table([], sizes[0], rule, source, recipe.roi), None
+    scored = {size: _validation_auroc(name, trained, recipe, val, workdir) for size, trained in fitted.items()}
+    trials = [SizeTrial(size, scored[size][0], round(trained.fit_seconds, 2)) for size, trained in fitted.items()]
     chosen = choose_size(trials)
     for t in trials:
         logger.info(
             "input %d px: validation AUROC %.4f%s", t.size, t.validation_auroc, " <- chosen" * (t.size == chosen)
         )
-    return fitted[chosen], size_table(trials, chosen, RULE_CHOSEN, source, recipe.roi)
+    return fitted[chosen], size_table(trials, chosen, RULE_CHOSEN, source, recipe.roi), scored[chosen][1]
 
 
 def _with_size(recipe: ExportRecipe, size: int) -> ExportRecipe:
@@ -300,13 +296,13 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
 
     with tempfile.TemporaryDirectory(prefix="edge-ad-export-") as tmp:
         tmp_path = Path(tmp)
-        trained, input_size = _fit(category, recipe, name, val, tmp_path)
+        trained, input_size, converted = _fit(category, recipe, name, val, tmp_path)
         seconds["fit"] = trained.fit_seconds
         staging = tmp_path / "bundle"
         staging.mkdir()
 
         logger.info("[2/5] converting to OpenVINO IR")
-        fp32 = trained.scoring_ir()
+        fp32 = converted if converted is not None else trained.scoring_ir()  # the size choice may have done it
         ov.save_model(fp32, staging / FILES["fp32"][0], compress_to_fp16=False)
         int8 = None
         if recipe.int8.mode != "none":

@@ -175,14 +175,23 @@ class AnomalyModel:
         self.request.infer({0: batch})
         return self.read_result(self.request, started)
 
-    def score_images(self, images: list[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
+    def score_images(
+        self,
+        images: list[np.ndarray],
+        progress: Callable[[int], None] | None = None,
+        latency_ms: list[float] | None = None,
+    ) -> np.ndarray:
         """Raw scores of BGR images, in order (evaluation and calibration helper).
 
-        ``progress`` is called with the number of images scored so far, after each one.
+        ``progress`` is called with the number of images scored so far, after each one; ``latency_ms``
+        collects each image's latency but the first one's (the warm-up).
         """
         scores = []
         for i, image in enumerate(images):
-            scores.append(self.infer(Frame(image=image, ts=0.0, index=i + 1)).score)
+            result = self.infer(Frame(image=image, ts=0.0, index=i + 1))
+            scores.append(result.score)
+            if latency_ms is not None and i:
+                latency_ms.append(result.latency_ms)
             if progress is not None:
                 progress(i + 1)
         return np.array(scores)
