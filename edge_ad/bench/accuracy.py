@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_ad.bench.machine import machine
-from edge_ad.calibrate.metrics import auroc
+from edge_ad.calibrate.intervals import seed_mean_intervals
 
 __all__ = ["Case", "accuracy_bench", "accuracy_markdown", "seed_mean_intervals"]
 
@@ -54,38 +54,6 @@ class Case:
             return cls(name=name, strength=float(strength))
         path = Path(text)
         return cls(name=path.name, data=path)
-
-
-def seed_mean_intervals(
-    labels: list[np.ndarray], scores: dict[str, list[np.ndarray]], reference: str, resamples: int = 2000, seed: int = 0
-) -> dict[str, dict[str, float]]:
-    """Mean AUROC over seeds per model, and its difference to ``reference``, with 95 % bootstrap intervals.
-
-    Each resample draws good and defect images with replacement inside every seed's test set (class
-    sizes fixed) and evaluates every model on the same draw; the statistic is the mean over seeds.
-    """
-    rng = np.random.default_rng(seed)
-    names = list(scores)
-    draws = {name: np.empty(resamples) for name in names}
-    for r in range(resamples):
-        per_seed = {name: [] for name in names}
-        for i, y in enumerate(labels):
-            good, bad = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
-            idx = np.concatenate([rng.choice(good, good.size), rng.choice(bad, bad.size)])
-            for name in names:
-                per_seed[name].append(auroc(y[idx], scores[name][i][idx]))
-        for name in names:
-            draws[name][r] = np.mean(per_seed[name])
-    points = {name: float(np.mean([auroc(y, s) for y, s in zip(labels, scores[name], strict=True)])) for name in names}
-    out = {}
-    for name in names:
-        low, high = np.percentile(draws[name], [2.5, 97.5])
-        row = {"auroc": points[name], "low": float(low), "high": float(high)}
-        if name != reference:
-            d_low, d_high = np.percentile(draws[name] - draws[reference], [2.5, 97.5])
-            row.update(diff=points[name] - points[reference], diff_low=float(d_low), diff_high=float(d_high))
-        out[name] = row
-    return out
 
 
 def _data(case: Case, seed: int, root: Path, spec: dict) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_ad.bench.machine import machine
+from edge_ad.calibrate.intervals import seed_mean_intervals
 from edge_ad.calibrate.metrics import auroc
 
 __all__ = ["paired_auroc_difference", "run_coreset_bench", "selection_bench", "to_markdown"]
@@ -32,21 +33,14 @@ ALGORITHMS = ("greedy", "fast", "anomalib")  # edge_ad's exact greedy (default),
 def paired_auroc_difference(
     labels: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0
 ) -> dict[str, float]:
-    """AUROC(a) − AUROC(b) on the same images, with a 95 % bootstrap interval.
+    """AUROC(a) − AUROC(b) on the same images, with a 95 % paired, stratified bootstrap interval.
 
-    Images are resampled with replacement within each class (the class sizes stay fixed), and both
-    score vectors are evaluated on the same resample, so the interval reflects the difference
-    between the models rather than the luck of the test set.
+    One seed of :func:`~edge_ad.calibrate.intervals.seed_mean_intervals`: both score vectors are
+    evaluated on the same resample, so the interval reflects the difference between the models
+    rather than the luck of the test set.
     """
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    good, bad = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    diffs = np.empty(resamples)
-    for i in range(resamples):
-        idx = np.concatenate([rng.choice(good, good.size), rng.choice(bad, bad.size)])
-        diffs[i] = auroc(labels[idx], a[idx]) - auroc(labels[idx], b[idx])
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return {"diff": auroc(labels, a) - auroc(labels, b), "ci_low": float(low), "ci_high": float(high)}
+    row = seed_mean_intervals([np.asarray(labels)], {"a": [a], "b": [b]}, reference="b", resamples=resamples, seed=seed)
+    return {"diff": row["a"]["diff"], "ci_low": row["a"]["diff_low"], "ci_high": row["a"]["diff_high"]}
 
 
 def selection_bench(sizes=SELECTION_SIZES, ratio: float = 0.1, seed: int = 0) -> str:
