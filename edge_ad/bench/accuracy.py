@@ -30,6 +30,7 @@ import numpy as np
 
 from edge_ad.bench.machine import machine
 from edge_ad.calibrate.intervals import seed_mean_intervals
+from edge_ad.errors import EdgeAdError
 
 __all__ = ["Case", "accuracy_bench", "accuracy_markdown", "seed_mean_intervals"]
 
@@ -48,12 +49,26 @@ class Case:
 
     @classmethod
     def parse(cls, text: str) -> Case:
-        """``brick=0.3`` (synthetic texture at that defect strength) or a category directory."""
-        if "=" in text:
-            name, strength = text.split("=", 1)
-            return cls(name=name, strength=float(strength))
-        path = Path(text)
-        return cls(name=path.name, data=path)
+        """``brick=0.3`` (synthetic texture at that defect strength) or a category directory.
+
+        Raises:
+            EdgeAdError: An unknown texture, a strength outside (0, 1], or not a category directory.
+        """
+        from edge_ad.datasets.layout import find_category
+        from edge_ad.datasets.synthetic import CATEGORIES
+
+        if "=" not in text:
+            return cls(name=Path(text).name, data=find_category(text).root)
+        name, value = text.split("=", 1)
+        if name not in CATEGORIES:
+            raise EdgeAdError(f"bench accuracy {text}: unknown texture {name!r}; choose from {', '.join(CATEGORIES)}")
+        try:
+            strength = float(value)
+        except ValueError:
+            strength = float("nan")
+        if not 0 < strength <= 1:
+            raise EdgeAdError(f"bench accuracy {text}: the defect strength must be a number in (0, 1], e.g. {name}=0.5")
+        return cls(name=name, strength=strength)
 
 
 def _data(case: Case, seed: int, root: Path, spec: dict) -> Path:

@@ -1,17 +1,36 @@
 from __future__ import annotations
 
-from pathlib import Path
-
+import cv2
 import numpy as np
 import pytest
 
 from edge_ad.bench.accuracy import Case, seed_mean_intervals
 from edge_ad.calibrate.metrics import auroc
+from edge_ad.errors import EdgeAdError
 
 
-def test_a_case_is_a_texture_at_a_strength_or_a_directory():
+def test_a_case_is_a_texture_at_a_strength_or_a_directory(tmp_path):
     assert Case.parse("gravel=0.5") == Case(name="gravel", strength=0.5)
-    assert Case.parse("/data/part7") == Case(name="part7", data=Path("/data/part7"))
+    part = tmp_path / "part7"
+    for folder in ("train/good", "test/good"):
+        (part / folder).mkdir(parents=True)
+        cv2.imwrite(str(part / folder / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    assert Case.parse(str(part)) == Case(name="part7", data=part)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("wood=0.5", "unknown texture 'wood'; choose from brick, gravel, grass"),
+        ("brick=abc", "the defect strength must be a number in (0, 1], e.g. brick=0.5"),
+        ("brick=0", "the defect strength must be a number in (0, 1]"),
+        ("/nonexistent/part", "/nonexistent/part/train/good: missing or has no images"),
+    ],
+)
+def test_a_bad_case_is_one_line_naming_it(text, message):
+    with pytest.raises(EdgeAdError) as caught:
+        Case.parse(text)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
 def _seeds(rng: np.random.Generator, separation: float, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
