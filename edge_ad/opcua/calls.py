@@ -6,6 +6,11 @@ client's keep-alive reads and publish requests would wait too: asyncua's own cli
 server that does not answer its 1 s probe, and a PLC may likewise drop the session. So Call requests
 run as tasks of their own (at most :data:`MAX_CALLS` per connection; beyond that they queue as
 before) and every other request is answered meanwhile; OPC UA lets responses come in any order.
+
+A refused call's reason travels in the same answer: asyncua returns a method's Bad status without
+diagnostics, so a handler answers with :func:`refusal` and, when the request header asks for operation
+diagnostics (``ReturnDiagnostics`` bit ``0x40`` localized text or ``0x80`` additional info, OPC UA
+Part 4 7.12/7.32), the CallResponse carries one ``DiagnosticInfo`` per result with the reason.
 """
 
 from __future__ import annotations
@@ -13,22 +18,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from asyncua import ua
 from asyncua.server import binary_server_asyncio
 from asyncua.server.uaprocessor import UaProcessor
-from asyncua.ua.ua_binary import nodeid_from_binary
+from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary
 
 from edge_ad.service.modes import TriggerRejected
 from edge_ad.types import Verdict
 
-__all__ = ["MAX_CALLS", "PendingCall", "answer_calls_concurrently"]
+__all__ = ["MAX_CALLS", "PendingCall", "answer_calls_concurrently", "refusal"]
 
 logger = logging.getLogger(__name__)
 
 MAX_CALLS = 64  # the trigger queue's size: more could not be answered anyway
 CALL_REQUEST = ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary)
+LOCALIZED_TEXT, ADDITIONAL_INFO = 0x40, 0x80  # RequestHeader.ReturnDiagnostics, operation level
+
+
+@dataclass
+class _Diagnostics:
+    """One Call request's wish for diagnostics and the reasons its handlers gave, by result."""
+
+    wanted: int
+    reasons: dict[int, str] = field(default_factory=dict)
+
+    def infos(self, response: ua.CallResponse) -> list[ua.DiagnosticInfo]:
+        """One DiagnosticInfo per result (empty where there is nothing to say); texts go to the string table."""
+        infos = []
+        for result in response.Results:
+            reason = self.reasons.get(id(result))
+            info = ua.DiagnosticInfo()
+            if reason is not None and self.wanted & ADDITIONAL_INFO:
+                info.AdditionalInfo = reason
+            if reason is not None and self.wanted & LOCALIZED_TEXT:
+                info.LocalizedText = len(response.ResponseHeader.StringTable)
+                response.ResponseHeader.StringTable.append(reason)
+            infos.append(info)
+        return infos
+
+
+_DIAGNOSTICS: ContextVar[_Diagnostics | None] = ContextVar("edge_ad_opcua_diagnostics", default=None)
+
+
+def refusal(code: int, reason: str) -> ua.CallMethodResult:
+    """A method's Bad answer whose ``reason`` goes into the response's diagnostics when the client asks."""
+    result = ua.CallMethodResult(StatusCode=ua.StatusCode(code))
+    diagnostics = _DIAGNOSTICS.get()
+    if diagnostics is not None:
+        diagnostics.reasons[id(result)] = reason
+    return result
 
 
 class PendingCall:
@@ -68,12 +110,29 @@ class _ConcurrentCalls(UaProcessor):
         self._calls: set[asyncio.Task[Any]] = set()
 
     async def process_message(self, seqhdr: Any, body: Any) -> Any:
-        if len(self._calls) < MAX_CALLS and self._is_call(body):
-            task = asyncio.create_task(super().process_message(seqhdr, body))
+        wanted = self._call_diagnostics(body)
+        if wanted is None:
+            return await super().process_message(seqhdr, body)
+        if len(self._calls) < MAX_CALLS:
+            task = asyncio.create_task(self._call(seqhdr, body, wanted))
             self._calls.add(task)
             task.add_done_callback(self._done)
             return True
-        return await super().process_message(seqhdr, body)
+        return await self._call(seqhdr, body, wanted)
+
+    async def _call(self, seqhdr: Any, body: Any, wanted: int) -> Any:
+        token = _DIAGNOSTICS.set(_Diagnostics(wanted))
+        try:
+            return await super().process_message(seqhdr, body)
+        finally:
+            _DIAGNOSTICS.reset(token)
+
+    def send_response(self, requesthandle: Any, seqhdr: Any, response: Any, *args: Any, **kwargs: Any) -> None:
+        diagnostics = _DIAGNOSTICS.get()
+        asked = diagnostics is not None and diagnostics.wanted & (LOCALIZED_TEXT | ADDITIONAL_INFO)
+        if asked and isinstance(response, ua.CallResponse):
+            response.DiagnosticInfos = diagnostics.infos(response)
+        super().send_response(requesthandle, seqhdr, response, *args, **kwargs)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._calls.discard(task)
@@ -81,10 +140,13 @@ class _ConcurrentCalls(UaProcessor):
             logger.error("opcua: a call request failed", exc_info=task.exception())
 
     @staticmethod
-    def _is_call(body: Any) -> bool:
-        with contextlib.suppress(Exception):  # an unreadable type id: asyncua answers it as before
-            return nodeid_from_binary(body.copy()) == CALL_REQUEST
-        return False
+    def _call_diagnostics(body: Any) -> int | None:
+        """A Call request's ``ReturnDiagnostics`` bits; None for any other request."""
+        with contextlib.suppress(Exception):  # unreadable: asyncua answers it as before
+            copy = body.copy()
+            if nodeid_from_binary(copy) == CALL_REQUEST:
+                return int(struct_from_binary(ua.RequestHeader, copy).ReturnDiagnostics)
+        return None
 
 
 def answer_calls_concurrently() -> None:

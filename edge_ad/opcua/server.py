@@ -34,7 +34,7 @@ from edge_ad.errors import first_line
 from edge_ad.guard import Guard, RateLimitedLog
 from edge_ad.opcua import nodes
 from edge_ad.opcua.auth import Logins
-from edge_ad.opcua.calls import PendingCall, answer_calls_concurrently
+from edge_ad.opcua.calls import PendingCall, answer_calls_concurrently, refusal
 from edge_ad.opcua.certs import ClientTrust, check_configured_pair, ensure_server_certificate
 from edge_ad.service.modes import TriggerRejected, TriggerReply
 from edge_ad.types import Verdict
@@ -411,14 +411,14 @@ class OpcUaServer:
                 return
             await self._wake.wait()
 
-    async def _trigger(self, parent: ua.NodeId, *args: ua.Variant) -> list[ua.Variant] | ua.StatusCode:
+    async def _trigger(self, parent: ua.NodeId, *args: ua.Variant) -> list[ua.Variant] | ua.CallMethodResult:
         try:
             return await self._answer(args)
         except Exception as exc:  # a bug here must not end the session or the server
             self.guard.record("opcua Trigger", exc)
-            return ua.StatusCode(ua.StatusCodes.BadInternalError)
+            return refusal(ua.StatusCodes.BadInternalError, f"BadInternalError: {exc!r} (see the station log)")
 
-    async def _answer(self, args: tuple[ua.Variant, ...]) -> list[ua.Variant] | ua.StatusCode:
+    async def _answer(self, args: tuple[ua.Variant, ...]) -> list[ua.Variant] | ua.CallMethodResult:
         self.calls += 1
         if len(args) != 1:
             code = ua.StatusCodes.BadArgumentsMissing if not args else ua.StatusCodes.BadTooManyArguments
@@ -452,13 +452,15 @@ class OpcUaServer:
         outputs = nodes.trigger_outputs(str(part), outcome)
         return [_variant(value, type_name) for value, (_, type_name, _) in zip(outputs, nodes.OUTPUTS, strict=True)]
 
-    def _refuse(self, part: object, rejected: TriggerRejected, code: int | None = None) -> ua.StatusCode:
+    def _refuse(self, part: object, rejected: TriggerRejected, code: int | None = None) -> ua.CallMethodResult:
+        """The Bad answer, its reason in the call's diagnostics (when asked) and in ``LastTriggerError``."""
         self.refused += 1
         name = ua.StatusCode(code).name if code is not None else nodes.REFUSALS[rejected.kind]
         shown = str(part)[:64] if isinstance(part, (str, int)) else type(part).__name__
-        self._record({"LastTriggerError": f"{name}: {shown}: {rejected.reason}"})
+        reason = f"{name}: {shown}: {rejected.reason}"
+        self._record({"LastTriggerError": reason})
         self._log.warning(f"refused {rejected.kind}", "opcua: Trigger %r: %s (%s)", shown, rejected.reason, name)
-        return ua.StatusCode(code if code is not None else getattr(ua.StatusCodes, name))
+        return refusal(code if code is not None else getattr(ua.StatusCodes, name), reason)
 
     def _set_alarm(self, message: str | None) -> None:
         if message == self.alarm:

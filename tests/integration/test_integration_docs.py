@@ -242,6 +242,9 @@ def test_asyncua_client_triggers_and_gets_the_verdict(station, tmp_path):
     assert lines[0] == "model tiny", lines
     label, answered, verdict, ng, score = lines[1].split()
     assert (label, answered, ng) == ("answer", part, str(verdict == "NG")), lines
+    assert lines[2] == (
+        "refused BadInvalidArgument BadInvalidArgument: : trigger 'id' must be a string or integer of 1-64 characters"
+    ), lines
     assert station.recorder.wait_for(lambda _: any(v["trigger"]["id"] == part for v in station.verdicts().values()))
     published = next(v for v in station.verdicts().values() if v["trigger"]["id"] == part)
     assert verdict == published["verdict"] and float(score) == pytest.approx(published["score"], abs=1e-5)

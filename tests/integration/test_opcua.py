@@ -23,7 +23,7 @@ from edge_ad.opcua.certs import application_uri_of, load_certificate
 from edge_ad.publish import load_schema
 from tests.support.broker import Recorder
 from tests.support.net import free_port
-from tests.support.opcua import client_certificate, session, station_node
+from tests.support.opcua import call_with_reason, client_certificate, session, station_node
 from tests.support.station import start_daemon, station_config
 from tests.support.tiny_bundle import defect_image, good_image, write_frames
 
@@ -195,19 +195,22 @@ def test_basic256sha256_with_the_certificate_made_on_first_start(free_run, tmp_p
 
 
 def test_trigger_on_a_free_run_station_is_refused_with_the_reason(free_run):
+    """The Bad code, and the reason both in the call's own diagnostics (when asked) and in LastTriggerError."""
     station, _ = free_run
+    reason = "BadInvalidState: P-1: the station runs in free_run mode; Trigger needs service.mode: triggered"
 
     async def call():
         async with session(station.url, "plc", PLC_PASSWORD) as client:
             ns, obj = await station_node(client, station.name)
             with pytest.raises(ua.uaerrors.BadInvalidState):
-                await obj.call_method(f"{ns}:Trigger", "P-1")
+                await obj.call_method(f"{ns}:Trigger", "P-1")  # no diagnostics asked: none sent
+            answered = await call_with_reason(client, ns, "Trigger", "P-1")
             await asyncio.sleep(0.3)
-            return await client.get_node(f"ns={ns};s=Station.LastTriggerError").read_value()
+            return answered, await client.get_node(f"ns={ns};s=Station.LastTriggerError").read_value()
 
-    assert asyncio.run(call()) == (
-        "BadInvalidState: P-1: the station runs in free_run mode; Trigger needs service.mode: triggered"
-    )
+    (status, outputs, said), last = asyncio.run(call())
+    assert (status.name, outputs, said) == ("BadInvalidState", [], reason)
+    assert last == reason
 
 
 def test_100_triggers_answered_in_the_same_call_in_order(triggered):
@@ -253,8 +256,13 @@ def test_an_invalid_id_is_refused_and_counted_like_a_bad_mqtt_trigger(triggered)
             ns, obj = await station_node(client, station.name)
             with pytest.raises(ua.uaerrors.BadInvalidArgument):
                 await obj.call_method(f"{ns}:Trigger", "x" * 65)
-            with pytest.raises(ua.uaerrors.BadInvalidArgument):
-                await obj.call_method(f"{ns}:Trigger", "")
+            status, _, reason = await call_with_reason(client, ns, "Trigger", "")
+            assert (status.name, reason) == (
+                "BadInvalidArgument",
+                "BadInvalidArgument: : trigger 'id' must be a string or integer of 1-64 characters",
+            )
+            status, outputs, reason = await call_with_reason(client, ns, "Trigger", "with-diagnostics")
+            assert status.is_good() and outputs[0] == "with-diagnostics" and reason is None
             return await obj.call_method(f"{ns}:Trigger", "after-the-bad-ones")
 
     before = (rec.on("stats")[-1].get("triggers") or {}).get("rejected", 0) if rec.on("stats") else 0

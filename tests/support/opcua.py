@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from asyncua import Client, Node, ua
+from asyncua.ua.ua_binary import struct_from_binary
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from edge_ad.opcua.certs import make_certificate
 
-__all__ = ["CLIENT_URI", "client_certificate", "session", "station_node", "wait_listening"]
+__all__ = ["CLIENT_URI", "call_with_reason", "client_certificate", "session", "station_node", "wait_listening"]
 
 CLIENT_URI = "urn:edge_ad:tests:client"
 
@@ -77,3 +78,31 @@ async def station_node(client: Client, station: str) -> tuple[int, Node]:
     """The namespace index of ``urn:edge_ad:<station>`` and the Station object."""
     ns = await client.get_namespace_index(f"urn:edge_ad:{station}")
     return ns, client.get_node(f"ns={ns};s=Station")
+
+
+async def call_with_reason(
+    client: Client, ns: int, method: str, *args: object
+) -> tuple[ua.StatusCode, list, str | None]:
+    """Call ``Station.<method>`` asking for operation diagnostics: (status, outputs, the reason it gave).
+
+    asyncua's ``call_method`` drops the CallResponse's DiagnosticInfos, so this sends the CallRequest itself
+    with ``ReturnDiagnostics`` = localized text | additional info and checks the two agree.
+    """
+    request = ua.CallRequest()
+    request.RequestHeader.ReturnDiagnostics = 0x40 | 0x80
+    request.Parameters.MethodsToCall = [
+        ua.CallMethodRequest(
+            ObjectId=ua.NodeId("Station", ns),
+            MethodId=ua.NodeId(f"Station.{method}", ns),
+            InputArguments=[ua.Variant(arg) for arg in args],
+        )
+    ]
+    data = await client.uaclient.protocol.send_request(request)
+    response = struct_from_binary(ua.CallResponse, data)
+    response.ResponseHeader.ServiceResult.check()
+    (result,) = response.Results
+    (info,) = response.DiagnosticInfos
+    outputs = [v.Value for v in result.OutputArguments]
+    if info.LocalizedText is not None:
+        assert response.ResponseHeader.StringTable[info.LocalizedText] == info.AdditionalInfo
+    return result.StatusCode, outputs, info.AdditionalInfo
