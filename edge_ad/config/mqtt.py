@@ -38,11 +38,13 @@ class MqttConfig(EdgeAdModel):
     )
     client_id: str | None = Field(None, description="MQTT client id; default edge-ad-<station>.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval in seconds.")
-    protocol: Literal["3.1.1", "5"] = Field(
-        "3.1.1",
+    protocol: Literal["auto", "3.1.1", "5"] = Field(
+        "auto",
         description=(
-            "MQTT protocol version. With 5, triggers and commands may carry a Response Topic and Correlation "
-            "Data: their answers also go to that topic with the same correlation data (docs/mqtt.md)."
+            "MQTT protocol version. auto: MQTT 5 where the broker speaks it, else 3.1.1 (a broker that refuses "
+            "MQTT 5 at CONNACK gets 3.1.1 from then on, logged once; the version in use is in the stats). With 5, "
+            "triggers and commands may carry a Response Topic and Correlation Data: their answers also go to that "
+            "topic with the same correlation data (docs/mqtt.md)."
         ),
     )
     session_expiry_s: int = Field(

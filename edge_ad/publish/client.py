@@ -34,8 +34,11 @@ from edge_ad.publish.session import (
     Delivery,
     ReplyRoute,
     connect_options,
+    fall_back_to_311,
+    first_protocol,
     forget_unacknowledged,
     new_client,
+    refused_mqtt5,
     reply_route,
 )
 from edge_ad.publish.spool import Spool
@@ -139,7 +142,7 @@ class MqttPublisher:
         stats_expiry_s: int | None = None,
     ) -> None:
         self.config = config
-        self.stats_expiry_s = stats_expiry_s if config.protocol == "5" else None
+        self.stats_expiry_s = stats_expiry_s
         self.guard = guard or Guard()
         self.retained_ignored = 0
         self.station = station
@@ -159,6 +162,8 @@ class MqttPublisher:
         self._subscribe_mid: int | None = None
         self._lost_at: float | None = None  # when this process last lost the broker
         self._routes = RateLimitedLog(logger)
+        self._protocol = first_protocol(config)  # of the next CONNECT; auto falls back to 3.1.1 once
+        self.protocol: str | None = None  # of the latest accepted connection
         self.client = new_client(config, config.client_id or f"edge-ad-{station}")
         configure_security(self.client, config)
         self.client.max_queued_messages_set(0)
@@ -189,7 +194,7 @@ class MqttPublisher:
         return deliver
 
     def _route(self, msg: mqtt.MQTTMessage) -> ReplyRoute | None:
-        if self.config.protocol != "5":
+        if self._protocol != "5":
             return None
         route, problem = reply_route(msg, self.topics)
         if problem:
@@ -201,13 +206,25 @@ class MqttPublisher:
     # paho callbacks (network thread); paho holds its own locks here, so never call publish() under ours
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            if self._protocol == "5" and refused_mqtt5(self.config, reason_code):
+                fall_back_to_311(client, self.config)
+                self._protocol = "3.1.1"
+                logger.warning(
+                    "broker %s:%d does not speak MQTT 5 (%s); using MQTT 3.1.1 (mqtt.protocol: auto)",
+                    self.config.host,
+                    self.config.port,
+                    reason_code,
+                )
+                return
             logger.error("broker %s:%d refused the connection: %s", self.config.host, self.config.port, reason_code)
             return
+        self.protocol = self._protocol
         resumed = bool(getattr(flags, "session_present", False))
         logger.info(
-            "broker %s:%d connected (%d spooled verdicts%s)",
+            "broker %s:%d connected, MQTT %s (%d spooled verdicts%s)",
             self.config.host,
             self.config.port,
+            self.protocol,
             len(self.spool),
             ", session resumed" if resumed else "",
         )
@@ -349,7 +366,7 @@ class MqttPublisher:
             return None
         payload = stats_payload(self.station, fields | ({"stale": True} if final else {}), run=self.run)
         props = None
-        if self.stats_expiry_s and not final:
+        if self.stats_expiry_s and not final and self._protocol == "5":
             props = Properties(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = self.stats_expiry_s
         return self.client.publish(self.topics.stats(), to_json(payload), qos=1, retain=True, properties=props)

@@ -20,7 +20,17 @@ from paho.mqtt.properties import Properties
 from edge_ad.config import MqttConfig
 from edge_ad.publish.topics import Topics
 
-__all__ = ["Delivery", "ReplyRoute", "connect_options", "forget_unacknowledged", "new_client", "reply_route"]
+__all__ = [
+    "Delivery",
+    "ReplyRoute",
+    "connect_options",
+    "fall_back_to_311",
+    "first_protocol",
+    "forget_unacknowledged",
+    "new_client",
+    "refused_mqtt5",
+    "reply_route",
+]
 
 UNKNOWN = 0.0  # sent_at of a message queued before this process connected: too old for any trigger
 
@@ -55,16 +65,44 @@ class Delivery:
     route: ReplyRoute | None = None
 
 
+UNSUPPORTED_PROTOCOL = 0x84  # CONNACK reason code; paho reports a 3.1.1 broker's refusal (return code 1) as this
+
+
+def first_protocol(config: MqttConfig) -> str:
+    """The protocol of the first CONNECT: ``auto`` tries MQTT 5 first."""
+    return "3.1.1" if config.protocol == "3.1.1" else "5"
+
+
 def new_client(config: MqttConfig, client_id: str) -> mqtt.Client:
     """A paho client for ``mqtt.protocol``, persistent unless ``session_expiry_s`` is 0."""
-    if config.protocol == "5":
+    if first_protocol(config) == "5":
         return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=config.session_expiry_s == 0)
 
 
+def refused_mqtt5(config: MqttConfig, reason_code: Any) -> bool:
+    """Whether a failed CONNACK says the broker does not speak MQTT 5, with ``auto`` allowed to fall back."""
+    return config.protocol == "auto" and getattr(reason_code, "value", None) == UNSUPPORTED_PROTOCOL
+
+
+def fall_back_to_311(client: mqtt.Client, config: MqttConfig) -> None:
+    """Make ``client``'s next CONNECT an MQTT 3.1.1 one, with the same session persistence.
+
+    paho (2.x) downgrades 3.1.1 to 3.1 the same way: its reconnect builds the CONNECT from these two
+    attributes; MQTT 5's clean start and session expiry are not sent in 3.1.1.
+
+    Raises:
+        RuntimeError: This paho no longer has them (``tests/unit/publish/test_client.py`` checks they exist).
+    """
+    if not hasattr(client, "_protocol") or not hasattr(client, "_clean_start"):
+        raise RuntimeError("paho's client internals changed: cannot fall back to MQTT 3.1.1; set mqtt.protocol")
+    client._protocol = mqtt.MQTTv311
+    client._clean_session = config.session_expiry_s == 0
+
+
 def connect_options(config: MqttConfig) -> dict[str, Any]:
     """Extra ``connect_async`` arguments: MQTT 5's clean start and Session Expiry Interval."""
-    if config.protocol != "5":
+    if first_protocol(config) != "5":
         return {}  # 3.1.1: the clean-session flag is the client's
     if config.session_expiry_s == 0:
         return {"clean_start": True}

@@ -361,6 +361,7 @@ class Daemon:
                 "device": details["device"],
                 "model": details["model"],
                 "spooled": self.publisher.unacknowledged,
+                "mqtt_protocol": self.publisher.protocol,
                 "spool": {"in_memory": self.publisher.spool.in_memory, "dropped": self.publisher.spool.dropped},
                 "evidence": self.evidence.counters() if self.evidence else None,
                 "cases": self.cases.counters() if self.cases else None,

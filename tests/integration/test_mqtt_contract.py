@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 from edge_ad.service.command_auth import sign_command
 from tests.support.broker import Broker, Recorder
 from tests.support.messages import check_message
-from tests.support.proxy import cuttable_proxy
+from tests.support.proxy import clean_session, cuttable_proxy, mqtt_level
 from tests.support.station import edge_ad, start_daemon, station_config
 from tests.support.tiny_bundle import defect_image, good_image, write_frames
 
@@ -96,7 +96,8 @@ def test_a_run_is_born_and_dies_and_its_stats_are_read_with_its_status(tiny_mode
     assert (late.on("status")[-1]["state"], late.on("status")[-1]["run"]) == ("offline", run)
 
     again = station_config(tmp_path, str(_frames(tmp_path)), tiny_models / "tiny", mosquitto.port,
-                           **{**sections, "service": {"stats_interval_s": 0.5, "max_frames": 5}})  # fmt: skip
+                           **{**sections, "service": {"stats_interval_s": 0.5, "max_frames": 5}},
+                           mqtt={"protocol": "3.1.1"})  # fmt: skip
     with Recorder(mosquitto, topic=topic) as rec:
         done = edge_ad("run", "--config", str(again))
         assert done.returncode == 0, done.stderr
@@ -235,3 +236,50 @@ def test_mqtt5_answers_also_go_to_the_response_topic_with_the_correlation_data(t
     assert not any("verdict" in s for s in rec.on("status")), "a trigger made the station publish on its status"
     for v in rec.on("verdict"):
         check_message("verdict", v)
+
+
+def _protocols(rec: Recorder) -> set:
+    return {s.get("mqtt_protocol") for s in rec.on("stats")}
+
+
+def test_auto_speaks_mqtt5_where_the_broker_does_and_311_where_it_does_not(tiny_models, mosquitto, tmp_path):
+    """mqtt.protocol auto (the default): MQTT 5 with mosquitto (a response topic is answered); a broker that
+    refuses MQTT 5 at CONNACK gets one refused attempt, then 3.1.1 with the same persistent session."""
+    sections = {"camera": {"fps": 20, "loop": True}, "service": {"stats_interval_s": 0.5}}
+    station = "auto-five"
+    (tmp_path / "five").mkdir()
+    (tmp_path / "three").mkdir()
+    config = station_config(tmp_path / "five", str(_frames(tmp_path)), tiny_models / "tiny", mosquitto.port,
+                            station=station, **sections)  # fmt: skip
+    with Recorder(mosquitto, topic=f"edge_ad/{station}/#") as rec, Recorder(mosquitto, topic="answers/auto") as ans:
+        proc = start_daemon(config)
+        assert rec.wait_for(lambda r: "5" in _protocols(r), timeout=60), proc.stderr
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic, props.CorrelationData = "answers/auto", b"\x01\x02"
+        sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"auto-{time.monotonic_ns()}", protocol=mqtt.MQTTv5)
+        sender.connect(mosquitto.host, mosquitto.port)
+        sender.loop_start()
+        sender.publish(f"edge_ad/{station}/trigger", b'{"id": "A-1"}', qos=1, properties=props).wait_for_publish(5)
+        assert ans.wait_for(lambda r: r.messages, timeout=10), "MQTT 5 in use: the answer goes to the response topic"
+        sender.disconnect()
+        sender.loop_stop()
+        stderr = _stop(proc)
+    assert _protocols(rec) == {"5"} and "does not speak MQTT 5" not in stderr
+    assert ans.messages[0][1]["trigger"]["id"] == "A-1"
+
+    station = "auto-three"
+    with cuttable_proxy(mosquitto.port, mqtt311_only=True) as broker311:
+        config = station_config(tmp_path / "three", str(_frames(tmp_path)), tiny_models / "tiny", broker311.port,
+                                station=station, **sections)  # fmt: skip
+        with Recorder(mosquitto, topic=f"edge_ad/{station}/#") as rec:
+            proc = start_daemon(config)
+            assert rec.wait_for(lambda r: len(r.on("verdict")) >= 5 and "3.1.1" in _protocols(r), timeout=60), (
+                proc.stderr
+            )
+            stderr = _stop(proc)
+    assert _protocols(rec) == {"3.1.1"}
+    assert broker311.refused_mqtt5 == 1 and stderr.count("does not speak MQTT 5") == 1, stderr
+    levels = [mqtt_level(c) for c in broker311.connects]
+    assert levels[0] == 5 and set(levels[1:]) == {4}, levels
+    assert not any(clean_session(c) for c in broker311.connects), "the fallback keeps the persistent session"
+    assert {v["verdict"] for v in rec.on("verdict")} == {"OK", "NG"}

@@ -137,6 +137,11 @@ class StatsMessage(Header):
     device: str
     model: ModelInfo
     spooled: Count = Field(description="Verdicts waiting for the broker's acknowledgement.")
+    mqtt_protocol: Literal["3.1.1", "5"] | None = Field(
+        None,
+        description="The MQTT version of the station's connection (mqtt.protocol auto: 5 unless the broker "
+        "refused it). Response topics and the stats' expiry need 5.",
+    )
     triggers: Triggers | None = None
     evidence: Evidence | None = None
     commands: Commands | None = None

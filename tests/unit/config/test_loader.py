@@ -49,7 +49,9 @@ def test_camera_sources_that_are_not_paths_are_kept(tmp_path, source, expected):
     assert load_config(write(tmp_path, text)).camera.source == expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [("5", "5"), ("'5'", "5"), ("3.1.1", "3.1.1"), (None, "3.1.1")])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("5", "5"), ("'5'", "5"), ("3.1.1", "3.1.1"), ("auto", "auto"), (None, "auto")]
+)
 def test_the_mqtt_protocol_is_read_as_yaml_writes_it(tmp_path, value, expected):
     text = GOOD if value is None else GOOD.replace("port: 1884", f"port: 1884\n  protocol: {value}")
     config = load_config(write(tmp_path, text))
@@ -72,7 +74,7 @@ def test_the_mqtt_protocol_is_read_as_yaml_writes_it(tmp_path, value, expected):
         ),
         (("port: 1884", "port: 1884\n  password_env: PW"), "mqtt: Value error, a password needs a username"),
         (("port: 1884", "port: 1884\n  username: u\n  password_env: PW\n  password_file: f"), "not both"),
-        (("port: 1884", "port: 1884\n  protocol: 3"), "mqtt.protocol: Input should be '3.1.1' or '5'"),
+        (("port: 1884", "port: 1884\n  protocol: 3"), "mqtt.protocol: Input should be 'auto', '3.1.1' or '5'"),
     ],
 )
 def test_invalid_config_names_the_key(tmp_path, edit, expected):

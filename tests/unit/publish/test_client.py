@@ -6,7 +6,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from paho.mqtt.client import MQTTv5
+from paho.mqtt.client import MQTTv5, MQTTv311
 
 from edge_ad.config import MqttConfig
 from edge_ad.publish import MqttPublisher
@@ -46,6 +46,30 @@ def test_refused_connection_is_not_treated_as_connected():
         assert publisher.client.publish.call_args.kwargs == {"qos": 1, "retain": True}
 
 
+@pytest.mark.parametrize(("protocol", "falls_back"), [("auto", True), ("5", False)])
+def test_auto_falls_back_to_311_when_the_broker_refuses_mqtt5(protocol, falls_back, caplog):
+    """paho reports a 3.1.1 broker's CONNACK return code 1 as reason 0x84; only ``auto`` then retries in 3.1.1."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    publisher = MqttPublisher(MqttConfig(protocol=protocol), "cam1", handlers={"edge_ad/cam1/trigger": print})
+    client = publisher.client  # a real paho client: its next CONNECT is built from what the fallback sets
+    assert client._protocol == MQTTv5 and publisher.protocol is None
+    unsupported = ReasonCode(PacketTypes.CONNACK, aName="Unsupported protocol version")
+    publisher._on_connect(client, None, None, unsupported, None)
+    assert not publisher.connected and publisher.protocol is None
+    assert (client._protocol == MQTTv311) == falls_back
+    assert (client._clean_session is False) if falls_back else not hasattr(client, "_clean_session")
+    assert ("does not speak MQTT 5" in caplog.text) == falls_back
+    assert ("refused the connection" in caplog.text) != falls_back
+    with mock.patch.object(client, "publish"), mock.patch.object(client, "subscribe", return_value=(0, 1)):
+        publisher._on_connect(client, None, mock.Mock(session_present=False), ReasonCode(PacketTypes.CONNACK), None)
+    assert publisher.connected and publisher.protocol == ("3.1.1" if falls_back else "5")
+    assert (
+        publisher._route(_message(mock.Mock(ResponseTopic="answers/x", CorrelationData=None))) is None
+    ) == falls_back
+
+
 def _registered(client_cls) -> dict:
     return {call.args[0]: call.args[1] for call in client_cls.return_value.message_callback_add.call_args_list}
 
@@ -66,7 +90,7 @@ def test_retained_commands_are_ignored_and_counted_and_a_failing_handler_never_e
         deliver = _registered(client_cls)["edge_ad/cam1/trigger"]
         assert client_cls.return_value.suppress_exceptions is True  # paho's own second layer
     for payload, retain in ((b'{"id": "OLD"}', True), (b"boom", False), (b"boom", False), (b'{"id": 1}', False)):
-        deliver(None, None, mock.Mock(payload=payload, retain=retain))  # returns: the network thread goes on
+        deliver(None, None, mock.Mock(payload=payload, retain=retain, properties=None))  # the thread goes on
     assert seen == [b'{"id": 1}'] and publisher.retained_ignored == 1
     assert guard.errors == {"mqtt message on edge_ad/cam1/trigger": 2} and alarms == [1]  # one alarm per place
     assert guard.alarm["message"].startswith("mqtt message on edge_ad/cam1/trigger: RecursionError")
