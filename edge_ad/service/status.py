@@ -145,7 +145,8 @@ def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
             f"frames {stats.get('frames', 0)}{ended}"
         )
         lines.append(
-            f"mqtt       {stats.get('spooled', 0)} verdicts waiting    uptime {stats.get('uptime_s', 0):.0f} s"
+            f"mqtt       {stats.get('mqtt_protocol', '?')}    {stats.get('spooled', 0)} verdicts waiting    "
+            f"uptime {stats.get('uptime_s', 0):.0f} s"
         )
     else:
         lines.append("rate       no retained stats yet")
