@@ -79,3 +79,33 @@ def score_norm(score: float, threshold: float) -> float:
     if threshold <= 0:
         return 1.0 if score >= threshold else 0.0
     return min(1.0, max(0.0, 0.5 * score / threshold))
+
+
+SCORE_DECIMALS = 6
+STEP = 10.0**-SCORE_DECIMALS
+
+
+def round_score(value: float) -> float:
+    """The one rounding rule for scores, thresholds and ``score_norm`` on every topic: 6 decimal places."""
+    return round(float(value), SCORE_DECIMALS)
+
+
+def round_latency(ms: float) -> float:
+    """Latencies on every interface: 2 decimal places of a millisecond."""
+    return round(float(ms), 2)
+
+
+def published_scores(score: float, threshold: float) -> tuple[float, float, float]:
+    """(score, score_norm, threshold) as every interface shows them: rounded, and still telling the verdict.
+
+    Rounding alone could turn an OK score a hair below the threshold into one equal to it (and a
+    ``score_norm`` of 0.4999996 into 0.5): a consumer that re-applies ``score >= threshold`` or
+    ``score_norm >= 0.5`` would read NG. Such an OK score is shown one step (1e-6) below the rounded
+    threshold, and its ``score_norm`` one step below 0.5; NG values never need it (rounding keeps ``>=``).
+    """
+    ng = bool(is_ng(score, threshold))
+    shown, norm, limit = round_score(score), round_score(score_norm(score, threshold)), round_score(threshold)
+    if not ng:
+        shown = min(shown, round_score(limit - STEP))
+        norm = min(norm, round_score(0.5 - STEP))
+    return shown, norm, limit

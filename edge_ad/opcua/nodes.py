@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_ad.service.modes import Outcome
-from edge_ad.types import Verdict, score_norm
+from edge_ad.types import Verdict, published_scores, round_latency, round_score
 
 __all__ = [
     "FOLDERS",
@@ -117,15 +117,16 @@ def node_id(name: str = "") -> str:
 def verdict_values(verdict: Verdict) -> dict[str, Any]:
     """Variables that change with every verdict (the counters are the server's)."""
     trigger = verdict.extra.get("trigger") if isinstance(verdict.extra, Mapping) else None
+    score, norm, threshold = published_scores(verdict.score, verdict.threshold)
     return {
         "LastVerdict": verdict.verdict,
         "NG": verdict.verdict == "NG",
-        "Score": float(verdict.score),
-        "ScoreNorm": score_norm(verdict.score, verdict.threshold),
-        "Threshold": float(verdict.threshold),
+        "Score": score,
+        "ScoreNorm": norm,
+        "Threshold": threshold,
         "Seq": int(verdict.seq),
         "TriggerId": str(trigger["id"]) if isinstance(trigger, Mapping) and "id" in trigger else "",
-        "LatencyMs": float(verdict.latency_ms),
+        "LatencyMs": round_latency(verdict.latency_ms),
     }
 
 
@@ -136,7 +137,7 @@ def model_values(model: Mapping[str, str], threshold: float) -> dict[str, Any]:
         "Model.Version": str(model.get("version", "")),
         "Model.Variant": model.get("variant", ""),
         "Model.Precision": model.get("precision", ""),
-        "Threshold": float(threshold),
+        "Threshold": round_score(threshold),
     }
 
 

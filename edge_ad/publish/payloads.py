@@ -1,7 +1,8 @@
 """JSON payloads (schema version 2), built as plain dicts; their shapes live in ``messages/``.
 
 Two rules hold on every topic: one instant gives ``ts`` and ``time`` from the same whole millisecond
-(:func:`stamp`), and scores, thresholds and ``score_norm`` are rounded by :func:`round_score`.
+(:func:`stamp`), and scores, thresholds and ``score_norm`` are rounded by ``edge_ad.types.published_scores``
+(the rule OPC UA and Sparkplug use too).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from importlib import resources
 from typing import Any, Literal
 
 from edge_ad.publish.messages import MESSAGES, SCHEMA_VERSION
-from edge_ad.types import Verdict, score_norm
+from edge_ad.types import Verdict, published_scores, round_latency, round_score
 
 __all__ = [
     "SCHEMA_VERSION",
     "load_schema",
     "mark_replayed",
-    "round_score",
     "stamp",
     "stats_payload",
     "status_payload",
@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 State = Literal["online", "camera_offline", "offline", "error"]
-SCORE_DECIMALS = 6
 
 
 def stamp(ts: float | None = None) -> dict[str, Any]:
@@ -38,11 +37,6 @@ def stamp(ts: float | None = None) -> dict[str, Any]:
     ms = round((time.time() if ts is None else ts) * 1000)
     seconds = datetime.fromtimestamp(ms // 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return {"ts": ms / 1000, "time": f"{seconds}.{ms % 1000:03d}Z"}
-
-
-def round_score(value: float) -> float:
-    """The one rounding rule for scores, thresholds and ``score_norm`` on every topic: 6 decimal places."""
-    return round(float(value), SCORE_DECIMALS)
 
 
 def _header(station: str, run: str | None) -> dict[str, Any]:
@@ -54,16 +48,17 @@ def _header(station: str, run: str | None) -> dict[str, Any]:
 
 def verdict_payload(verdict: Verdict, station: str, run: str | None = None) -> dict[str, Any]:
     """The message published on ``<prefix>/<station>/verdict`` for one judged frame."""
+    score, norm, threshold = published_scores(verdict.score, verdict.threshold)
     payload = {
         **_header(station, run),
         "seq": verdict.seq,
         **stamp(verdict.ts),
         "verdict": verdict.verdict,
-        "score": round_score(verdict.score),
-        "score_norm": round_score(score_norm(verdict.score, verdict.threshold)),
-        "threshold": round_score(verdict.threshold),
+        "score": score,
+        "score_norm": norm,
+        "threshold": threshold,
         "model": dict(verdict.model),
-        "latency_ms": round(verdict.latency_ms, 2),
+        "latency_ms": round_latency(verdict.latency_ms),
         "frame": {"index": verdict.frame_index, "origin": verdict.origin},
     }
     payload.update(verdict.extra)

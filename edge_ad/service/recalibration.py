@@ -25,10 +25,10 @@ from edge_ad.config.loader import describe_errors
 from edge_ad.errors import DatasetError, EdgeAdError
 from edge_ad.guard import RateLimitedLog
 from edge_ad.publish.messages import MAX_FRAMES, SCHEMA_VERSION, RecalibrateCommand
-from edge_ad.publish.payloads import round_score, stamp
+from edge_ad.publish.payloads import stamp
 from edge_ad.publish.session import Delivery, ReplyRoute
 from edge_ad.service.command_auth import CommandRejected, CommandVerifier
-from edge_ad.types import Frame
+from edge_ad.types import Frame, round_score
 
 __all__ = ["RecalibrateCommand", "RecalibrationRunner"]
 

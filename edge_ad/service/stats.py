@@ -7,7 +7,7 @@ from collections import deque
 
 import numpy as np
 
-from edge_ad.publish.payloads import round_score
+from edge_ad.types import round_score
 
 __all__ = ["StationStats"]
 

@@ -19,7 +19,7 @@ from edge_ad.config import MqttConfig, SparkplugConfig
 from edge_ad.publish import load_schema
 from edge_ad.publish.sparkplug.metrics import DEVICE_METRICS
 from edge_ad.publish.sparkplug.node import EdgeNode
-from edge_ad.types import Verdict, score_norm
+from edge_ad.types import Verdict, published_scores
 from tests.support.broker import Broker, Recorder
 from tests.support.sparkplug import Message, SparkplugRecorder, encode_rebirth
 from tests.support.station import edge_ad, start_daemon, station_config
@@ -94,12 +94,13 @@ def test_births_come_first_data_uses_their_aliases_and_seq_wraps(mosquitto, tmp_
     for seq, message in enumerate(messages[2:-1], start=1):
         expected = verdict(seq)
         got = values(message)  # only the verdict's metrics: the model did not change
+        score, norm, _ = published_scores(expected.score, 26.0)
         assert got == {
             "Inspection/NG": expected.verdict == "NG",
-            "Inspection/Score": expected.score,
-            "Inspection/Score Normalised": score_norm(expected.score, 26.0),
+            "Inspection/Score": score,
+            "Inspection/Score Normalised": norm,
             "Inspection/Seq": seq,
-            "Inspection/Latency ms": expected.latency_ms,
+            "Inspection/Latency ms": round(expected.latency_ms, 2),
         }
         assert all(m.timestamp for m in message.payload.metrics)
 
@@ -235,8 +236,8 @@ def test_the_daemon_sends_verdicts_as_ddata_and_its_will_is_ndeath(tiny_models, 
     for v in spb_verdicts:
         j = json_verdicts[v["Inspection/Seq"]]
         assert v["Inspection/NG"] == (j["verdict"] == "NG")
-        assert v["Inspection/Score"] == pytest.approx(j["score"], abs=1e-6)
-        assert v["Inspection/Score Normalised"] == pytest.approx(score_norm(j["score"], j["threshold"]), abs=1e-6)
+        # the same numbers as the JSON topics (one rounding rule), not merely close
+        assert (v["Inspection/Score"], v["Inspection/Score Normalised"]) == (j["score"], j["score_norm"])
     second = rec.of()[len(first) :]
     assert [m.kind for m in second][:2] == ["NBIRTH", "DBIRTH"] and second[-1].kind == "NDEATH"
     assert bdseq(second[0]) == bdseq(second[-1]) == 1  # kept in the state directory across the restart

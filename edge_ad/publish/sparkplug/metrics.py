@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from edge_ad.types import Verdict, score_norm
+from edge_ad.types import Verdict, published_scores, round_latency, round_score
 
 __all__ = [
     "BDSEQ",
@@ -79,7 +79,7 @@ BY_NAME = {m.name: m for m in DEVICE_METRICS}
 def model_values(model: dict[str, str], threshold: float) -> dict[str, Value]:
     """What judges: bundle name, version, the variant that runs, its precision, and its threshold."""
     return {
-        "Inspection/Threshold": float(threshold),
+        "Inspection/Threshold": round_score(threshold),
         "Model/Name": model.get("name"),
         "Model/Version": model.get("version"),
         "Model/Variant": model.get("variant"),
@@ -89,12 +89,13 @@ def model_values(model: dict[str, str], threshold: float) -> dict[str, Value]:
 
 def verdict_values(verdict: Verdict) -> dict[str, Value]:
     """One verdict: NG (true) or OK (false), the scores, its sequence number and latency, and what judged it."""
+    score, norm, _ = published_scores(verdict.score, verdict.threshold)
     return {
         "Inspection/NG": verdict.verdict == "NG",
-        "Inspection/Score": float(verdict.score),
-        "Inspection/Score Normalised": score_norm(verdict.score, verdict.threshold),
+        "Inspection/Score": score,
+        "Inspection/Score Normalised": norm,
         "Inspection/Seq": int(verdict.seq),
-        "Inspection/Latency ms": float(verdict.latency_ms),
+        "Inspection/Latency ms": round_latency(verdict.latency_ms),
         **model_values(verdict.model, verdict.threshold),
     }
 

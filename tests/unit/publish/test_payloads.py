@@ -11,14 +11,13 @@ from hypothesis import strategies as st
 from edge_ad.publish import Topics, load_schema, status_payload, verdict_payload
 from edge_ad.publish.payloads import (
     mark_replayed,
-    round_score,
     stamp,
     stats_payload,
     to_json,
     trigger_error_payload,
     will_payload,
 )
-from edge_ad.types import Verdict
+from edge_ad.types import Verdict, round_score
 from tests.support.messages import check_message
 
 VERDICT = Verdict(
@@ -60,7 +59,7 @@ def test_verdict_payload_matches_schema():
     ("score", "threshold", "norm"),
     [
         (2.0, 2.0, 0.5),  # at the threshold: 0.5, NG
-        (1.999999, 2.0, 0.5),  # OK, but 0.49999975 rounds to 0.5: the verdict decides, not the rounded number
+        (1.999999, 2.0, 0.499999),  # OK: 0.49999975 would round to 0.5 (NG); shown one step below
         (0.0, 2.0, 0.0),
         (10.0, 2.0, 1.0),  # clipped
         (-1.0, 2.0, 0.0),
