@@ -424,11 +424,11 @@ class Daemon:
                 extra["case"] = ident
         if extra:
             verdict = replace(verdict, extra=extra)
-        if self.opcua is not None:  # before the spool: the PLC's answer does not wait for MQTT
+        self.publisher.publish_verdict(verdict)  # first: a verdict anyone was told is durably spooled for MQTT
+        if self.opcua is not None:
             self.guard.call("opcua feed", self.opcua.verdict, verdict)
         if reply is not None:
             self.guard.call("trigger reply", reply.answered, verdict)
-        self.publisher.publish_verdict(verdict)
         if self.sparkplug is not None:
             self.guard.call("sparkplug feed", self.sparkplug.verdict, verdict)
         self.stats.add(result.latency_ms, verdict.verdict == "NG")
