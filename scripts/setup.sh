@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients, openssl, systemd,
-# protobuf-compiler) and the virtual environment .venv with edge_ad, its export, cases, sparkplug and opcua extras and
-# the test tools.
+# protobuf-compiler, nodejs, npm), the virtual environment .venv with edge_ad, its export, cases, sparkplug and opcua
+# extras and the test tools, and Node-RED (pinned, in .node-red/, outside the venv) for the test that runs the
+# Node-RED flow of docs/integration.md.
 # Idempotent: a second run only checks. Set EDGE_AD_EXTRAS=test for a runtime-only (torch-free) install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PYTHON="${PYTHON:-python3}"
 EXTRAS="${EDGE_AD_EXTRAS:-export,cases,sparkplug,opcua,test}"
+# the newest Node-RED for Node.js 20 (and 18, Debian bookworm's: it asks for >= 18.5); 5.x needs Node.js >= 22.9
+NODE_RED_VERSION="4.1.15"
 
 apt_install() {
   echo "==> apt-get install $*"
@@ -27,6 +30,11 @@ command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the TLS tests make their own certificates
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # the unit files are verified by the tests
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)  # decodes Sparkplug payloads in the tests
+TESTS=0; [[ ",$EXTRAS," == *",test,"* ]] && TESTS=1  # Node-RED only where the tests run
+if [ "$TESTS" = 1 ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)  # runs Node-RED in the docs test
+  command -v npm >/dev/null 2>&1 || missing+=(npm)  # installs it
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" python3 "* ]]; then missing+=(python3-venv); fi
   apt_install "${missing[@]}"
@@ -49,5 +57,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
   echo "$want" > "$stamp"
+fi
+node_red=".node-red/node_modules/node-red/package.json"
+if [ "$TESTS" = 1 ] && [ "$(node -p 'require(process.argv[1]).version' "$PWD/$node_red" 2>/dev/null)" != "$NODE_RED_VERSION" ]; then
+  echo "==> npm install node-red@$NODE_RED_VERSION into .node-red/ (about 280 packages, 120 MB, half a minute)"
+  npm install --prefix .node-red --no-save --no-audit --no-fund --loglevel=error "node-red@$NODE_RED_VERSION"
 fi
 echo "==> environment ready: $(.venv/bin/edge-ad --help >/dev/null && echo .venv/bin/edge-ad)"
