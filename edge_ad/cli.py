@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from edge_ad.bundle.manifest import MODEL_TYPES
 from edge_ad.commands.cases import add_parsers as add_cases_parsers
 from edge_ad.commands.keys import add_parsers as add_keys_parsers
 from edge_ad.commands.recalibration import add_parsers as add_recalibration_parsers
@@ -320,9 +321,7 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="train on good images and write an OpenVINO bundle (export extra)")
     p.add_argument("--recipe", type=Path, help="calibration recipe YAML; the options below override it")
     p.add_argument("--data", type=Path, help="category directory (train/good, test/good, test/<defect>)")
-    p.add_argument(
-        "--model", choices=["patchcore", "padim", "stfpm", "efficientad"], help="model type (default patchcore)"
-    )
+    p.add_argument("--model", choices=MODEL_TYPES, help="model type (default patchcore)")
     p.add_argument("--sign-key", type=Path, help="Ed25519 private key that signs the bundle (edge-ad keys new)")
     p.add_argument("--out", type=Path, help="models root (default models/)")
     p.add_argument("--name", help="bundle name (default: the category directory name)")

@@ -121,7 +121,8 @@ def train_reference(data: Path, spec: ReferenceSpec, workdir: Path) -> Reference
     from anomalib.models import Patchcore
     from lightning.pytorch import seed_everything
 
-    from edge_ad.export.models import datamodule, feature_extractor
+    from edge_ad.export.families.base import feature_extractor
+    from edge_ad.export.families.data import datamodule
     from edge_ad.export.weights import load_backbone_weights, packaged_weights
 
     torch.set_num_threads(os.cpu_count() or 1)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = [
     "ACCEPTANCE_FILE",
     "MANIFEST_NAME",
+    "MODEL_TYPES",
     "RECALIBRATION_REPORT",
     "SIGNATURE_NAME",
     "AcceptanceSpec",
@@ -21,12 +22,15 @@ __all__ = [
     "InputSpec",
     "Manifest",
     "ModelSpec",
+    "ModelType",
     "Threshold",
     "Variant",
     "recalibration_root",
 ]
 
 MANIFEST_NAME = "manifest.json"
+ModelType = Literal["patchcore", "padim", "stfpm", "efficientad"]
+MODEL_TYPES: tuple[str, ...] = ModelType.__args__  # the families ``edge_ad.export.families`` can train
 SIGNATURE_NAME = "manifest.sig"  # Ed25519 signature of the manifest (edge_ad.bundle.signing)
 ACCEPTANCE_FILE = "acceptance.npz"
 RECALIBRATION_REPORT = "report/recalibration.html"  # what a recalibration measured, written into the new version
@@ -89,7 +93,7 @@ class Variant(_Strict):
 class ModelSpec(_Strict):
     """The trained model behind the IR."""
 
-    type: Literal["patchcore", "padim", "stfpm", "efficientad"]
+    type: ModelType
     backbone: str
     layers: list[str]
     weights: str

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from edge_ad.bundle.manifest import ModelType
 from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.loader import read_yaml_model
 
@@ -33,9 +34,7 @@ INT8_DEFAULT_BUDGET = {"default": 0.003, "efficientad": 0.01}
 class ModelOptions(EdgeAdModel):
     """Model family, backbone and training knobs."""
 
-    type: Literal["patchcore", "padim", "stfpm", "efficientad"] = Field(
-        "patchcore", description="Anomaly model family."
-    )
+    type: ModelType = Field("patchcore", description="Anomaly model family.")
     backbone: str = Field("tf_efficientnet_lite0", description="timm backbone name.")
     weights: Path | None = Field(
         None, description="Backbone ImageNet weights .pth; default: the packaged lite0 weights."

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from torchvision import tv_tensors  # noqa: E402
 
-from edge_ad.export.models import _RuntimeResize  # noqa: E402
+from edge_ad.export.families.data import RuntimeResize  # noqa: E402
 from edge_ad.inference.preprocess import resize_frame  # noqa: E402
 
 pytestmark = pytest.mark.export
@@ -21,7 +21,7 @@ def test_training_resize_equals_the_runtime_resize(shape):
     image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     batch = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0)
     mask = tv_tensors.Mask(torch.from_numpy(image[..., 0] > 128)[None])
-    out_image, out_mask = _RuntimeResize(96)(batch, mask)
+    out_image, out_mask = RuntimeResize(96)(batch, mask)
     expected = resize_frame(image, 96, 96).astype(np.float32) / 255.0
     assert isinstance(out_image, tv_tensors.Image) and out_image.shape == (1, 3, 96, 96)
     np.testing.assert_array_equal(out_image[0].permute(1, 2, 0).numpy(), expected)
