@@ -348,7 +348,9 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", type=Path, help="EfficientAD teacher from 'edge-ad distill-teacher' (default: cached)")
     p.add_argument("--penalty-dir", type=Path, help="EfficientAD penalty photos (default: scikit-image's)")
     p.add_argument("--learning-rate", type=float, help="EfficientAD Adam learning rate (default 5e-4)")
-    p.add_argument("--threshold", choices=["f1", "sigma", "percentile"], help="threshold method (default f1)")
+    p.add_argument(
+        "--threshold", choices=["f1", "sigma", "percentile"], help="threshold method (default f1; autoencoder: sigma)"
+    )
     p.add_argument("--sigma-k", type=float, help="k of --threshold sigma: mean + k*std of good scores")
     p.add_argument("--percentile", type=float, help="percentile of good scores for --threshold percentile")
     p.add_argument("--int8", choices=["ptq", "aware", "none"], help="NNCF INT8 mode (default ptq)")

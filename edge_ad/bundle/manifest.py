@@ -29,7 +29,17 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
-ModelType = Literal["patchcore", "padim", "stfpm", "efficientad"]
+ModelType = Literal[
+    "patchcore",
+    "padim",
+    "stfpm",
+    "efficientad",
+    "fastflow",
+    "reverse_distillation",
+    "autoencoder",
+    "feature_ae",
+    "global_knn",
+]
 MODEL_TYPES: tuple[str, ...] = ModelType.__args__  # the families ``edge_ad.export.families`` can train
 SIGNATURE_NAME = "manifest.sig"  # Ed25519 signature of the manifest (edge_ad.bundle.signing)
 ACCEPTANCE_FILE = "acceptance.npz"

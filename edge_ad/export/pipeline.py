@@ -341,7 +341,7 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
         for v in variants:
             t = recipe.threshold
             threshold = choose_threshold(
-                t.method,
+                recipe.threshold_method,
                 scores[v]["validation"][val.good],
                 scores[v]["validation"][~val.good],
                 t.k,

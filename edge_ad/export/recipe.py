@@ -23,7 +23,15 @@ DEFAULT_LAYERS = {
     "padim": ["blocks.1", "blocks.2", "blocks.4"],
     "stfpm": ["blocks.1", "blocks.2", "blocks.4"],
     "efficientad": [],  # its PDN teacher is distilled from the backbone (see teacher.py)
+    "fastflow": ["blocks.1", "blocks.2", "blocks.3"],  # strides 4, 8, 16: anomalib's resnet layer1-3
+    "reverse_distillation": ["blocks.1", "blocks.2", "blocks.3"],  # strides 4, 8, 16: anomalib's resnet layer1-3
+    "autoencoder": [],  # pixels in, pixels out: no backbone
+    "feature_ae": ["blocks.1", "blocks.2", "blocks.3"],  # DFR: several layers resized to one grid
+    "global_knn": ["blocks.6"],  # one pooled vector per image from the last block
 }
+# The threshold method when the recipe names none: the pixel autoencoder uses mean + 3 sigma of the good
+# scores, as the lecture it comes from does; the others the best F1 on the validation split.
+DEFAULT_THRESHOLD = {"autoencoder": "sigma"}
 
 
 # INT8 gate defaults (image-AUROC points / 100): PatchCore-like models may lose at most 0.3 point;
@@ -103,7 +111,9 @@ class ModelOptions(EdgeAdModel):
 class ThresholdOptions(EdgeAdModel):
     """How the decision threshold is chosen on the validation split."""
 
-    method: Literal["f1", "sigma", "percentile"] = "f1"
+    method: Literal["f1", "sigma", "percentile"] | None = Field(
+        None, description="f1, sigma or percentile; default per model type (autoencoder: sigma, others: f1)."
+    )
     k: float = Field(3.0, gt=0, description="sigma: threshold = mean + k * std of good scores.")
     percentile: float = Field(99.5, gt=0, le=100, description="percentile: of good scores.")
 
@@ -154,6 +164,11 @@ class ExportRecipe(EdgeAdModel):
     int8: Int8Options = Field(default_factory=Int8Options)
     signing: SigningOptions = Field(default_factory=SigningOptions)
     seed: int = Field(0, ge=0)
+
+    @property
+    def threshold_method(self) -> Literal["f1", "sigma", "percentile"]:
+        """``threshold.method``, or the model type's default."""
+        return self.threshold.method or DEFAULT_THRESHOLD.get(self.model.type, "f1")  # type: ignore[return-value]
 
     @property
     def int8_budget(self) -> float:

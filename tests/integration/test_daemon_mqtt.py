@@ -14,9 +14,9 @@ import pytest
 
 from edge_ad.bundle import load_bundle
 from edge_ad.commissioning import read_record
-from edge_ad.datasets.layout import list_images
 from edge_ad.publish import load_schema
 from tests.support.broker import Recorder
+from tests.support.exports import judge_replay
 from tests.support.messages import check_message
 from tests.support.station import edge_ad, start_daemon, station_config
 from tests.support.tiny_bundle import defect_image, good_image, write_frames
@@ -24,43 +24,16 @@ from tests.support.tiny_bundle import defect_image, good_image, write_frames
 pytestmark = pytest.mark.integration
 
 
-def replay_folder(tmp_path: Path) -> tuple[Path, dict[str, int]]:
-    """10 good + 12 defect frames never seen by the export (another seed), labelled by name."""
-    from edge_ad.datasets.synthetic import DatasetSpec, make_dataset
-
-    fresh = make_dataset(tmp_path / "fresh", ["brick"], DatasetSpec(train=0, test_good=10, test_defect=4, seed=1))[0]
-    folder = tmp_path / "replay"
-    folder.mkdir()
-    labels = {}
-    for kind_dir in sorted((fresh / "test").iterdir()):
-        for image in list_images(kind_dir):
-            name = f"{kind_dir.name}_{image.name}"
-            shutil.copy(image, folder / name)
-            labels[name] = 0 if kind_dir.name == "good" else 1
-    return folder, labels
-
-
 @pytest.mark.export
 @pytest.mark.parametrize("requests", [1, 3], ids=["sync", "async-queue"])
 def test_every_verdict_arrives_in_order_and_is_right(exported, mosquitto, tmp_path, requests):
-    folder, labels = replay_folder(tmp_path)
-    assert sum(labels.values()) >= 10 and len(labels) - sum(labels.values()) >= 10
-    config = station_config(
-        tmp_path,
-        str(folder),
-        exported.bundle.parent,
-        mosquitto.port,
-        model={"infer_requests": requests, "variant": "int8"},
-        station=f"line-{requests}",  # its own retained status
-    )
-    with Recorder(mosquitto, topic=f"edge_ad/line-{requests}/#") as rec:
-        proc = edge_ad("run", "--config", str(config))
-        assert proc.returncode == 0, proc.stderr
+    station = f"line-{requests}"  # its own retained status
+    with Recorder(mosquitto, topic=f"edge_ad/{station}/status") as rec:
+        verdicts, labels = judge_replay(
+            exported.bundle, mosquitto, tmp_path, station, infer_requests=requests, variant="int8"
+        )
         rec.wait_for(lambda r: any(s["state"] == "offline" for s in r.on("status")))
-    verdicts = rec.on("verdict")
-    schema = load_schema("verdict")
-    for v in verdicts:
-        jsonschema.validate(v, schema)
+    assert sum(labels.values()) >= 10 and len(labels) - sum(labels.values()) >= 10
     assert [v["seq"] for v in verdicts] == list(range(1, len(labels) + 1)), "missing, duplicated or reordered"
     assert [v["frame"]["origin"] for v in verdicts] == sorted(labels), "frames judged out of order"
     good = [v for v in verdicts if labels[v["frame"]["origin"]] == 0]
@@ -387,7 +360,6 @@ def test_plc_trigger_handshake(tiny_models, mosquitto, tmp_path):
 
 def test_failed_self_test_publishes_error_and_exits(tiny_models, mosquitto, tmp_path):
     import json
-    import shutil
 
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models, symlinks=True)
@@ -413,7 +385,6 @@ def test_failed_self_test_publishes_error_and_exits(tiny_models, mosquitto, tmp_
 
 
 def test_new_active_bundle_is_swapped_in_without_restart(tiny_models, mosquitto, tmp_path):
-    import shutil
 
     from edge_ad.bundle import activate
     from tests.support.tiny_bundle import make_tiny_bundle

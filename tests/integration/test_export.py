@@ -12,6 +12,7 @@ import pytest
 from edge_ad.bundle import load_bundle
 from edge_ad.calibrate.metrics import spearman
 from edge_ad.export.input_size import RULE_ONLY
+from tests.support.exports import anomalib_predict
 
 pytestmark = [pytest.mark.export, pytest.mark.integration]
 
@@ -86,22 +87,6 @@ def any_export(request, tmp_path_factory, dataset):
         result = export_bundle(recipe)
     assert not attempts, f"{request.param} export tried the network: {attempts}"
     return result
-
-
-def anomalib_predict(result) -> tuple[np.ndarray, np.ndarray]:
-    """Image scores and labels from anomalib's own Lightning model via Engine.predict, in test-split order."""
-    from anomalib.data import PredictDataset
-    from torch.utils.data import DataLoader
-
-    trained = result.trained
-    scores = {}
-    for path in result.test_paths:
-        dataset = PredictDataset(path=path, image_size=None)
-        loader = DataLoader(dataset, collate_fn=dataset.collate_fn)
-        for batch in trained.engine.predict(model=trained.module, dataloaders=loader):
-            scores[path] = (float(batch.pred_score.reshape(-1)[0]), bool(batch.pred_label.reshape(-1)[0]))
-    paths = result.test_paths
-    return np.array([scores[p][0] for p in paths]), np.array([scores[p][1] for p in paths])
 
 
 @pytest.fixture(scope="module")
