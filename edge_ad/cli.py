@@ -124,6 +124,7 @@ def _recipe_from_args(args: argparse.Namespace):
         ("model", "teacher"): args.teacher,
         ("model", "penalty_dir"): args.penalty_dir,
         ("model", "learning_rate"): args.learning_rate,
+        ("model", "auto_latency_ms"): args.auto_latency_ms,
         ("threshold", "method"): args.threshold,
         ("threshold", "k"): args.sigma_k,
         ("threshold", "percentile"): args.percentile,
@@ -159,6 +160,7 @@ def _print_summary(result) -> None:
     print(f"\nbundle   {result.bundle}  ({total / 1e6:.1f} MB, {len(m.files)} files)")
     print(f"model    {m.model.type} / {m.model.backbone} {m.model.layers}  input {m.input.width}x{m.input.height}")
     print(f"time     fit {secs.get('fit', 0):.1f} s, INT8 {secs.get('quantize', 0):.1f} s, total {secs['total']:.1f} s")
+    _print_model_choice(m.metrics.get("model_choice"))
     _print_input_size(m.metrics.get("input_size"))
     print(
         f"{'variant':8s} {'status':9s} {'AUROC':>7s} {'PR-AUC':>7s} {'F1':>6s} {'recall':>7s} {'threshold':>10s} method"
@@ -178,6 +180,21 @@ def _print_summary(result) -> None:
         q = m.metrics["int8"]
         print(f"INT8 ({q['mode']}): no layer could stay quantized within the budget {q['max_drop']:.4f} -> FP32 only")
     print(f"report   {result.bundle / 'report' / 'report.html'}")
+
+
+def _print_model_choice(table: dict | None) -> None:
+    """The candidates of ``--model auto``, each with what decided it."""
+    if not table:
+        return
+    print(f"auto     {table['chosen']}: {table['rule']}")
+    for t in table["candidates"]:
+        chosen = "  <- chosen" if t["type"] == table["chosen"] else ""
+        print(
+            f"         {t['type']:20s} {t['size']:4d} px  validation AUROC {t['validation_auroc']:.4f}  "
+            f"p50 {t['p50_ms']:6.2f} ms  fit {t['fit_s']:.1f} s{chosen}"
+        )
+    if not table["within_budget"]:
+        print(f"note     no candidate within {table['budget_ms']:g} ms: the fastest was kept")
 
 
 def _print_input_size(table: dict | None) -> None:
@@ -298,6 +315,27 @@ def _cmd_bench_accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_ladder(args: argparse.Namespace) -> int:
+    from edge_ad.bench.accuracy import Case
+    from edge_ad.bench.ladder import LadderSettings, ladder_bench, ladder_markdown
+
+    settings = LadderSettings(
+        image_size=args.image_size,
+        epochs=args.epochs,
+        seed=args.seed,
+        train=args.train,
+        test_good=args.test_good,
+        test_defect=args.test_defect,
+    )
+    cases = [Case.parse(c) for c in args.data]
+    with contextlib.redirect_stdout(sys.stderr):
+        result = ladder_bench(cases, args.models, settings)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    print(ladder_markdown(result))
+    return 0
+
+
 def _cmd_bench_cases(args: argparse.Namespace) -> int:
     from edge_ad.bench.cases import case_precision
     from edge_ad.bundle import load_bundle
@@ -321,7 +359,12 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="train on good images and write an OpenVINO bundle (export extra)")
     p.add_argument("--recipe", type=Path, help="calibration recipe YAML; the options below override it")
     p.add_argument("--data", type=Path, help="category directory (train/good, test/good, test/<defect>)")
-    p.add_argument("--model", choices=MODEL_TYPES, help="model type (default patchcore)")
+    p.add_argument(
+        "--model",
+        choices=[*MODEL_TYPES, "auto"],
+        help="model type (default patchcore); auto: the best of the cheap families within --auto-latency-ms",
+    )
+    p.add_argument("--auto-latency-ms", type=float, help="--model auto: FP32 p50 budget in ms (default 20)")
     p.add_argument("--sign-key", type=Path, help="Ed25519 private key that signs the bundle (edge-ad keys new)")
     p.add_argument("--out", type=Path, help="models root (default models/)")
     p.add_argument("--name", help="bundle name (default: the category directory name)")
@@ -448,6 +491,19 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=100, help="frames per latency measurement")
     b.add_argument("--json", type=Path, help="also write the result (with every score) as JSON")
     b.set_defaults(func=_cmd_bench_accuracy)
+    b = bench_sub.add_parser("ladder", help="every model family on the same data and input size (export extra)")
+    b.add_argument("--data", nargs="+", required=True, metavar="CASE",
+                   help="TEXTURE=STRENGTH (synthetic texture at that defect strength) or a category dir")  # fmt: skip
+    b.add_argument("--models", nargs="+", default=list(MODEL_TYPES), choices=MODEL_TYPES, metavar="MODEL",
+                   help=f"families to compare (default all: {', '.join(MODEL_TYPES)})")  # fmt: skip
+    b.add_argument("--image-size", type=int, default=128, help="the one input size of every family")
+    b.add_argument("--epochs", type=int, default=10, help="epochs of the families that train for epochs")
+    b.add_argument("--seed", type=int, default=0, help="data and training seed")
+    b.add_argument("--train", type=int, default=40, help="synthetic: good training images")
+    b.add_argument("--test-good", type=int, default=100, help="synthetic: good test images (half are held out)")
+    b.add_argument("--test-defect", type=int, default=34, help="synthetic: images per defect kind (3 kinds)")
+    b.add_argument("--json", type=Path, help="also write the result (with every score) as JSON")
+    b.set_defaults(func=_cmd_bench_ladder)
     b = bench_sub.add_parser("cases", help="similar-case search: precision@k of defect kinds (cases extra)")
     b.add_argument("--bundle", type=Path, required=True, help="PatchCore bundle (version dir or model dir)")
     b.add_argument("--data", nargs="+", type=Path, required=True, help="category directories of that part")

@@ -32,7 +32,7 @@ from edge_ad.bench.machine import machine
 from edge_ad.calibrate.intervals import seed_mean_intervals
 from edge_ad.errors import EdgeAdError
 
-__all__ = ["Case", "accuracy_bench", "accuracy_markdown", "seed_mean_intervals"]
+__all__ = ["Case", "accuracy_bench", "accuracy_markdown", "case_data", "seed_mean_intervals"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +61,18 @@ class Case:
             return cls(name=Path(text).name, data=find_category(text).root)
         name, value = text.split("=", 1)
         if name not in CATEGORIES:
-            raise EdgeAdError(f"bench accuracy {text}: unknown texture {name!r}; choose from {', '.join(CATEGORIES)}")
+            raise EdgeAdError(f"bench: {text}: unknown texture {name!r}; choose from {', '.join(CATEGORIES)}")
         try:
             strength = float(value)
         except ValueError:
             strength = float("nan")
         if not 0 < strength <= 1:
-            raise EdgeAdError(f"bench accuracy {text}: the defect strength must be a number in (0, 1], e.g. {name}=0.5")
+            raise EdgeAdError(f"bench: {text}: the defect strength must be a number in (0, 1], e.g. {name}=0.5")
         return cls(name=name, strength=strength)
 
 
-def _data(case: Case, seed: int, root: Path, spec: dict) -> Path:
+def case_data(case: Case, seed: int, root: Path, spec: dict) -> Path:
+    """The case's category directory: made synthetic under ``root`` for ``seed``, or the given one."""
     if case.data is not None:
         return case.data
     from edge_ad.datasets.synthetic import DatasetSpec, make_dataset
@@ -96,7 +97,7 @@ def _one(case: Case, seed: int, workdir: Path, spec: dict, frames: int) -> dict:
     from edge_ad.inference.engine import AnomalyModel
     from edge_ad.types import Frame
 
-    data = _data(case, seed, workdir / "data", spec)
+    data = case_data(case, seed, workdir / "data", spec)
     _, test = split_test(find_category(data))
     started = time.perf_counter()
     ours = export_bundle(ExportRecipe(data=data, out=workdir / "models", name=f"{case.name}-{seed}", seed=seed))

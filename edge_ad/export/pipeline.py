@@ -50,6 +50,7 @@ from edge_ad.export.input_size import (
     choose_size,
     size_table,
 )
+from edge_ad.export.model_choice import ModelTrial, choose_model, model_table
 from edge_ad.export.models import Trained, train
 from edge_ad.export.quantize import quantize
 from edge_ad.export.recipe import ExportRecipe
@@ -230,26 +231,70 @@ def _source_size(category: Category, roi: tuple[int, int, int, int] | None) -> t
     return width, height
 
 
-def _validation_auroc(
-    name: str, trained: Trained, recipe: ExportRecipe, val: Split, workdir: Path
-) -> tuple[float, ov.Model]:
-    """Validation AUROC of ``trained``'s FP32 IR, scored by the runtime like the final bundle; and that IR."""
-    staging = workdir / f"size-{trained.size}"
+@dataclass(frozen=True)
+class Trial:
+    """A trained candidate's FP32 IR scored on the validation split by the runtime, like the final bundle."""
+
+    validation_auroc: float
+    p50_ms: float
+    fp32: ov.Model
+
+
+def _trial(name: str, trained: Trained, recipe: ExportRecipe, val: Split, staging: Path) -> Trial:
     staging.mkdir()
     fp32 = trained.scoring_ir()
     ov.save_model(fp32, staging / FILES["fp32"][0], compress_to_fp16=False)
     trained.write_extras(staging, fp32, None)
     manifest = _provisional_manifest(name, trained, recipe, staging, ["fp32"], output_names(fp32))
-    return auroc(val.labels, _scores(Bundle(path=staging, manifest=manifest), "fp32", val)), fp32
+    latency: list[float] = []
+    scores = _scores(Bundle(path=staging, manifest=manifest), "fp32", val, latency)
+    return Trial(auroc(val.labels, scores), float(np.percentile(latency, 50)), fp32)
+
+
+def _choose_model(
+    category: Category, recipe: ExportRecipe, name: str, val: Split, workdir: Path
+) -> tuple[ExportRecipe, dict | None, dict[int, Trained]]:
+    """``model.type: auto``: each candidate family fitted and tried at one size; the recipe with the chosen type.
+
+    Returns the recipe (unchanged unless auto), ``metrics.model_choice`` (None unless auto) and the chosen
+    family's model already trained at the trial size.
+    """
+    if recipe.model.type != "auto":
+        return recipe, None, {}
+    m = recipe.model
+    size = m.image_size or max(s for s in candidate_sizes(_source_size(category, recipe.roi), "patchcore") if s <= 192)
+    logger.info("[1/5] model auto: trying %s at %d px", ", ".join(m.auto_candidates), size)
+    trials, fitted = [], {}
+    for kind in m.auto_candidates:
+        candidate = _with_model(recipe, type=kind, image_size=size)
+        fitted[kind] = train(category, candidate, workdir / f"anomalib-{kind}")
+        tried = _trial(name, fitted[kind], candidate, val, workdir / f"auto-{kind}")
+        trials.append(ModelTrial(kind, size, tried.validation_auroc, tried.p50_ms, round(fitted[kind].fit_seconds, 2)))
+    chosen = choose_model(trials, m.auto_latency_ms)
+    for t in trials:
+        logger.info(
+            "%s: validation AUROC %.4f, p50 %.2f ms%s",
+            t.type,
+            t.validation_auroc,
+            t.p50_ms,
+            " <- chosen" * (t.type == chosen),
+        )
+    return _with_model(recipe, type=chosen), model_table(trials, chosen, m.auto_latency_ms), {size: fitted[chosen]}
 
 
 def _fit(
-    category: Category, recipe: ExportRecipe, name: str, val: Split, workdir: Path
+    category: Category,
+    recipe: ExportRecipe,
+    name: str,
+    val: Split,
+    workdir: Path,
+    prefit: dict[int, Trained] | None = None,
 ) -> tuple[Trained, dict, ov.Model | None]:
     """Train at the recipe's input size, or at each candidate size and keep the best small one.
 
-    Returns the trained model, ``metrics.input_size`` (trials, choice, rule, downscale note) and the
-    chosen model's FP32 IR when the choice already converted it (None: not converted yet).
+    ``prefit``: models of this recipe already trained, by size (not trained again). Returns the trained
+    model, ``metrics.input_size`` (trials, choice, rule, downscale note) and the chosen model's FP32 IR
+    when the choice already converted it (None: not converted yet).
     """
     source = _source_size(category, recipe.roi)
     images = len(list_images(category.train_good))
@@ -262,22 +307,29 @@ def _fit(
         images,
         ", ".join(map(str, sizes)),
     )
-    fitted = {size: train(category, _with_size(recipe, size), workdir / f"anomalib-{size}") for size in sizes}
+    prefit = prefit or {}
+    fitted = {
+        size: prefit.get(size) or train(category, _with_model(recipe, image_size=size), workdir / f"anomalib-{size}")
+        for size in sizes
+    }
     if len(sizes) == 1:
         rule = RULE_FIXED if fixed is not None else RULE_ONLY
         return fitted[sizes[0]], size_table([], sizes[0], rule, source, recipe.roi), None
-    scored = {size: _validation_auroc(name, trained, recipe, val, workdir) for size, trained in fitted.items()}
-    trials = [SizeTrial(size, scored[size][0], round(trained.fit_seconds, 2)) for size, trained in fitted.items()]
+    scored = {size: _trial(name, trained, recipe, val, workdir / f"size-{size}") for size, trained in fitted.items()}
+    trials = [
+        SizeTrial(size, scored[size].validation_auroc, round(trained.fit_seconds, 2))
+        for size, trained in fitted.items()
+    ]
     chosen = choose_size(trials)
     for t in trials:
         logger.info(
             "input %d px: validation AUROC %.4f%s", t.size, t.validation_auroc, " <- chosen" * (t.size == chosen)
         )
-    return fitted[chosen], size_table(trials, chosen, RULE_CHOSEN, source, recipe.roi), scored[chosen][1]
+    return fitted[chosen], size_table(trials, chosen, RULE_CHOSEN, source, recipe.roi), scored[chosen].fp32
 
 
-def _with_size(recipe: ExportRecipe, size: int) -> ExportRecipe:
-    return recipe.model_copy(update={"model": recipe.model.model_copy(update={"image_size": size})})
+def _with_model(recipe: ExportRecipe, **model: object) -> ExportRecipe:
+    return recipe.model_copy(update={"model": recipe.model.model_copy(update=model)})
 
 
 def export_bundle(recipe: ExportRecipe) -> ExportResult:
@@ -296,7 +348,8 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
 
     with tempfile.TemporaryDirectory(prefix="edge-ad-export-") as tmp:
         tmp_path = Path(tmp)
-        trained, input_size, converted = _fit(category, recipe, name, val, tmp_path)
+        recipe, model_choice, prefit = _choose_model(category, recipe, name, val, tmp_path)
+        trained, input_size, converted = _fit(category, recipe, name, val, tmp_path, prefit)
         seconds["fit"] = trained.fit_seconds
         staging = tmp_path / "bundle"
         staging.mkdir()
@@ -353,6 +406,8 @@ def export_bundle(recipe: ExportRecipe) -> ExportResult:
 
         gate = None
         summary: dict = {"split": {"validation": len(val.paths), "test": len(test.paths)}, "input_size": input_size}
+        if model_choice is not None:
+            summary["model_choice"] = model_choice
         summary["latency_ms"] = {v: _latency(ms) for v, ms in latency.items()}
         if int8 is None and recipe.int8.mode != "none":
             summary["int8"] = {"mode": recipe.int8.mode, "max_drop": recipe.int8_budget, "gate": NOTHING_QUANTIZED}

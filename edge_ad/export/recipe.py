@@ -42,7 +42,22 @@ INT8_DEFAULT_BUDGET = {"default": 0.003, "efficientad": 0.01}
 class ModelOptions(EdgeAdModel):
     """Model family, backbone and training knobs."""
 
-    type: ModelType = Field("patchcore", description="Anomaly model family.")
+    type: ModelType | Literal["auto"] = Field(
+        "patchcore",
+        description="Anomaly model family; auto: fit each of auto_candidates and keep the best validation AUROC "
+        "within auto_latency_ms (the report shows every candidate).",
+    )
+    auto_candidates: list[ModelType] = Field(
+        ["patchcore", "padim", "global_knn"],
+        min_length=1,
+        description="type auto: the families tried (default: those that fit without training epochs).",
+    )
+    auto_latency_ms: float | None = Field(
+        20.0,
+        gt=0,
+        description="type auto: largest FP32 p50 single-frame latency (ms, measured on the export machine) a "
+        "candidate may have to be chosen; null: no budget.",
+    )
     backbone: str = Field("tf_efficientnet_lite0", description="timm backbone name.")
     weights: Path | None = Field(
         None, description="Backbone ImageNet weights .pth; default: the packaged lite0 weights."
@@ -97,6 +112,12 @@ class ModelOptions(EdgeAdModel):
     )
 
     @model_validator(mode="after")
+    def _auto_takes_each_familys_layers(self) -> ModelOptions:
+        if self.type == "auto" and self.layers is not None:
+            raise ValueError("type auto uses each candidate's default layers; remove layers or name a type")
+        return self
+
+    @model_validator(mode="after")
     def _efficientad_size(self) -> ModelOptions:
         size = self.image_size
         if self.type == "efficientad" and size is not None and (size % 32 or size < 128):
@@ -105,6 +126,8 @@ class ModelOptions(EdgeAdModel):
 
     def resolved_layers(self) -> list[str]:
         """Layers to use (the explicit list or the model type's default)."""
+        if self.type == "auto":
+            raise ValueError("type auto has no layers of its own: resolve it to a candidate first")
         return list(self.layers or DEFAULT_LAYERS[self.type])
 
 

@@ -93,3 +93,28 @@ def test_accuracy_bench_scores_every_model_on_the_same_held_out_images(dataset, 
     assert run["edge_ad"]["coreset_s"] > 0 and run["anomalib"]["coreset_s"] > 0
     text = capsys.readouterr().out
     assert f"{dataset.name} (strength None; {test.labels.size} test images" in text and "speed-up" in text
+
+
+def test_ladder_measures_every_family_on_the_same_held_out_images(dataset, tmp_path, capsys):
+    from edge_ad.calibrate.metrics import auroc
+    from edge_ad.datasets.layout import find_category
+    from edge_ad.export.pipeline import split_test
+
+    out = tmp_path / "ladder.json"
+    args = ["bench", "ladder", "--data", str(dataset), "--models", "patchcore", "padim", "--image-size", "64"]
+    assert main([*args, "--json", str(out)]) == 0
+    (case,) = json.loads(out.read_text())["cases"]
+    _, test = split_test(find_category(dataset))
+    assert case["images"] == {"test": test.labels.size, "defects": int(test.labels.sum())}
+    rows = {r["type"]: r for r in case["rows"]}
+    assert list(rows) == ["patchcore", "padim"] and case["reference"] == "patchcore"
+    for r in rows.values():  # every figure measured on the held-out split, at the one size
+        assert r["auroc"] == pytest.approx(auroc(test.labels, np.array(r["scores"])))
+        assert r["low"] <= r["auroc"] <= r["high"] and 0.5 <= r["pixel_auroc"] <= 1
+        assert r["fp32_p50_ms"] > 0 and r["fit_s"] > 0 and r["bundle_mb"] > 0
+        assert r["int8_gate"] in ("pass", "rejected") and (r["int8_p50_ms"] is None) == (r["int8_auroc"] is None)
+    assert "diff" not in rows["patchcore"] and rows["padim"]["diff"] == pytest.approx(
+        rows["padim"]["auroc"] - rows["patchcore"]["auroc"]
+    )
+    text = capsys.readouterr().out
+    assert "| patchcore | " in text and "(reference)" in text and "64 px, seed 0" in text
