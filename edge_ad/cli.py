@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_ad.bundle.manifest import MODEL_TYPES
@@ -160,8 +161,7 @@ def _print_summary(result) -> None:
     print(f"\nbundle   {result.bundle}  ({total / 1e6:.1f} MB, {len(m.files)} files)")
     print(f"model    {m.model.type} / {m.model.backbone} {m.model.layers}  input {m.input.width}x{m.input.height}")
     print(f"time     fit {secs.get('fit', 0):.1f} s, INT8 {secs.get('quantize', 0):.1f} s, total {secs['total']:.1f} s")
-    _print_model_choice(m.metrics.get("model_choice"))
-    _print_input_size(m.metrics.get("input_size"))
+    _print_choices(m.metrics)
     print(
         f"{'variant':8s} {'status':9s} {'AUROC':>7s} {'PR-AUC':>7s} {'F1':>6s} {'recall':>7s} {'threshold':>10s} method"
     )
@@ -182,33 +182,26 @@ def _print_summary(result) -> None:
     print(f"report   {result.bundle / 'report' / 'report.html'}")
 
 
-def _print_model_choice(table: dict | None) -> None:
-    """The candidates of ``--model auto``, each with what decided it."""
+def _print_trials(label: str, table: dict | None, key: str, row: Callable[[dict], str]) -> None:
+    """A choice of the export summary (``input`` size, ``auto`` family): its rule, each candidate, its note."""
     if not table:
         return
-    print(f"auto     {table['chosen']}: {table['rule']}")
+    unit = " px" if key == "size" else ""
+    print(f"{label:8s} {table['chosen']}{unit}: {table['rule']}")
     for t in table["candidates"]:
-        chosen = "  <- chosen" if t["type"] == table["chosen"] else ""
-        print(
-            f"         {t['type']:20s} {t['size']:4d} px  validation AUROC {t['validation_auroc']:.4f}  "
-            f"p50 {t['p50_ms']:6.2f} ms  fit {t['fit_s']:.1f} s{chosen}"
-        )
-    if not table["within_budget"]:
-        print(f"note     no candidate within {table['budget_ms']:g} ms: the fastest was kept")
-
-
-def _print_input_size(table: dict | None) -> None:
-    """The input-size trials of the export summary, and the downscale note."""
-    if not table:
-        return
-    print(f"input    {table['chosen']} px: {table['rule']}")
-    for t in table["candidates"]:
-        chosen = "  <- chosen" if t["size"] == table["chosen"] else ""
-        print(
-            f"         {t['size']:4d} px  validation AUROC {t['validation_auroc']:.4f}  fit {t['fit_s']:.1f} s{chosen}"
-        )
+        chosen = "  <- chosen" if t[key] == table["chosen"] else ""
+        print(f"         {row(t)}  validation AUROC {t['validation_auroc']:.4f}  fit {t['fit_s']:.1f} s{chosen}")
     if table.get("note"):
         print(f"note     {table['note']}")
+
+
+def _print_choices(metrics: dict) -> None:
+    """The model family ``--model auto`` chose and the input size chosen from the data."""
+    choice = metrics.get("model_choice")
+    if choice and not choice["within_budget"]:
+        choice = {**choice, "note": f"no candidate within {choice['budget_ms']:g} ms: the fastest was kept"}
+    _print_trials("auto", choice, "type", lambda t: f"{t['type']:20s} {t['size']:4d} px  p50 {t['p50_ms']:6.2f} ms")
+    _print_trials("input", metrics.get("input_size"), "size", lambda t: f"{t['size']:4d} px")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
