@@ -121,6 +121,7 @@ def _recipe_from_args(args: argparse.Namespace):
         ("model", "exact_patches"): args.exact_patches,
         ("model", "coreset"): args.coreset,
         ("model", "epochs"): args.epochs,
+        ("model", "batch_size"): args.train_batch_size,
         ("model", "efficientad_size"): args.efficientad_size,
         ("model", "teacher"): args.teacher,
         ("model", "penalty_dir"): args.penalty_dir,
@@ -379,7 +380,9 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coreset", choices=["greedy", "fast", "anomalib"],
                    help="PatchCore coreset: greedy (k-center greedy, the default), fast (batched approximation), "
                    "anomalib (its own, slow)")  # fmt: skip
-    p.add_argument("--epochs", type=int, help="STFPM / EfficientAD training epochs")
+    p.add_argument("--epochs", type=int, help="epochs of STFPM, EfficientAD, FastFlow, RD and the autoencoders")
+    p.add_argument("--batch-size", dest="train_batch_size", type=int,
+                   help="training batch size (default 4 for FastFlow, RD and the autoencoders, else 16)")  # fmt: skip
     p.add_argument("--efficientad-size", choices=["small", "medium"], help="EfficientAD PDN size (default small)")
     p.add_argument("--teacher", type=Path, help="EfficientAD teacher from 'edge-ad distill-teacher' (default: cached)")
     p.add_argument("--penalty-dir", type=Path, help="EfficientAD penalty photos (default: scikit-image's)")

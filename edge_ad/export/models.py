@@ -62,7 +62,10 @@ def train(category: Category, recipe: ExportRecipe, workdir: Path) -> Trained:
     if kind.backbone is not None:
         loaded = load_backbone_weights(kind.backbone(module), weights)
         logger.info("backbone %s: %d tensors from %s", recipe.model.backbone, loaded, weights)
-    extra = {"max_epochs": recipe.model.epochs} if kind.epochs else {}
+    # anomalib validates after every epoch; the export only needs the trained model's state once, at the end
+    # (EfficientAD's map quantiles, post-processing statistics): a validation pass per epoch only costs time
+    epochs = recipe.model.epochs
+    extra = {"max_epochs": epochs, "check_val_every_n_epoch": epochs, "num_sanity_val_steps": 0} if kind.epochs else {}
     engine = Engine(
         accelerator="cpu",
         devices=1,

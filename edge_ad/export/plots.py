@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -12,13 +13,13 @@ import matplotlib.pyplot as plt
 
 from edge_ad.calibrate.metrics import pr_curve, roc_curve
 
-__all__ = ["confusion", "curves", "histogram"]
+__all__ = ["SigmaMarks", "confusion", "curves", "histogram", "histogram_figure"]
 
 COLORS = {"fp32": "tab:blue", "int8": "tab:orange"}
 
 
-def _save(fig: plt.Figure, path: Path) -> str:
-    fig.tight_layout()
+def _save(fig: plt.Figure, path: Path, bottom: float = 0.0) -> str:
+    fig.tight_layout(rect=(0, bottom, 1, 1))  # bottom: room for a note under the axes
     fig.savefig(path, dpi=90, metadata={"Software": None})
     plt.close(fig)
     return path.name
@@ -43,16 +44,41 @@ def curves(out: Path, labels: np.ndarray, scores: dict[str, np.ndarray]) -> list
     return [roc, _save(fig, out / "pr.png")]
 
 
-def histogram(out: Path, variant: str, labels: np.ndarray, scores: np.ndarray, threshold: float) -> str:
-    """Good and defect score histograms with the threshold; returns the file name."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    bins = np.linspace(min(scores.min(), threshold), max(scores.max(), threshold), 30)
+@dataclass(frozen=True)
+class SigmaMarks:
+    """A mean + k·sigma threshold's parts, to mark on a histogram (μ, σ of the good validation scores)."""
+
+    mean: float
+    std: float
+    k: float
+    note: str = ""  # shown under the plot (e.g. how many validation images lie above μ + kσ)
+
+
+def histogram_figure(
+    variant: str, labels: np.ndarray, scores: np.ndarray, threshold: float, sigma: SigmaMarks | None = None
+) -> plt.Figure:
+    """Good and defect score histograms with the threshold (and μ, μ + kσ when it is a sigma threshold)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5 if sigma is None else 4.0))
+    marks = [threshold] if sigma is None else [threshold, sigma.mean]
+    bins = np.linspace(min(scores.min(), *marks), max(scores.max(), *marks), 30)
     ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="good", color="tab:green")
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="defect", color="tab:red")
-    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
+    name = "threshold" if sigma is None else f"threshold μ + {sigma.k:g}σ"
+    ax.axvline(threshold, color="black", linestyle="--", label=f"{name} {threshold:.3g}")
+    if sigma is not None:
+        ax.axvline(sigma.mean, color="grey", linestyle=":", label=f"μ good (validation) {sigma.mean:.3g}")
+        fig.text(0.5, 0.01, sigma.note, ha="center", va="bottom", fontsize=7, wrap=True)
     ax.set(xlabel="raw anomaly score", ylabel="images", title=f"{variant.upper()} scores (test split)")
-    ax.legend()
-    return _save(fig, out / f"histogram_{variant}.png")
+    ax.legend(fontsize=8 if sigma is not None else None)
+    return fig
+
+
+def histogram(
+    out: Path, variant: str, labels: np.ndarray, scores: np.ndarray, threshold: float, sigma: SigmaMarks | None = None
+) -> str:
+    """Write :func:`histogram_figure`; returns the file name."""
+    fig = histogram_figure(variant, labels, scores, threshold, sigma)
+    return _save(fig, out / f"histogram_{variant}.png", bottom=0.0 if sigma is None else 0.08)
 
 
 def confusion(out: Path, variant: str, counts: dict[str, int]) -> str:

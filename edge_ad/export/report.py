@@ -25,7 +25,7 @@ from edge_ad.export.split import Split
 from edge_ad.report import data_uri, render_html
 from edge_ad.types import is_ng
 
-__all__ = ["REPORT_DIR", "build_report", "rebuild_report"]
+__all__ = ["REPORT_DIR", "SigmaCheck", "build_report", "rebuild_report", "sigma_check"]
 
 REPORT_DIR = "report"
 BOOTSTRAP = {"resamples": RESAMPLES, "level": 0.95, "seed": 0}
@@ -47,6 +47,53 @@ class VariantSection:
     pixel: PixelResult | None = None
     histogram: str = ""
     confusion: str = ""
+    sigma: SigmaCheck | None = None
+
+
+@dataclass(frozen=True)
+class SigmaCheck:
+    """A mean + k·sigma threshold: its parts and how many validation images score at or above it."""
+
+    mean: float  # of the good validation scores
+    std: float
+    k: float
+    value: float  # the threshold, mean + k * std
+    good_above: int
+    good: int
+    defect_above: int
+    defect: int
+
+    @property
+    def text(self) -> str:
+        """One sentence for the report."""
+        return (
+            f"Threshold μ + {self.k:g}σ of the good validation scores: {self.mean:.4g} + {self.k:g} × {self.std:.4g}"
+            f" = {self.value:.4g}. At or above it (NG): {self.good_above} of {self.good} good and"
+            f" {self.defect_above} of {self.defect} defect validation images."
+        )
+
+    def marks(self) -> plots.SigmaMarks:
+        """What the histogram marks."""
+        return plots.SigmaMarks(self.mean, self.std, self.k, self.text)
+
+
+def sigma_check(threshold: Threshold, validation: Split | None, scores: np.ndarray | None) -> SigmaCheck | None:
+    """The sigma threshold's parts and validation counts; None for another method or without its record."""
+    inputs = threshold.inputs
+    if threshold.method != "sigma" or validation is None or scores is None or not {"mean", "std", "k"} <= set(inputs):
+        return None
+    ng = is_ng(np.asarray(scores), threshold.value)
+    good = validation.labels == 0
+    return SigmaCheck(
+        mean=float(inputs["mean"]),
+        std=float(inputs["std"]),
+        k=float(inputs["k"]),
+        value=threshold.value,
+        good_above=int(ng[good].sum()),
+        good=int(good.sum()),
+        defect_above=int(ng[~good].sum()),
+        defect=int((~good).sum()),
+    )
 
 
 def _rows(splits: dict[str, Split], scores: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list[dict]]]:
@@ -137,6 +184,7 @@ def build_report(
         stats = classification_stats(test.labels, s, threshold)
         counts = {k: int(stats[k]) for k in ("tp", "fp", "fn", "tn")}
         operating = operating_points(test.labels, s, threshold)
+        sigma = sigma_check(variant.threshold, splits.get("validation"), scores[v].get("validation"))
         section = VariantSection(
             name=v,
             status=variant.status,
@@ -147,8 +195,9 @@ def build_report(
             operating=operating,
             counts=counts,
             pixel=pixel_result(maps[v], truth),
-            histogram=plots.histogram(out, v, test.labels, s, threshold),
+            histogram=plots.histogram(out, v, test.labels, s, threshold, sigma and sigma.marks()),
             confusion=plots.confusion(out, v, counts),
+            sigma=sigma,
         )
         sections.append(section)
     default = manifest.default_variant
@@ -170,6 +219,7 @@ def build_report(
         int8=manifest.metrics.get("int8"),
         latency=manifest.metrics.get("latency_ms"),
         input_size=manifest.metrics.get("input_size"),
+        model_choice=manifest.metrics.get("model_choice"),
         curves=plots.curves(out, test.labels, {v: scores[v]["test"] for v in scores}),
         galleries=shown,
         embed=lambda name: data_uri(out / name),
@@ -196,6 +246,7 @@ def _metrics_json(sections: list[VariantSection], splits: dict[str, Split], mani
         "operating_points": {s.name: [asdict(p) for p in s.operating] for s in sections},
         "pixel": {s.name: asdict(s.pixel) if s.pixel else None for s in sections},
         "pixel_note": note,
+        "sigma_threshold": {s.name: {**asdict(s.sigma), "text": s.sigma.text} for s in sections if s.sigma},
         **manifest.metrics,
     }
 

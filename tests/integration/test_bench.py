@@ -101,20 +101,21 @@ def test_ladder_measures_every_family_on_the_same_held_out_images(dataset, tmp_p
     from edge_ad.export.pipeline import split_test
 
     out = tmp_path / "ladder.json"
-    args = ["bench", "ladder", "--data", str(dataset), "--models", "patchcore", "padim", "--image-size", "64"]
+    args = ["bench", "ladder", "--data", str(dataset), "--models", "patchcore", "global_knn", "--image-size", "64"]
     assert main([*args, "--json", str(out)]) == 0
     (case,) = json.loads(out.read_text())["cases"]
     _, test = split_test(find_category(dataset))
     assert case["images"] == {"test": test.labels.size, "defects": int(test.labels.sum())}
     rows = {r["type"]: r for r in case["rows"]}
-    assert list(rows) == ["patchcore", "padim"] and case["reference"] == "patchcore"
+    assert list(rows) == ["patchcore", "global_knn"] and case["reference"] == "patchcore"
     for r in rows.values():  # every figure measured on the held-out split, at the one size
         assert r["auroc"] == pytest.approx(auroc(test.labels, np.array(r["scores"])))
-        assert r["low"] <= r["auroc"] <= r["high"] and 0.5 <= r["pixel_auroc"] <= 1
+        assert r["low"] <= r["auroc"] <= r["high"] and r["pixel_auroc"] is not None  # the data has masks
         assert r["fp32_p50_ms"] > 0 and r["fit_s"] > 0 and r["bundle_mb"] > 0
         assert r["int8_gate"] in ("pass", "rejected") and (r["int8_p50_ms"] is None) == (r["int8_auroc"] is None)
-    assert "diff" not in rows["patchcore"] and rows["padim"]["diff"] == pytest.approx(
-        rows["padim"]["auroc"] - rows["patchcore"]["auroc"]
+    assert rows["patchcore"]["pixel_auroc"] >= 0.6  # PatchCore localises; global_knn's map is a coarse stand-in
+    assert "diff" not in rows["patchcore"] and rows["global_knn"]["diff"] == pytest.approx(
+        rows["global_knn"]["auroc"] - rows["patchcore"]["auroc"]
     )
     text = capsys.readouterr().out
     assert "| patchcore | " in text and "(reference)" in text and "64 px, seed 0" in text

@@ -116,29 +116,16 @@ def test_recipe_reproduces_identical_files_with_user_weights(tmp_path, small_dat
 
 
 def test_int8_gate_refuses_and_keeps_fp32(tmp_path, small_data, monkeypatch, capsys):
-    # Whether full quantization wrecks lite0 features depends on the CPU the export runs on (AVX2
-    # without VNNI saturates u8 x s8 products; VNNI/AMX do not), so the bad INT8 model is made
-    # deterministic here: the real NNCF model with its score negated (it still has FakeQuantize ops).
-    import openvino.opset15 as ops
-
+    # the bad INT8 model is made deterministic: the real NNCF model with its score negated (FakeQuantize ops kept)
     from edge_ad.cli import main
     from edge_ad.commissioning import commission
     from edge_ad.export import pipeline
-    from edge_ad.inference.patchcore_graph import SCORE_OUTPUT
+    from tests.support.exports import negated_score
 
     real = pipeline.quantize
 
     def inverted(*args, **kwargs):
-        model = real(*args, **kwargs)
-        for result in model.get_results():
-            source = result.input_value(0)
-            if SCORE_OUTPUT in source.get_names():
-                negated = ops.negative(source)
-                source.get_tensor().set_names(set())
-                negated.output(0).get_tensor().set_names({SCORE_OUTPUT})
-                result.input(0).replace_source_output(negated.output(0))
-        model.validate_nodes_and_infer_types()
-        return model
+        return negated_score(real(*args, **kwargs))
 
     monkeypatch.setattr(pipeline, "quantize", inverted)
     args = ["export", "--data", str(small_data), "--out", str(tmp_path / "m"), "--name", "demo", "--max-drop", "0.01"]

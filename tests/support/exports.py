@@ -13,7 +13,7 @@ from edge_ad.publish import load_schema
 from tests.support.broker import Broker, Recorder
 from tests.support.station import edge_ad, station_config
 
-__all__ = ["anomalib_predict", "judge_replay", "replay_folder"]
+__all__ = ["anomalib_predict", "judge_replay", "negated_score", "replay_folder"]
 
 
 def anomalib_predict(result) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +65,24 @@ def judge_replay(bundle: Path, broker: Broker, tmp_path: Path, station: str, **m
     for v in verdicts:
         jsonschema.validate(v, schema)
     return verdicts, labels
+
+
+def negated_score(model):
+    """An NNCF model with its score negated: an INT8 variant the gate must refuse (still quantized).
+
+    Whether real quantization wrecks a model depends on the CPU the export runs on (AVX2 without VNNI
+    saturates u8 x s8 products; VNNI/AMX do not), so a refused INT8 is made deterministic this way.
+    """
+    import openvino.opset15 as ops
+
+    from edge_ad.inference.patchcore_graph import SCORE_OUTPUT
+
+    for result in model.get_results():
+        source = result.input_value(0)
+        if SCORE_OUTPUT in source.get_names():
+            negated = ops.negative(source)
+            source.get_tensor().set_names(set())
+            negated.output(0).get_tensor().set_names({SCORE_OUTPUT})
+            result.input(0).replace_source_output(negated.output(0))
+    model.validate_nodes_and_infer_types()
+    return model

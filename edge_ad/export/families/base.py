@@ -170,7 +170,7 @@ class Family:
         epochs: Trained for ``recipe.model.epochs`` epochs (else anomalib's own one-pass fit).
         backbone: Where the backbone's ImageNet weights are loaded; None when the family has no such backbone.
         timm_layers: ``recipe.model.layers`` are timm feature layers of ``recipe.model.backbone`` (checked early).
-        train_batch_size: Fixed training batch size (None: ``recipe.model.batch_size``).
+        train_batch_size: Fixed training batch size (None: ``recipe.model.resolved_batch_size()``).
         params: Manifest ``model.params`` beyond image size and seed.
     """
 

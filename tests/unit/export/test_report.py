@@ -12,9 +12,11 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from edge_ad.bundle import Bundle, load_bundle
+from edge_ad.bundle import Bundle, Threshold, load_bundle
+from edge_ad.calibrate.threshold import choose_threshold
 from edge_ad.datasets.layout import mask_path
-from edge_ad.export.report import build_report, rebuild_report
+from edge_ad.export import plots
+from edge_ad.export.report import build_report, rebuild_report, sigma_check
 from edge_ad.export.split import Split
 from edge_ad.inference import AnomalyModel
 from tests.support.tiny_bundle import defect_image, good_image, make_tiny_bundle
@@ -145,3 +147,68 @@ def test_rebuilt_report_has_the_same_numbers_and_handles_an_old_manifest(exporte
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["intervals"] == first["intervals"] and again["pixel"] == first["pixel"]  # fixed seed
     assert "Not measured at export" in html and "Not recorded" in html and "No INT8 gate recorded" in html
+
+
+def sigma_threshold(good: np.ndarray, k: float = 3.0) -> Threshold:
+    return choose_threshold("sigma", good, k=k)
+
+
+def test_a_sigma_threshold_marks_mu_and_mu_plus_k_sigma_on_the_histogram():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(40, int), np.ones(10, int)]
+    scores = np.r_[rng.normal(1.0, 0.1, 40), rng.normal(1.6, 0.2, 10)]
+    marks = plots.SigmaMarks(mean=1.0, std=0.1, k=3.0, note="counts go here")
+    fig = plots.histogram_figure("fp32", labels, scores, 1.3, marks)
+    try:
+        lines = {line.get_label(): line.get_xdata()[0] for line in fig.axes[0].get_lines()}
+        assert lines == {"threshold μ + 3σ 1.3": 1.3, "μ good (validation) 1": 1.0}
+        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert legend == ["good", "defect", "threshold μ + 3σ 1.3", "μ good (validation) 1"]
+        assert "counts go here" in [t.get_text() for t in fig.texts]
+    finally:
+        plots.plt.close(fig)
+    plain = plots.histogram_figure("fp32", labels, scores, 1.3)  # another method: the threshold alone
+    try:
+        assert [line.get_label() for line in plain.axes[0].get_lines()] == ["threshold 1.3"] and not plain.texts
+    finally:
+        plots.plt.close(plain)
+
+
+def test_sigma_check_counts_the_validation_images_at_or_above_mu_plus_k_sigma():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    scores = np.array([1.0, 2.0, 3.0, 10.0, 2.0, 20.0, 30.0])
+    threshold = sigma_threshold(scores[:4], k=1.0)  # mean 4, std (ddof 1) 4.08: 8.08
+    val = Split("validation", [Path(f"{i}.png") for i in range(7)], labels, ["good"] * 4 + ["hole"] * 3)
+    check = sigma_check(threshold, val, scores)
+    assert (check.mean, check.k) == (4.0, 1.0) and check.value == pytest.approx(4.0 + np.std(scores[:4], ddof=1))
+    assert (check.good_above, check.good, check.defect_above, check.defect) == (1, 4, 2, 3)
+    assert check.text.endswith("At or above it (NG): 1 of 4 good and 2 of 3 defect validation images.")
+    assert "μ + 1σ of the good validation scores: 4 + 1 × 4.082 = 8.082" in check.text
+    assert sigma_check(choose_threshold("f1", scores[:4], scores[4:]), val, scores) is None
+    assert sigma_check(threshold.model_copy(update={"inputs": {}}), val, scores) is None  # an old record
+    assert sigma_check(threshold, None, None) is None
+
+
+def test_the_report_of_a_sigma_threshold_says_where_mu_plus_k_sigma_falls(exported, tmp_path):
+    bundle, splits, scores = exported
+    val = splits["validation"]
+    variants = {}
+    for name, variant in bundle.manifest.variants.items():
+        good = scores[name]["validation"][val.labels == 0]
+        variants[name] = variant.model_copy(update={"threshold": sigma_threshold(good)})
+    manifest = bundle.manifest.model_copy(update={"variants": variants})
+    build_report(bundle.path, manifest, splits, scores, out=tmp_path / "r")
+    numbers = json.loads((tmp_path / "r" / "metrics.json").read_text())["sigma_threshold"]
+    assert set(numbers) == {"fp32", "int8"}
+    for name, check in numbers.items():
+        s = scores[name]["validation"]
+        good, bad = s[val.labels == 0], s[val.labels == 1]
+        value = good.mean() + 3 * good.std(ddof=1)
+        assert check["k"] == 3.0 and check["value"] == pytest.approx(value)
+        assert check["good_above"] == int((good >= value).sum()) and check["good"] == 6
+        assert check["defect_above"] == int((bad >= value).sum()) == 6  # the tiny model separates the classes
+        assert check["text"].endswith(f"{check['good_above']} of 6 good and 6 of 6 defect validation images.")
+    assert (tmp_path / "r" / "histogram_fp32.png").is_file()
+    # a bundle whose threshold is not sigma has no such section
+    build_report(bundle.path, bundle.manifest, splits, scores, out=tmp_path / "plain")
+    assert json.loads((tmp_path / "plain" / "metrics.json").read_text())["sigma_threshold"] == {}
