@@ -68,7 +68,7 @@ class Lite0Features(nn.Module):
         for i, block in enumerate(net.blocks):
             x = block(x)
             if i in self.indices:
-                out[self.layers[self.indices.index(i)]] = x
+                out[self.layers[self.indices.index(i)]] = x.contiguous()  # anomalib's RD loss flattens with view()
         return out
 
 

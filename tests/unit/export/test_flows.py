@@ -110,3 +110,12 @@ def test_packaged_imagenet_weights_fill_the_backbone(kind):
     before = backbone.conv_stem.weight.clone()
     assert load_backbone_weights(backbone, packaged_weights(LITE0)) == len(backbone.state_dict())
     assert not torch.equal(before, backbone.conv_stem.weight)
+
+
+def test_lite0_maps_are_contiguous_whatever_the_input_layout():
+    """Images resized by the runtime's resize arrive channels-last; anomalib's RD loss flattens maps with view()."""
+    import torch
+
+    net = Lite0Features(LITE0, LAYERS, (128, 128))
+    images = torch.rand(4, 128, 128, 3).permute(0, 3, 1, 2)  # NHWC memory, as RuntimeResize builds a batch
+    assert all(m.is_contiguous() for m in net(images).values())
