@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -522,6 +524,18 @@ def test_broker_outage_mid_stream_loses_nothing(tiny_models, tmp_path):
     assert before < 120 and "broker" in stderr
 
 
+def _spooled(path: Path) -> int:
+    """Rows in a spool database another process writes (read-only: 0 while it does not exist yet)."""
+    if not path.exists():
+        return 0
+    with (
+        contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db,
+        contextlib.suppress(sqlite3.OperationalError),  # the table is not created yet
+    ):
+        return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+    return 0
+
+
 def test_sigkill_with_broker_down_keeps_spooled_verdicts_and_their_numbers(tiny_models, tmp_path):
     """kill -9 while the broker is down; the restarted daemon delivers the spool first and continues the sequence."""
     from tests.support.broker import start_mosquitto
@@ -530,11 +544,15 @@ def test_sigkill_with_broker_down_keeps_spooled_verdicts_and_their_numbers(tiny_
     port = free_port()
     frames = _looping_frames(tmp_path)
     sections = {"camera": {"fps": 20, "loop": True}, "mqtt": {"connect_timeout_s": 1}, "station": "killed"}
+    from edge_ad.publish.spool import Spool
+
     proc = start_daemon(station_config(tmp_path, str(frames), tiny_models / "tiny", port, **sections))
-    time.sleep(4)  # ~60 verdicts into the spool
+    path = tmp_path / "state" / "spool.sqlite"
+    deadline = time.monotonic() + 120  # start-up and self-test take seconds, more on a loaded machine
+    while time.monotonic() < deadline and proc.poll() is None and _spooled(path) < 30:
+        time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    from edge_ad.publish.spool import Spool
 
     spool = Spool(tmp_path / "state" / "spool.sqlite")
     killed, last = len(spool), spool.last_seq()
