@@ -235,6 +235,7 @@ def _source_size(category: Category, roi: tuple[int, int, int, int] | None) -> t
 class Trial:
     """A trained candidate's FP32 IR scored on the validation split by the runtime, like the final bundle."""
 
+    trained: Trained
     validation_auroc: float
     p50_ms: float
     fp32: ov.Model
@@ -248,28 +249,30 @@ def _trial(name: str, trained: Trained, recipe: ExportRecipe, val: Split, stagin
     manifest = _provisional_manifest(name, trained, recipe, staging, ["fp32"], output_names(fp32))
     latency: list[float] = []
     scores = _scores(Bundle(path=staging, manifest=manifest), "fp32", val, latency)
-    return Trial(auroc(val.labels, scores), float(np.percentile(latency, 50)), fp32)
+    return Trial(trained, auroc(val.labels, scores), float(np.percentile(latency, 50)), fp32)
 
 
 def _choose_model(
     category: Category, recipe: ExportRecipe, name: str, val: Split, workdir: Path
-) -> tuple[ExportRecipe, dict | None, dict[int, Trained]]:
+) -> tuple[ExportRecipe, dict | None, dict[int, Trial]]:
     """``model.type: auto``: each candidate family fitted and tried at one size; the recipe with the chosen type.
 
     Returns the recipe (unchanged unless auto), ``metrics.model_choice`` (None unless auto) and the chosen
-    family's model already trained at the trial size.
+    family's trial at the trial size (trained, converted and scored: not done again).
     """
     if recipe.model.type != "auto":
         return recipe, None, {}
     m = recipe.model
     size = m.image_size or max(s for s in candidate_sizes(_source_size(category, recipe.roi), "patchcore") if s <= 192)
     logger.info("[1/5] model auto: trying %s at %d px", ", ".join(m.auto_candidates), size)
-    trials, fitted = [], {}
+    trials, tried = [], {}
     for kind in m.auto_candidates:
         candidate = _with_model(recipe, type=kind, image_size=size)
-        fitted[kind] = train(category, candidate, workdir / f"anomalib-{kind}")
-        tried = _trial(name, fitted[kind], candidate, val, workdir / f"auto-{kind}")
-        trials.append(ModelTrial(kind, size, tried.validation_auroc, tried.p50_ms, round(fitted[kind].fit_seconds, 2)))
+        trained = train(category, candidate, workdir / f"anomalib-{kind}")
+        tried[kind] = _trial(name, trained, candidate, val, workdir / f"auto-{kind}")
+        trials.append(
+            ModelTrial(kind, size, tried[kind].validation_auroc, tried[kind].p50_ms, round(trained.fit_seconds, 2))
+        )
     chosen = choose_model(trials, m.auto_latency_ms)
     for t in trials:
         logger.info(
@@ -279,7 +282,7 @@ def _choose_model(
             t.p50_ms,
             " <- chosen" * (t.type == chosen),
         )
-    return _with_model(recipe, type=chosen), model_table(trials, chosen, m.auto_latency_ms), {size: fitted[chosen]}
+    return _with_model(recipe, type=chosen), model_table(trials, chosen, m.auto_latency_ms), {size: tried[chosen]}
 
 
 def _fit(
@@ -288,13 +291,13 @@ def _fit(
     name: str,
     val: Split,
     workdir: Path,
-    prefit: dict[int, Trained] | None = None,
+    prefit: dict[int, Trial] | None = None,
 ) -> tuple[Trained, dict, ov.Model | None]:
     """Train at the recipe's input size, or at each candidate size and keep the best small one.
 
-    ``prefit``: models of this recipe already trained, by size (not trained again). Returns the trained
-    model, ``metrics.input_size`` (trials, choice, rule, downscale note) and the chosen model's FP32 IR
-    when the choice already converted it (None: not converted yet).
+    ``prefit``: trials of this recipe already made, by size (not trained or scored again). Returns the
+    trained model, ``metrics.input_size`` (trials, choice, rule, downscale note) and the chosen model's
+    FP32 IR when a trial already converted it (None: not converted yet).
     """
     source = _source_size(category, recipe.roi)
     images = len(list_images(category.train_good))
@@ -309,13 +312,19 @@ def _fit(
     )
     prefit = prefit or {}
     fitted = {
-        size: prefit.get(size) or train(category, _with_model(recipe, image_size=size), workdir / f"anomalib-{size}")
+        size: prefit[size].trained
+        if size in prefit
+        else train(category, _with_model(recipe, image_size=size), workdir / f"anomalib-{size}")
         for size in sizes
     }
     if len(sizes) == 1:
         rule = RULE_FIXED if fixed is not None else RULE_ONLY
-        return fitted[sizes[0]], size_table([], sizes[0], rule, source, recipe.roi), None
-    scored = {size: _trial(name, trained, recipe, val, workdir / f"size-{size}") for size, trained in fitted.items()}
+        converted = prefit[sizes[0]].fp32 if sizes[0] in prefit else None
+        return fitted[sizes[0]], size_table([], sizes[0], rule, source, recipe.roi), converted
+    scored = {
+        size: prefit.get(size) or _trial(name, trained, recipe, val, workdir / f"size-{size}")
+        for size, trained in fitted.items()
+    }
     trials = [
         SizeTrial(size, scored[size].validation_auroc, round(trained.fit_seconds, 2))
         for size, trained in fitted.items()

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from edge_ad.bundle.manifest import ModelType
 from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.loader import read_yaml_model
+from edge_ad.export.model_choice import AUTO_CANDIDATES
 
 __all__ = ["ExportRecipe", "Int8Options", "ModelOptions", "ThresholdOptions", "load_recipe"]
 
@@ -53,7 +54,7 @@ class ModelOptions(EdgeAdModel):
         "within auto_latency_ms (the report shows every candidate).",
     )
     auto_candidates: list[ModelType] = Field(
-        ["patchcore", "padim", "global_knn"],
+        list(AUTO_CANDIDATES),
         min_length=1,
         description="type auto: the families tried (default: those that fit without training epochs).",
     )

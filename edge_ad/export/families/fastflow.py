@@ -86,13 +86,10 @@ def _build(recipe: ExportRecipe) -> nn.Module:
         )
 
 
-def _backbone(module: nn.Module) -> nn.Module:
-    return module.model.feature_extractor.feature_extractor
-
-
 def _params(recipe: ExportRecipe, module: nn.Module) -> dict:
     return {"epochs": recipe.model.epochs, "flow_steps": FLOW_STEPS, "hidden_ratio": HIDDEN_RATIO}
 
 
-# timm_layers=False: blocks.3 is no timm feature layer; Lite0Features checks the layers itself
-FAMILY = Family(build=_build, epochs=True, backbone=_backbone, timm_layers=False, params=_params)
+# timm_layers=False: blocks.3 is no timm feature layer; Lite0Features checks the layers itself. The ImageNet
+# weights go to module.model.feature_extractor.feature_extractor, the Family default.
+FAMILY = Family(build=_build, epochs=True, timm_layers=False, params=_params)
