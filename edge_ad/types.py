@@ -7,7 +7,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-__all__ = ["Frame", "Result", "Verdict", "is_ng", "score_norm"]
+__all__ = ["CameraStamp", "Frame", "Result", "Verdict", "is_ng", "score_norm"]
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,24 @@ class Frame:
         ts: Wall-clock capture time (seconds since the epoch).
         index: Running frame number of the source since it was opened.
         origin: Where the frame came from (file name, device, URL); for logs and evidence.
+        camera: The camera's own frame id and timestamp (GenICam cameras), carried into the verdict.
+        trigger: The software trigger that made the camera take this frame (bound by the source), if any.
     """
 
     image: np.ndarray
     ts: float
     index: int
     origin: str = ""
+    camera: CameraStamp | None = None
+    trigger: object | None = None
+
+
+@dataclass(frozen=True)
+class CameraStamp:
+    """What an industrial camera says about a frame: its frame (block) id and its own clock in nanoseconds."""
+
+    frame_id: int
+    timestamp_ns: int
 
 
 @dataclass(frozen=True)

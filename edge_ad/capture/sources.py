@@ -1,4 +1,4 @@
-"""Frame sources: OpenCV devices, streams and video files, and image-folder replay."""
+"""Frame sources: OpenCV devices, streams and video files, image-folder replay, GenICam cameras (Aravis)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Protocol
 
 import cv2
 
+from edge_ad.capture.poll import Idle
 from edge_ad.config import CameraConfig
+from edge_ad.config.camera import genicam_device
 from edge_ad.datasets.layout import list_images
 from edge_ad.errors import CameraError
 from edge_ad.guard import RateLimitedLog
@@ -23,12 +25,17 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our errors n
 
 
 class FrameSource(Protocol):
-    """Anything that yields frames; ``read`` returns None when a finite source is exhausted."""
+    """Anything that yields frames; ``read`` returns None when a finite source is exhausted.
+
+    ``live`` sources (cameras, streams) run at their own pace: frames the consumer has no time for are
+    dropped. The others (files, folders, triggered cameras: every frame is a part) wait for the consumer.
+    """
 
     name: str
+    live: bool
 
-    def read(self) -> Frame | None:
-        """Next frame, or None at the end of a non-looping file or folder."""
+    def read(self) -> Frame | Idle | None:
+        """Next frame; IDLE when a triggered camera has none yet but answers; None at the end of a file or folder."""
         ...
 
     def close(self) -> None:
@@ -58,6 +65,7 @@ class FolderSource:
 
     def __init__(self, folder: Path, fps: float | None = None, loop: bool = False) -> None:
         self.name = str(folder)
+        self.live = False
         if not folder.is_dir():
             raise CameraError(f"camera.source: folder {folder} does not exist; check the path or mount")
         self.files = list_images(folder)
@@ -120,6 +128,7 @@ class OpenCVSource:
         source = _device(config.source)
         self.name = str(source)
         self.is_file = isinstance(source, str) and "://" not in source and not source.startswith("/dev/")
+        self.live = not self.is_file
         if self.is_file and not Path(source).is_file():
             raise CameraError(f"camera.source: video file {source} does not exist; check the path")
         timeout_ms = int(config.open_timeout_s * 1000)
@@ -173,7 +182,7 @@ class OpenCVSource:
 
 
 def open_source(config: CameraConfig) -> FrameSource:
-    """Open the configured source: a directory replays images, anything else goes to OpenCV.
+    """Open the configured source: a folder replays images, genicam:// is a camera through Aravis, else OpenCV.
 
     Raises:
         CameraError: The source cannot be opened.
@@ -181,4 +190,8 @@ def open_source(config: CameraConfig) -> FrameSource:
     source = config.source
     if isinstance(source, str) and os.path.isdir(source):
         return FolderSource(Path(source), fps=config.fps, loop=config.loop)
+    if genicam_device(source) is not None:
+        from edge_ad.capture.genicam.source import GenicamSource  # PyGObject: only with the genicam extra
+
+        return GenicamSource(config)
     return OpenCVSource(config)

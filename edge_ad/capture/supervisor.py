@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge_ad.capture.sources import FrameSource, OpenCVSource, open_source
+from edge_ad.capture.poll import IDLE
+from edge_ad.capture.sources import FrameSource, open_source
 from edge_ad.config import CameraConfig
 from edge_ad.errors import CameraError
 from edge_ad.types import Frame
@@ -89,7 +90,7 @@ class CaptureSupervisor:
             generation = self._generation
             self._bad_before += getattr(self._source, "bad_frames", 0)
             self._source = source
-            self._lossless = not isinstance(source, OpenCVSource) or source.is_file
+            self._lossless = not source.live
             self._heartbeat = time.monotonic()
             self._failure = None
         reader = threading.Thread(target=self._read, args=(source, generation), name="camera-reader", daemon=True)
@@ -132,6 +133,8 @@ class CaptureSupervisor:
             if not self._current(generation):
                 return
             self._heartbeat = time.monotonic()
+            if frame is IDLE:  # a triggered camera waiting, and answering
+                continue
             item = _END if frame is None else frame
             while self._current(generation):
                 try:
@@ -185,6 +188,32 @@ class CaptureSupervisor:
         with self._lock:
             self._generation += 1
             self._source = None
+
+    def fire(self, token: object) -> None:
+        """Software trigger: the camera takes a frame now, and that frame carries ``token`` (any thread).
+
+        Raises:
+            CameraError: The camera is offline, cannot be triggered by software, or refused the command.
+        """
+        source = self._source
+        fire = getattr(source, "fire", None)
+        if source is None or self.state != "online":
+            raise CameraError(f"camera {self.name} is offline")
+        if fire is None:
+            raise CameraError(f"camera {self.name} cannot be triggered by software")
+        fire(token)
+
+    def counters(self) -> dict[str, int] | None:
+        """The camera's own acquisition statistics (GenICam: incomplete frames, packet resends), if it has any."""
+        source = self._source
+        counters = getattr(source, "counters", None)
+        if counters is None:
+            return None
+        try:
+            return counters()
+        except Exception as exc:  # a camera going away mid-read: no statistics this time
+            logger.debug("camera %s: no counters: %s", self.name, exc)
+            return None
 
     def get(self, timeout: float) -> Frame | None:
         """The next frame, or None when none arrived within ``timeout``.

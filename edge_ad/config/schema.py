@@ -65,6 +65,21 @@ class EdgeAdConfig(EdgeAdModel):
         return self
 
     @model_validator(mode="after")
+    def _genicam_trigger_matches_the_service_mode(self) -> EdgeAdConfig:
+        trigger, mode = self.camera.genicam_trigger, self.service.mode
+        if trigger == "software" and mode != "triggered":
+            raise ValueError(
+                "camera.genicam.trigger: software fires the camera on each trigger message; it needs "
+                "service.mode: triggered"
+            )
+        if trigger == "hardware" and mode != "free_run":
+            raise ValueError(
+                "camera.genicam.trigger: hardware judges every frame the trigger line produces; it needs "
+                "service.mode: free_run (service.every_nth: 1)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sparkplug_has_a_client_of_its_own(self) -> EdgeAdConfig:
         json_client = self.mqtt.client_id or f"edge-ad-{self.station}"
         if self.sparkplug.enabled and self.sparkplug.client_id_for(self.station) == json_client:

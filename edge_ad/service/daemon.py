@@ -19,7 +19,7 @@ from edge_ad.cases.store import cases_dir, embedding_space, require_qdrant
 from edge_ad.commissioning import load_model
 from edge_ad.config import EdgeAdConfig
 from edge_ad.config.loader import writable_dir
-from edge_ad.errors import BrokerError, ModelLoadError
+from edge_ad.errors import BrokerError, CameraError, ModelLoadError
 from edge_ad.guard import Guard, RateLimitedLog
 from edge_ad.inference import compile_cache
 from edge_ad.inference.engine import AnomalyModel, InferPipeline, Scored
@@ -117,6 +117,7 @@ class Daemon:
         spool = open_spool(state_dir, config.mqtt, on_alarm=self._publish_status)
         service = config.service
         self.triggers = TriggerInbox(timeout_s=service.trigger_timeout_s) if service.mode == "triggered" else None
+        self.software_trigger = config.camera.genicam_trigger == "software"  # a trigger fires the camera
         self._rejections = RateLimitedLog(logger)
         self.debouncer = Debouncer(service.debounce.n, service.debounce.m) if service.debounce else None
         topics = Topics(config.station, config.mqtt.prefix)
@@ -317,12 +318,21 @@ class Daemon:
             )
         if self.camera.state != "online" and self._phase == "serving":  # starting: its first frame may be coming
             raise TriggerRejected("camera", f"camera {self.camera.state}: no frame to judge")
-        self.triggers.push(part_id, sent_at, reply, now=time.time())
+        queued = self.triggers.push(part_id, sent_at, reply, now=time.time())
+        if queued is not None and self.software_trigger:
+            try:
+                self.camera.fire(queued)  # the frame it takes comes back bound to this trigger
+            except CameraError as exc:
+                if self.triggers.cancel(queued):
+                    raise TriggerRejected("camera", str(exc)) from None
 
     def _select(self, frame: Frame) -> dict | None:
         """Verdict extras when this frame is to be scored, else None (free-run Nth frame / triggers)."""
         if self.triggers is not None:
-            part = self.triggers.take_for(frame.ts)
+            if self.software_trigger:  # the camera says which trigger made this frame
+                part = self.triggers.take_bound(frame.trigger, frame.ts) if frame.trigger is not None else None
+            else:
+                part = self.triggers.take_for(frame.ts)
             if part is None:
                 return None
             return {"trigger": {"id": part.id}, REPLY: part.reply} if part.reply else {"trigger": {"id": part.id}}
@@ -358,6 +368,7 @@ class Daemon:
                 "dropped_frames": self.camera.dropped,
                 "bad_frames": self.camera.bad_frames,
                 "camera": self.camera.state,
+                "camera_counters": self.camera.counters(),
                 "device": details["device"],
                 "model": details["model"],
                 "spooled": self.publisher.unacknowledged,
@@ -407,6 +418,8 @@ class Daemon:
         self.seq += 1
         self.scored += 1
         verdict = judge(result, frame, threshold, self.seq, model_info(scored.model))
+        if frame.camera is not None:
+            extra["camera"] = {"frame_id": frame.camera.frame_id, "timestamp_ns": frame.camera.timestamp_ns}
         if self.debouncer is not None:
             extra["raw_verdict"] = verdict.verdict
             verdict = replace(verdict, verdict="NG" if self.debouncer.update(verdict.verdict == "NG") else "OK")
@@ -487,6 +500,8 @@ class Daemon:
                     break
                 if frame is None:
                     self._handle_all(self.pipeline.drain())  # idle camera: nothing stays in flight
+                    if self.triggers is not None:
+                        self.triggers.expire(time.time())  # a triggered camera that took no frame for it
                     continue
                 self.notifier.progress()  # a frame arrived: camera and loop are alive
                 if self.triggers is not None:

@@ -143,20 +143,24 @@ class TriggerInbox:
 
     def push(
         self, part_id: str | int, received_ts: float, reply: TriggerReply | None = None, now: float | None = None
-    ) -> None:
+    ) -> Trigger | None:
         """Queue a trigger (the oldest is dropped beyond ``max_pending``); ``reply`` hears what becomes of it.
 
         ``received_ts`` is when it was sent at the earliest; with ``now``, one already older than ``timeout_s``
         (it waited at the broker while the station was away; 0: for an unknown time) expires at once.
+
+        Returns:
+            The queued trigger, or None when it expired on arrival or the station is stopping.
         """
         if now is not None and now - received_ts > self.timeout_s:
             self._expire_on_arrival(part_id, received_ts, reply, now)
-            return
-        dropped = None
+            return None
+        dropped = queued = None
         with self._lock:
             closed = self._closed
             if closed is None:
-                self._pending.append(Trigger(part_id, received_ts, reply))
+                queued = Trigger(part_id, received_ts, reply)
+                self._pending.append(queued)
                 self.accepted += 1
                 if len(self._pending) > self.max_pending:
                     dropped = self._pending.popleft()
@@ -168,6 +172,7 @@ class TriggerInbox:
             self._log.warning("dropped", "trigger %s %s", dropped.id, reason)
             if dropped.reply is not None:
                 dropped.reply.lost(TriggerRejected("dropped", reason))
+        return queued
 
     def _expire_on_arrival(self, part_id: str | int, sent: float, reply: TriggerReply | None, now: float) -> None:
         with self._lock:
@@ -197,27 +202,72 @@ class TriggerInbox:
 
     def take_for(self, frame_ts: float) -> Trigger | None:
         """The oldest trigger that this frame answers (captured at or after the trigger), if any."""
+        with self._lock:
+            expired = self._expire_locked(frame_ts)
+            found = self._pending.popleft() if self._pending and frame_ts >= self._pending[0].received_ts else None
+        self._tell_expired(expired)
+        return found
+
+    def take_bound(self, trigger: object, frame_ts: float) -> Trigger | None:
+        """The trigger a camera bound to its frame (software trigger), if it still waits.
+
+        Triggers queued before it are answered ``expired`` now: their frames were lost on the way (the
+        camera's frame ids skipped them), so none will come.
+        """
+        lost: list[Trigger] = []
+        with self._lock:
+            expired = self._expire_locked(frame_ts)
+            if trigger not in self._pending:
+                found = None
+            else:
+                while self._pending[0] is not trigger:
+                    lost.append(self._pending.popleft())
+                found = self._pending.popleft()
+                self.expired += len(lost)
+        self._tell_expired(expired)
+        self._tell_expired(lost, "expired: the camera lost the frame it took for it (see camera counters)")
+        return found
+
+    def cancel(self, trigger: Trigger) -> bool:
+        """Take back a queued trigger that cannot be served (the camera refused to fire); False if gone."""
+        with self._lock:
+            try:
+                self._pending.remove(trigger)
+            except ValueError:
+                return False
+            self.accepted -= 1
+        return True
+
+    def expire(self, now: float) -> None:
+        """Answer the triggers that waited longer than ``timeout_s`` (called while no frame comes)."""
+        with self._lock:
+            expired = self._expire_locked(now)
+        self._tell_expired(expired)
+
+    def _expire_locked(self, now: float) -> list[Trigger]:
+        """Pop the triggers older than ``timeout_s`` or withdrawn by their caller; the first kind to be told."""
         expired: list[Trigger] = []
         withdrawn = 0
-        with self._lock:
-            while self._pending and (
-                frame_ts - self._pending[0].received_ts > self.timeout_s
-                or (self._pending[0].reply is not None and self._pending[0].reply.withdrawn)
-            ):
-                old = self._pending.popleft()
-                if old.reply is not None and old.reply.withdrawn:
-                    withdrawn += 1  # its caller already gave up (and was told so)
-                else:
-                    expired.append(old)
-            self.expired += len(expired) + withdrawn
-            found = self._pending.popleft() if self._pending and frame_ts >= self._pending[0].received_ts else None
-        if expired:
-            reason = f"expired: no frame within {self.timeout_s:.1f} s of it"
-            self._log.warning("expired", "trigger %s %s (%d so far)", expired[-1].id, reason, self.expired)
-            for old in expired:
-                if old.reply is not None:
-                    old.reply.lost(TriggerRejected("expired", reason))
-        return found
+        while self._pending and (
+            now - self._pending[0].received_ts > self.timeout_s
+            or (self._pending[0].reply is not None and self._pending[0].reply.withdrawn)
+        ):
+            old = self._pending.popleft()
+            if old.reply is not None and old.reply.withdrawn:
+                withdrawn += 1  # its caller already gave up (and was told so)
+            else:
+                expired.append(old)
+        self.expired += len(expired) + withdrawn
+        return expired
+
+    def _tell_expired(self, expired: list[Trigger], reason: str = "") -> None:
+        if not expired:
+            return
+        reason = reason or f"expired: no frame within {self.timeout_s:.1f} s of it"
+        self._log.warning("expired", "trigger %s %s (%d so far)", expired[-1].id, reason, self.expired)
+        for old in expired:
+            if old.reply is not None:
+                old.reply.lost(TriggerRejected("expired", reason))
 
 
 class Debouncer:

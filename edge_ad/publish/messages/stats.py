@@ -36,6 +36,20 @@ class Triggers(Message):
     )
 
 
+class CameraCounters(Message):
+    """GenICam cameras: the acquisition statistics of the current connection (Aravis stream)."""
+
+    incomplete_frames: Count = Field(description="Frames that arrived incomplete or unreadable: dropped, never judged.")
+    lost_triggers: Count | None = Field(
+        None, description="Software triggers whose frame did not come within frame_timeout_s, or came incomplete."
+    )
+    missing_frames: Count | None = Field(None, description="Frames the camera sent that never arrived.")
+    underruns: Count | None = Field(None, description="Frames the camera sent while no buffer was free (buffers).")
+    missing_packets: Count | None = Field(None, description="GigE: stream packets lost (before resends).")
+    resend_requests: Count | None = Field(None, description="GigE: packet resends requested from the camera.")
+    resent_packets: Count | None = Field(None, description="GigE: packets recovered by a resend.")
+
+
 class Evidence(Message):
     """Evidence files."""
 
@@ -134,6 +148,9 @@ class StatsMessage(Header):
         None, description="Frames the camera delivered that could not be decoded (skipped, counted)."
     )
     camera: Literal["online", "offline"]
+    camera_counters: CameraCounters | None = Field(
+        None, description="GenICam cameras: acquisition statistics since the camera was (re)opened."
+    )
     device: str
     model: ModelInfo
     spooled: Count = Field(description="Verdicts waiting for the broker's acknowledgement.")

@@ -33,6 +33,15 @@ class TriggerRef(Message):
     id: str | int = Field(description="The trigger's id exactly as sent, with its JSON type (4711 stays a number).")
 
 
+class CameraFrame(Message):
+    """What a GenICam camera said about the frame: match parts by it on the PLC side."""
+
+    frame_id: int = Field(ge=0, description="The camera's frame (block) id; GigE Vision 1.x wraps 65535 -> 1.")
+    timestamp_ns: int = Field(
+        ge=0, description="The camera's own timestamp of the exposure in nanoseconds (its clock, not the host's)."
+    )
+
+
 class Hint(Message):
     """The label of the most similar labelled past case (a hint for the operator, not a decision)."""
 
@@ -62,6 +71,9 @@ class VerdictMessage(Header):
     latency_ms: float = Field(ge=0, description="Preprocessing + inference time.")
     frame: FrameInfo
     trigger: TriggerRef | None = Field(None, description="Triggered mode: the trigger this verdict answers.")
+    camera: CameraFrame | None = Field(
+        None, description="GenICam cameras: the camera's frame id and timestamp, next to ts (the host's clock)."
+    )
     raw_verdict: Literal["OK", "NG"] | None = Field(None, description="With debounce: this frame's own verdict.")
     evidence: str | None = Field(
         None,

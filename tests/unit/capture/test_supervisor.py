@@ -17,6 +17,7 @@ class FakeSource:
 
     def __init__(self, frames: int, then: str, release: threading.Event) -> None:
         self.name = "fake"
+        self.live = False
         self.left = frames
         self.then = then
         self.release = release
