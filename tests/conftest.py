@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.support.broker import Broker, start_mosquitto
+from tests.support.genicam import FakeCamera
 from tests.support.tiny_bundle import make_tiny_bundle
 
 # fuzzing: bounded in the normal suite; `pytest --hypothesis-profile=long` for a deeper run
@@ -23,6 +24,16 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     with start_mosquitto(tmp_path_factory.mktemp("mqtt")) as broker:
         yield broker
         assert broker.process.poll() is None, f"mosquitto exited early with code {broker.process.returncode}"
+
+
+@pytest.fixture
+def fake_camera() -> Iterator[FakeCamera]:
+    """A simulated GigE Vision camera (Aravis' fake camera on loopback) for one test, killed afterwards."""
+    camera = FakeCamera().start()
+    try:
+        yield camera
+    finally:
+        camera.kill()
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,7 @@ class CaptureSupervisor:
         self.on_state = on_state or (lambda state, reason: None)
         self.opener = opener
         self.state = "offline"
+        self.reason = ""  # why the camera is offline, as last reported
         self.dropped = 0
         self.reconnects = 0
         self._bad_before = 0  # bad frames counted by sources replaced since
@@ -101,12 +102,18 @@ class CaptureSupervisor:
     def _set_state(self, state: str, reason: str) -> None:
         if state == self.state:
             return
-        self.state = state
+        self.state, self.reason = state, reason
         if state == "online":
             logger.info("camera %s online", self.name)
         else:
             logger.warning("camera %s offline: %s", self.name, reason)
         self.on_state(state, reason)
+
+    def _still_offline(self, reason: str) -> None:
+        """Report a reconnect failure whose reason differs from the last one (status shows why it is still offline)."""
+        if reason != self.reason:
+            self.reason = reason
+            self.on_state("offline", reason)
 
     def _current(self, generation: int) -> bool:
         return generation == self._generation and not self._stop.is_set()
@@ -175,6 +182,7 @@ class CaptureSupervisor:
             except CameraError as exc:
                 backoff = min(backoff * 2, self.config.reconnect_max_s)
                 logger.info("camera %s: reconnect failed (%s); next try in %.0f s", self.name, exc, backoff)
+                self._still_offline(str(exc))
                 continue
             self.reconnects += 1
             self._attach(source)

@@ -112,6 +112,8 @@ class GenicamSource:
             self._configure(Aravis, config)
             self._handler = self.device.connect("control-lost", self._on_control_lost)
             self.stream = self.camera.create_stream(None, None)
+            if self.gige:  # a socket buffer of a whole frame: a burst of packets must not overflow the kernel's
+                self.stream.set_property("socket-buffer", Aravis.GvStreamSocketBuffer.AUTO)
             payload = self.camera.get_payload()
             for _ in range(self.settings.buffers):
                 self.stream.push_buffer(Aravis.Buffer.new_allocate(payload))
