@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients, openssl, systemd,
-# protobuf-compiler, nodejs, npm), the virtual environment .venv with edge_ad, its export, cases, sparkplug and opcua
-# extras and the test tools, and Node-RED (pinned, in .node-red/, outside the venv) for the test that runs the
-# Node-RED flow of docs/integration.md.
+# protobuf-compiler, nodejs, npm; with the genicam extra Aravis' typelib and tools and what PyGObject builds with),
+# the virtual environment .venv with edge_ad, its export, cases, sparkplug, opcua and genicam extras and the test
+# tools, and Node-RED (pinned, in .node-red/, outside the venv) for the test that runs the Node-RED flow of
+# docs/integration.md.
 # Idempotent: a second run only checks. Set EDGE_AD_EXTRAS=test for a runtime-only (torch-free) install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${EDGE_AD_EXTRAS:-export,cases,sparkplug,opcua,test}"
+EXTRAS="${EDGE_AD_EXTRAS:-export,cases,sparkplug,opcua,genicam,test}"
 # the newest Node-RED for Node.js 20 (and 18, Debian bookworm's: it asks for >= 18.5); 5.x needs Node.js >= 22.9
 NODE_RED_VERSION="4.1.15"
 
@@ -34,6 +35,16 @@ TESTS=0; [[ ",$EXTRAS," == *",test,"* ]] && TESTS=1  # Node-RED only where the t
 if [ "$TESTS" = 1 ]; then
   command -v node >/dev/null 2>&1 || missing+=(nodejs)  # runs Node-RED in the docs test
   command -v npm >/dev/null 2>&1 || missing+=(npm)  # installs it
+fi
+if [[ ",$EXTRAS," == *",genicam,"* ]]; then  # GigE Vision / USB3 Vision cameras through Aravis (docs/cameras.md)
+  compgen -G "/usr/lib/*/girepository-1.0/Aravis-0.8.typelib" >/dev/null || missing+=(gir1.2-aravis-0.8)
+  command -v arv-fake-gv-camera-0.8 >/dev/null 2>&1 || missing+=(aravis-tools)  # the simulated camera of the tests
+  # PyGObject < 3.51 is built from source against girepository-1.0 (Debian 12 has no girepository-2.0)
+  pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null || missing+=(libgirepository1.0-dev libcairo2-dev)
+  command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+  "$PYTHON" -c "import sysconfig, os; assert os.path.exists(sysconfig.get_paths()['include'] + '/Python.h')" \
+    >/dev/null 2>&1 || missing+=(python3-dev)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" python3 "* ]]; then missing+=(python3-venv); fi

@@ -60,6 +60,7 @@ class CaptureSupervisor:
         self._lock = threading.Lock()
         self._generation = 0
         self._heartbeat = time.monotonic()
+        self._idle_at = 0.0  # when a triggered camera last said it waits (and answers)
         self._failure: str | None = None
         self._source: FrameSource | None = None
         self._lossless = True
@@ -141,6 +142,7 @@ class CaptureSupervisor:
                 return
             self._heartbeat = time.monotonic()
             if frame is IDLE:  # a triggered camera waiting, and answering
+                self._idle_at = self._heartbeat
                 continue
             item = _END if frame is None else frame
             while self._current(generation):
@@ -196,6 +198,11 @@ class CaptureSupervisor:
         with self._lock:
             self._generation += 1
             self._source = None
+
+    @property
+    def waiting(self) -> bool:
+        """A triggered camera is online and waiting for its trigger (it answered within the last second)."""
+        return self.state == "online" and time.monotonic() - self._idle_at < 1.0
 
     def fire(self, token: object) -> None:
         """Software trigger: the camera takes a frame now, and that frame carries ``token`` (any thread).

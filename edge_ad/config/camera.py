@@ -80,8 +80,9 @@ class CameraConfig(EdgeAdModel):
         title="Source",
         description=(
             "USB/V4L2 device index (0) or path (/dev/video0), RTSP/HTTP URL, video file, "
-            "a folder of images replayed in name order, or genicam://<camera id, serial or IP> for a GigE Vision / "
-            "USB3 Vision camera through Aravis (genicam:// alone: the first one found; genicam extra)."
+            "a folder of images replayed in name order, or genicam://<id> for a GigE Vision / USB3 Vision camera "
+            "through Aravis, <id> being its device id (Vendor-Serial, as 'edge-ad cameras' lists it), user-defined "
+            "name, MAC or IP address (genicam:// alone: the first one found; genicam extra)."
         ),
     )
     fps: float | None = Field(

@@ -72,7 +72,7 @@ class EdgeAdConfig(EdgeAdModel):
                 "camera.genicam.trigger: software fires the camera on each trigger message; it needs "
                 "service.mode: triggered"
             )
-        if trigger == "hardware" and mode != "free_run":
+        if trigger == "hardware" and (mode != "free_run" or self.service.every_nth != 1):
             raise ValueError(
                 "camera.genicam.trigger: hardware judges every frame the trigger line produces; it needs "
                 "service.mode: free_run (service.every_nth: 1)"

@@ -502,6 +502,9 @@ class Daemon:
                     self._handle_all(self.pipeline.drain())  # idle camera: nothing stays in flight
                     if self.triggers is not None:
                         self.triggers.expire(time.time())  # a triggered camera that took no frame for it
+                    if self.camera.waiting:  # a triggered camera waiting for a part: camera and loop are alive
+                        self.notifier.progress()
+                        self.notifier.ready(self._status_line)
                     continue
                 self.notifier.progress()  # a frame arrived: camera and loop are alive
                 if self.triggers is not None:

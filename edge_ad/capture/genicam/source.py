@@ -283,11 +283,13 @@ class GenicamSource:
     def counters(self) -> dict[str, int]:
         """Stream statistics for the station's stats: incomplete frames, missing frames, packet resends."""
         counters = {"incomplete_frames": self.bad_frames, "lost_triggers": self.lost_triggers}
+        stream = self.stream
+        if stream is None:
+            return counters
+        available = {stream.get_info_name(i) for i in range(stream.get_n_infos())}  # per transport: no packets on USB
         for key, info in STREAM_COUNTERS.items():
-            try:
-                counters[key] = int(self.stream.get_info_uint64_by_name(info))
-            except Exception:
-                continue  # not this transport (USB3 Vision has no packets)
+            if info in available:
+                counters[key] = int(stream.get_info_uint64_by_name(info))
         return counters
 
     def close(self) -> None:
