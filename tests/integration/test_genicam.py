@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from edge_ad.types import Frame
 from tests.support.broker import Recorder
 from tests.support.genicam import FakeCamera
 from tests.support.messages import check_message
+from tests.support.notify import NotifySocket
 from tests.support.station import edge_ad, start_daemon, station_config
 
 pytestmark = pytest.mark.integration
@@ -248,3 +251,34 @@ def test_a_trigger_whose_frame_never_comes_is_lost_and_the_next_one_gets_its_own
         source.close()
     assert [f.trigger for f in got] == ["next"]
     assert counters["lost_triggers"] == 1
+
+
+def test_a_software_triggered_camera_waiting_for_parts_is_ready_and_feeds_the_watchdog(
+    fake_camera, tiny_models, mosquitto, tmp_path
+):
+    """No part for a while is not a hang: the station says READY and pings systemd's watchdog while its
+    camera waits and answers; once the camera is gone the pings stop (systemd restarts it)."""
+    notify = NotifySocket(abstract=True, tmp_path=tmp_path)
+    config = camera_config(
+        tmp_path, tiny_models, mosquitto.port, "gige-wait", {"trigger": "software"}, service={"mode": "triggered"}
+    )
+    env = {**os.environ, "NOTIFY_SOCKET": notify.env, "WATCHDOG_USEC": "1500000"}  # ping every 0.5 s
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        notify.collect(8)
+        ready = notify.with_key("READY")
+        assert len(ready) == 1, notify.messages
+        pings = [t for t, m in notify.with_key("WATCHDOG") if t > ready[0][0]]
+        assert len(pings) >= 6 and max(b - a for a, b in itertools.pairwise(pings)) < 1.5, pings
+        fake_camera.kill()
+        gone = time.monotonic()
+        notify.collect(6)
+        late = [t for t, m in notify.with_key("WATCHDOG") if t > gone + 4.5]  # offline within ~3 s, then silence
+        assert late == [], "a camera that stopped answering must not keep the watchdog fed"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr

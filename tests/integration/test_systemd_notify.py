@@ -5,49 +5,19 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
 from edge_ad.service.sdnotify import SystemdNotifier
 from tests.support.mjpeg import serve_mjpeg
+from tests.support.notify import NotifySocket
 from tests.support.station import station_config
 from tests.support.tiny_bundle import good_image
 
 pytestmark = pytest.mark.integration
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's (abstract namespace or a path)."""
-
-    def __init__(self, abstract: bool, tmp_path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        if abstract:
-            name = f"edge-ad-test-{uuid.uuid4().hex}"
-            self.sock.bind("\0" + name)
-            self.env = "@" + name
-        else:
-            path = str(tmp_path / "notify.sock")
-            self.sock.bind(path)
-            self.env = path
-        self.messages: list[tuple[float, dict[str, str]]] = []
-
-    def collect(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            self.messages.append((time.monotonic(), dict(line.split("=", 1) for line in data.splitlines())))
-
-    def with_key(self, key: str) -> list[tuple[float, dict[str, str]]]:
-        return [(t, m) for t, m in self.messages if key in m]
 
 
 @pytest.mark.parametrize("abstract", [True, False], ids=["abstract-socket", "path-socket"])

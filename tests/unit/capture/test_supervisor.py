@@ -71,7 +71,8 @@ def test_lost_camera_goes_offline_and_comes_back(failure):
     deadline = time.monotonic() + 10
     while sup.reconnects < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert [s for s, _ in states] == ["online", "offline", "online"]
+    assert [s for s, _ in states] == ["online", "offline", "offline", "online"]  # the failed reopen says why
+    assert "cannot open device 'fake'" in states[2][1]
     reason = states[1][1]
     assert ("no frames from fake in" in reason) if failure == "hang" else ("stopped delivering" in reason)
     assert len(collect(sup, 3)) == 3
@@ -107,3 +108,76 @@ def test_open_failure_at_start_is_fatal():
 
     with pytest.raises(CameraError, match="/dev/video9"):
         CaptureSupervisor(config(), opener=opener).start()
+
+
+class WaitingCamera:
+    """A triggered camera: no frame until ``fire``, IDLE meanwhile (alive)."""
+
+    live = False
+    name = "waiting"
+
+    def __init__(self) -> None:
+        self.fired: list[object] = []
+
+    def read(self):
+        from edge_ad.capture.poll import IDLE
+
+        if self.fired:
+            token = self.fired.pop(0)
+            return Frame(image=np.zeros((4, 4, 3), np.uint8), ts=time.time(), index=1, origin="w", trigger=token)
+        time.sleep(0.05)
+        return IDLE
+
+    def fire(self, token: object) -> None:
+        self.fired.append(token)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_triggered_camera_waiting_past_the_stall_timeout_stays_online_and_fires():
+    states = []
+    sup = CaptureSupervisor(config(), on_state=lambda s, r: states.append(s), opener=lambda cfg: WaitingCamera())
+    sup.start()
+    try:
+        time.sleep(1.2)  # over twice the 0.5 s stall timeout
+        assert states == ["online"] and sup.waiting
+        sup.fire("part-1")
+        frame = sup.get(timeout=2)
+        assert frame is not None and frame.trigger == "part-1"
+    finally:
+        sup.close()
+
+
+def test_fire_on_a_camera_that_cannot_be_triggered_or_is_offline_is_refused():
+    release = threading.Event()
+    sup = CaptureSupervisor(config(), opener=lambda cfg: FakeSource(100, "end", release))
+    sup.start()
+    try:
+        with pytest.raises(CameraError, match="cannot be triggered by software"):
+            sup.fire("x")
+        assert not sup.waiting, "a streaming camera is not waiting for triggers"
+    finally:
+        sup.close()
+    with pytest.raises(CameraError, match="offline"):
+        CaptureSupervisor(config()).fire("x")
+
+
+def test_a_reconnect_failing_for_a_new_reason_updates_the_offline_reason():
+    """A camera back on the network but held by a vendor tool: status says so instead of the old reason."""
+    release = threading.Event()
+    plans = [lambda: FakeSource(2, "fail", release)] + [
+        lambda: (_ for _ in ()).throw(CameraError("camera.source: X is in use by another application"))
+    ] * 20
+    reasons = []
+    sup = CaptureSupervisor(config(), on_state=lambda s, r: reasons.append((s, r)), opener=lambda cfg: plans.pop(0)())
+    sup.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(reasons) < 3 and time.monotonic() < deadline:
+            sup.get(timeout=0.1)
+    finally:
+        sup.close()
+    assert [s for s, _ in reasons[:3]] == ["online", "offline", "offline"]
+    assert "stopped delivering" in reasons[1][1] and "in use by another application" in reasons[2][1]
+    assert len(reasons) == 3, "the same reason again is not reported again"

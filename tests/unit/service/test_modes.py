@@ -166,3 +166,29 @@ def test_an_mqtt_trigger_is_answered_error_when_it_gets_no_verdict():
     MqttAnswer("P-3", publisher).lost(TriggerRejected("camera", "camera offline: no frame to judge"))
     camera = ("P-3", "camera", "camera offline: no frame to judge", None)
     assert publisher.publish_trigger_error.call_args.args == camera
+
+
+def test_a_camera_bound_trigger_is_taken_exactly_and_the_ones_before_it_lost_their_frames():
+    """Software trigger: the camera says which trigger a frame answers; triggers queued before it will get
+    no frame (the camera lost them) and are answered expired at once, not with this frame."""
+    inbox = TriggerInbox(timeout_s=5.0)
+    first, second = Waiter(), Waiter()
+    a = inbox.push("a", 100.0, first)
+    b = inbox.push("b", 100.1, second)
+    c = inbox.push("c", 100.2)
+    assert inbox.take_bound(b, 100.3) is b and first.outcome == "expired" and second.outcome is None
+    assert inbox.take_bound(a, 100.4) is None, "a trigger already answered is never taken again"
+    assert inbox.take_bound(object(), 100.5) is None, "a frame bound to no waiting trigger answers nothing"
+    assert inbox.cancel(c) and not inbox.cancel(c)
+    assert (inbox.accepted, inbox.expired) == (2, 1)
+
+
+def test_triggers_expire_while_no_frame_comes():
+    """A triggered camera that takes no frame: waiting triggers are answered expired without any frame."""
+    inbox = TriggerInbox(timeout_s=5.0)
+    waiter = Waiter()
+    inbox.push("a", 100.0, waiter)
+    inbox.expire(104.0)
+    assert waiter.outcome is None
+    inbox.expire(105.5)
+    assert waiter.outcome == "expired" and inbox.expired == 1
