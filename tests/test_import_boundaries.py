@@ -43,18 +43,30 @@ def test_guard_is_able_to_fail():
     assert "'torch'" in proc.stdout
 
 
-def test_the_runtime_needs_no_protobuf():
-    # protobuf comes with the sparkplug extra: without it the station imports, and enabling Sparkplug is one line
+def run_without(package: str, body: str) -> str:
+    """Run ``body`` in a fresh interpreter where ``package`` cannot be imported (an extra not installed)."""
     code = textwrap.dedent(
-        """
+        f"""
         import sys
 
         class Block:
             def find_spec(self, name, path=None, target=None):
-                if name == "google.protobuf" or name.startswith("google.protobuf."):
-                    raise ImportError(f"No module named {name!r}")
+                if name == {package!r} or name.startswith({package + "."!r}):
+                    raise ImportError(f"No module named {{name!r}}")
 
         sys.meta_path.insert(0, Block())
+        """
+    ) + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_the_runtime_needs_no_protobuf():
+    # protobuf comes with the sparkplug extra: without it the station imports, and enabling Sparkplug is one line
+    out = run_without(
+        "google.protobuf",
+        """
         import edge_ad.cli, edge_ad.service, edge_ad.service.preflight, edge_ad.publish.sparkplug.metrics
         from edge_ad.errors import ConfigError
         from edge_ad.publish.sparkplug import require_protobuf
@@ -63,26 +75,17 @@ def test_the_runtime_needs_no_protobuf():
             require_protobuf()
         except ConfigError as exc:
             print("REFUSED", exc)
-        """
+        """,
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "REFUSED sparkplug.enabled needs protobuf >= 6.31.1" in proc.stdout
-    assert "pip install 'edge_ad[sparkplug]'" in proc.stdout
+    assert "REFUSED sparkplug.enabled needs protobuf >= 6.31.1" in out
+    assert "pip install 'edge_ad[sparkplug]'" in out
 
 
 def test_the_runtime_needs_no_asyncua():
     # asyncua comes with the opcua extra: without it the station imports, and enabling OPC UA is one line
-    code = textwrap.dedent(
+    out = run_without(
+        "asyncua",
         """
-        import sys
-
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "asyncua" or name.startswith("asyncua."):
-                    raise ImportError(f"No module named {name!r}")
-
-        sys.meta_path.insert(0, Block())
         import edge_ad.cli, edge_ad.service.daemon, edge_ad.service.preflight
         import edge_ad.opcua.auth, edge_ad.opcua.certs, edge_ad.opcua.nodes
         from edge_ad.errors import ConfigError
@@ -92,9 +95,27 @@ def test_the_runtime_needs_no_asyncua():
             require_asyncua()
         except ConfigError as exc:
             print("REFUSED", exc)
-        """
+        """,
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "REFUSED opcua.enabled needs asyncua >= 2.1" in proc.stdout
-    assert "pip install 'edge_ad[opcua]'" in proc.stdout
+    assert "REFUSED opcua.enabled needs asyncua >= 2.1" in out
+    assert "pip install 'edge_ad[opcua]'" in out
+
+
+def test_the_runtime_needs_no_pygobject():
+    # PyGObject comes with the genicam extra: without it the station imports, and a genicam:// source is one line
+    out = run_without(
+        "gi",
+        """
+        import edge_ad.cli, edge_ad.service.daemon, edge_ad.capture.genicam.source, edge_ad.capture.genicam.discovery
+        from edge_ad.capture import open_source
+        from edge_ad.config import CameraConfig
+        from edge_ad.errors import CameraError
+
+        try:
+            open_source(CameraConfig(source="genicam://cam-1"))
+        except CameraError as exc:
+            print("REFUSED", exc)
+        """,
+    )
+    assert "REFUSED camera.source: genicam:// needs Aravis" in out
+    assert "pip install 'edge_ad[genicam]'" in out and "gir1.2-aravis-0.8" in out

@@ -10,7 +10,7 @@ __all__ = ["INSTALL_HINT", "aravis", "describe_error"]
 
 INSTALL_HINT = (
     "install the Debian package gir1.2-aravis-0.8 (scripts/setup.sh does) and the genicam extra: "
-    "pip install 'edge-ad[genicam]'"
+    "pip install 'edge_ad[genicam]'"
 )
 
 
