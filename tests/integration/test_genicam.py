@@ -87,14 +87,17 @@ def online(rec: Recorder) -> bool:
 def test_free_run_frames_are_judged_with_the_cameras_frame_id_and_timestamp(
     fake_camera, tiny_models, mosquitto, tmp_path
 ):
-    """Exposure and gain are set (read back from the camera), every frame is judged and published with the
-    camera's own frame id and timestamp next to the host's, and the stream counters are in the stats."""
+    """Exposure, gain, packet size and delay are set (read back from the camera), every frame is judged and
+    published with the camera's own frame id and timestamp next to the host's, and the stream counters are in
+    the stats."""
     settings = {"exposure_us": 2500, "gain_db": 3, "pixel_format": "Mono8"}
+    settings |= {"packet_size": 1200, "packet_delay_ns": 4000}  # GigE: packets of 1200 bytes, 4 µs apart
     config = camera_config(tmp_path, tiny_models, mosquitto.port, "gige-free", settings, camera={"fps": 20})
     with Recorder(mosquitto, topic="edge_ad/gige-free/#") as rec, running(config):
         assert rec.wait_for(lambda r: len(r.on("verdict")) >= 15, timeout=30)
         assert rec.wait_for(lambda r: any(s.get("camera_counters") for s in r.on("stats")), timeout=5)
     assert read_back("ExposureTimeAbs") == 2500 and read_back("GainRaw") == 3
+    assert read_back("GevSCPSPacketSize") == 1200 and read_back("GevSCPD") > 0, "GigE packet size and delay"
     verdicts = rec.on("verdict")
     for v in verdicts:
         check_message("verdict", v)

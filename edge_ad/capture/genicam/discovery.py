@@ -22,7 +22,7 @@ class CameraInfo:
     """One discovered camera.
 
     Attributes:
-        id: Aravis device id; ``camera.source: genicam://<id>`` opens it (serial or IP work too).
+        id: Aravis device id; ``camera.source: genicam://<id>`` opens it (so do its user name, MAC and IP).
         vendor: Manufacturer name.
         model: Model name.
         serial: Serial number.
