@@ -124,12 +124,11 @@ def _grab(config: EdgeAdConfig, frames: int, timeout_s: float) -> tuple[list[flo
     try:
         arrivals: list[float] = []
         last: Frame | None = None
-        fired = 0
+        if software:  # one trigger per frame; the camera's trigger thread fires them one at a time
+            for _ in range(frames):
+                source.fire(object(), lambda token: True, lambda token, reason: None)  # type: ignore[attr-defined]
         deadline = time.monotonic() + timeout_s
         while len(arrivals) < frames and time.monotonic() < deadline:
-            if software and fired == len(arrivals) + getattr(source, "lost_triggers", 0):
-                source.fire(object())  # type: ignore[attr-defined]  # one trigger per frame, the next once it came
-                fired += 1
             frame = source.read()
             if frame is IDLE or (software and frame is not None and frame.trigger is None):
                 continue  # no frame yet, or one taken before our trigger

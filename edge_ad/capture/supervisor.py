@@ -204,11 +204,14 @@ class CaptureSupervisor:
         """A triggered camera is online and waiting for its trigger (it answered within the last second)."""
         return self.state == "online" and time.monotonic() - self._idle_at < 1.0
 
-    def fire(self, token: object) -> None:
-        """Software trigger: the camera takes a frame now, and that frame carries ``token`` (any thread).
+    def fire(self, token: object, wanted: Callable[[object], bool], lost: Callable[[object, str], None]) -> None:
+        """Software trigger: the camera takes a frame for ``token``, and that frame carries it.
+
+        Any thread; never waits for the camera. ``wanted(token)`` says whether it is still to be fired;
+        ``lost(token, reason)`` hears when no frame will come for it.
 
         Raises:
-            CameraError: The camera is offline, cannot be triggered by software, or refused the command.
+            CameraError: The camera is offline, cannot be triggered by software, or stopped taking commands.
         """
         source = self._source
         fire = getattr(source, "fire", None)
@@ -216,7 +219,7 @@ class CaptureSupervisor:
             raise CameraError(f"camera {self.name} is offline")
         if fire is None:
             raise CameraError(f"camera {self.name} cannot be triggered by software")
-        fire(token)
+        fire(token, wanted, lost)
 
     def counters(self) -> dict[str, int] | None:
         """The camera's own acquisition statistics (GenICam: incomplete frames, packet resends), if it has any."""

@@ -8,10 +8,22 @@ from pydantic import Field, model_validator
 
 from edge_ad.config.base import EdgeAdModel
 
-__all__ = ["GENICAM_SCHEME", "PIXEL_FORMATS", "CameraConfig", "GenicamConfig", "genicam_device"]
+__all__ = ["GENICAM_SCHEME", "MANAGED_FEATURES", "CameraConfig", "GenicamConfig", "genicam_device"]
 
 GENICAM_SCHEME = "genicam://"
-PIXEL_FORMATS = ("Mono8", "BayerRG8", "BayerBG8", "BayerGR8", "BayerGB8", "RGB8", "BGR8")
+# features edge_ad sets itself, and the key that sets each: ``features`` may not override them
+MANAGED_FEATURES = {
+    "PixelFormat": "pixel_format",
+    "TriggerMode": "trigger",
+    "TriggerSource": "trigger",
+    "TriggerSelector": "trigger",
+    "TriggerActivation": "trigger_activation",
+    "TriggerSoftware": "trigger",
+    "AcquisitionStart": "trigger",
+    "AcquisitionStop": "trigger",
+    "GevSCPSPacketSize": "packet_size",
+    "GevSCPD": "packet_delay_ns",
+}
 
 
 def genicam_device(source: int | str) -> str | None:
@@ -66,11 +78,25 @@ class GenicamConfig(EdgeAdModel):
         "negotiates the largest the path carries.",
     )
     packet_delay_ns: int = Field(
-        0, ge=0, description="GigE: inter-packet delay in nanoseconds (spreads the bandwidth of several cameras)."
+        0,
+        ge=0,
+        le=10_000_000,
+        description="GigE: inter-packet delay in nanoseconds (spreads the bandwidth of several cameras); "
+        "0 sends at line rate.",
     )
     liveness_timeout_s: float = Field(
         3.0, gt=0, le=60, description="A camera that answers no register read for this long is offline."
     )
+
+    @model_validator(mode="after")
+    def _features_do_not_override_the_keys_above(self) -> GenicamConfig:
+        for feature in self.features:
+            owner = MANAGED_FEATURES.get(feature)
+            if owner is not None:
+                raise ValueError(
+                    f"features.{feature}: edge_ad sets {feature} from camera.genicam.{owner}; set it there"
+                )
+        return self
 
 
 class CameraConfig(EdgeAdModel):

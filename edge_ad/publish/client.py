@@ -47,6 +47,8 @@ from edge_ad.types import Verdict
 
 __all__ = ["Handler", "MqttPublisher", "configure_security", "connect_tool", "read_password"]
 
+BACKLOG_QUIET_S = 0.25  # a pause this long after the SUBACK ends a resumed session's queued messages
+
 logger = logging.getLogger(__name__)
 
 WINDOW = 100  # spooled messages handed to paho and not yet acknowledged
@@ -158,7 +160,9 @@ class MqttPublisher:
         self._early_acks: set[int] = set()  # PUBACKs that arrived before publish() returned the mid
         self._sent_upto = 0  # highest spool id handed to paho on this connection
         self._replay_upto = 0  # spool ids up to this were waiting at the latest connect: sent marked replayed
-        self._backlog = False  # a resumed session whose SUBSCRIBE is not acknowledged yet: messages were queued
+        self._backlog = False  # a resumed session still handing over what it queued while we were away
+        self._subacked_at: float | None = None  # when the broker acknowledged this connection's SUBSCRIBE
+        self._last_inbound = 0.0  # the last queued message of the backlog
         self._subscribe_mid: int | None = None
         self._lost_at: float | None = None  # when this process last lost the broker
         self._routes = RateLimitedLog(logger)
@@ -187,11 +191,27 @@ class MqttPublisher:
                 if msg.retain:  # sent before we subscribed: a command must never run again at every restart
                     self.retained_ignored += 1
                     return
-                queued, lost_at = self._backlog, self._lost_at
+                queued, lost_at = self._in_backlog(now), self._lost_at
             sent_at = (lost_at or UNKNOWN) if queued else now  # queued: sent while we were away
             handler(msg.payload, Delivery(sent_at, self._route(msg)))
 
         return deliver
+
+    def _in_backlog(self, now: float) -> bool:
+        """Whether a message arriving now was queued by the broker while we were away (lock held).
+
+        A resumed session's queue arrives before the SUBACK and, beyond the broker's in-flight window
+        (mosquitto: 20), back to back after it. The backlog ends with the first pause of
+        ``BACKLOG_QUIET_S`` after the SUBACK: a live trigger arriving within it is taken as queued
+        (answered ``expired`` if the outage was long), never the other way round.
+        """
+        if not self._backlog:
+            return False
+        if self._subacked_at is not None and now - max(self._subacked_at, self._last_inbound) > BACKLOG_QUIET_S:
+            self._backlog = False
+            return False
+        self._last_inbound = now
+        return True
 
     def _route(self, msg: mqtt.MQTTMessage) -> ReplyRoute | None:
         if self._protocol != "5":
@@ -237,6 +257,7 @@ class MqttPublisher:
             self._sent_upto = 0  # resend everything not acknowledged, oldest first
             self._replay_upto = waiting
             self._backlog = resumed and bool(self.handlers)
+            self._subacked_at, self._last_inbound = None, 0.0
         client.publish(self.topics.status(), status, qos=1, retain=True)
         if self.handlers:
             _, mid = client.subscribe([(topic, 1) for topic in self.handlers])
@@ -249,7 +270,7 @@ class MqttPublisher:
         with self._lock:
             if mid != self._subscribe_mid:
                 return
-            self._backlog = False  # from here on messages are live
+            self._subacked_at = time.time()  # the queue drains on; the first pause ends the backlog
         refused = [str(code) for code in reason_codes if code.is_failure]
         if refused:
             logger.error("broker refused the subscription to %s: %s", ", ".join(self.handlers), ", ".join(refused))

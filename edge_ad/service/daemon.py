@@ -320,8 +320,8 @@ class Daemon:
             raise TriggerRejected("camera", f"camera {self.camera.state}: no frame to judge")
         queued = self.triggers.push(part_id, sent_at, reply, now=time.time())
         if queued is not None and self.software_trigger:
-            try:
-                self.camera.fire(queued)  # the frame it takes comes back bound to this trigger
+            try:  # the frame it takes comes back bound to this trigger; a lost one is answered at once
+                self.camera.fire(queued, wanted=self.triggers.waiting, lost=self.triggers.give_up)
             except CameraError as exc:
                 if self.triggers.cancel(queued):
                     raise TriggerRejected("camera", str(exc)) from None

@@ -238,6 +238,23 @@ class TriggerInbox:
             self.accepted -= 1
         return True
 
+    def waiting(self, trigger: object) -> bool:
+        """Whether ``trigger`` still waits for its frame (not answered, dropped or expired meanwhile)."""
+        with self._lock:
+            return trigger in self._pending
+
+    def give_up(self, trigger: object, reason: str) -> None:
+        """The camera will take no frame for ``trigger``: answer it ``expired`` now with ``reason``, if it waits."""
+        with self._lock:
+            try:
+                self._pending.remove(trigger)
+            except ValueError:
+                return
+            self.expired += 1
+        self._log.warning("camera lost", "trigger %s expired: %s", trigger.id, reason)
+        if trigger.reply is not None:
+            trigger.reply.lost(TriggerRejected("expired", f"expired: {reason}"))
+
     def expire(self, now: float) -> None:
         """Answer the triggers that waited longer than ``timeout_s`` (called while no frame comes)."""
         with self._lock:

@@ -237,23 +237,24 @@ def test_incomplete_frames_are_counted_and_never_delivered(tmp_path):
 def test_a_trigger_whose_frame_never_comes_is_lost_and_the_next_one_gets_its_own_frame(fake_camera):
     """The camera takes no frame for a trigger (stopped behind the station's back): after frame_timeout_s the
     trigger is counted lost, and the next trigger fires and gets its own frame, not a stale one."""
+    lost: list[tuple[object, str]] = []
     source = open_source(
         CameraConfig(source="genicam://127.0.0.1", genicam={"trigger": "software", "frame_timeout_s": 0.3})
     )
     try:
         source.camera.stop_acquisition()  # behind its back: TriggerSoftware now takes no frame
-        source.fire("lost")
+        source.fire("lost", lambda token: True, lambda token, reason: lost.append((token, reason)))
         deadline = time.monotonic() + 5
         while source.counters()["lost_triggers"] == 0 and time.monotonic() < deadline:
             assert not isinstance(source.read(), Frame)
         source.camera.start_acquisition()
-        source.fire("next")
+        source.fire("next", lambda token: True, lambda token, reason: lost.append((token, reason)))
         got = read_frames(source, 1)
         counters = source.counters()
     finally:
         source.close()
     assert [f.trigger for f in got] == ["next"]
-    assert counters["lost_triggers"] == 1
+    assert counters["lost_triggers"] == 1 and lost == [("lost", "no frame within 0.3 s of the software trigger")]
 
 
 def test_a_software_triggered_camera_waiting_for_parts_is_ready_and_feeds_the_watchdog(
@@ -285,3 +286,52 @@ def test_a_software_triggered_camera_waiting_for_parts_is_ready_and_feeds_the_wa
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
+
+
+def test_a_trigger_storm_and_a_dead_camera_never_stall_the_station(fake_camera, tiny_models, mosquitto, tmp_path):
+    """300 triggers at once: each answered once, the 64 that may wait get their own frames (the camera never
+    fires for triggers already dropped). Then the camera dies while triggers keep coming: MQTT keeps flowing
+    (camera_offline within 5 s, every trigger answered), and the station stops promptly."""
+    config = camera_config(
+        tmp_path, tiny_models, mosquitto.port, "gige-storm", {"trigger": "software", "exposure_us": 1000},
+        service={"mode": "triggered"},
+    )  # fmt: skip
+    topic = "edge_ad/gige-storm/trigger"
+    storm = [f"S-{i}" for i in range(300)]
+    with Recorder(mosquitto, topic="edge_ad/gige-storm/#") as rec:
+        proc = start_daemon(config)
+        try:
+            assert rec.wait_for(online, timeout=30)
+            mqtt_publish.multiple(
+                [(topic, json.dumps({"id": i}), 1, False) for i in storm], hostname=mosquitto.host, port=mosquitto.port
+            )
+            assert rec.wait_for(lambda r: len(r.on("verdict")) >= 300, timeout=30), len(rec.on("verdict"))
+            fake_camera.kill()
+            gone = time.monotonic()
+            late = []
+            while time.monotonic() - gone < 3:
+                late.append(f"L-{len(late)}")
+                mqtt_publish.single(
+                    topic, json.dumps({"id": late[-1]}), qos=1, hostname=mosquitto.host, port=mosquitto.port
+                )
+                time.sleep(0.1)
+            assert rec.wait_for(lambda r: r.on("status")[-1]["state"] == "camera_offline", timeout=5)
+            offline_after = time.monotonic() - gone
+            assert rec.wait_for(lambda r: len(r.on("verdict")) >= 300 + len(late), timeout=15)
+        finally:
+            stopping = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=60)
+            stop_took = time.monotonic() - stopping
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    assert offline_after <= 5, f"camera_offline only {offline_after:.1f} s after the camera died"
+    assert stop_took < 15, f"stopping took {stop_took:.0f} s"
+    answers = [v for v in rec.on("verdict") if v["trigger"]["id"] in set(storm)]
+    ids = [v["trigger"]["id"] for v in answers]
+    assert sorted(ids) == sorted(storm), "every trigger of the storm answered exactly once"
+    judged = [v for v in answers if v["verdict"] != "ERROR"]
+    assert len(judged) >= 50, f"only {len(judged)} of the waiting triggers got their frame"
+    frame_ids = [v["camera"]["frame_id"] for v in judged]
+    assert all(b != a for a, b in itertools.pairwise(frame_ids)), "two triggers answered with one frame"
+    late_answers = [v["trigger"]["id"] for v in rec.on("verdict") if str(v["trigger"]["id"]).startswith("L-")]
+    assert sorted(late_answers) == sorted(late), "every trigger sent while the camera died answered once"

@@ -51,6 +51,8 @@ class FeatureWriter:
         if node is None:
             raise self._fail(key, feature, "this camera has no such feature")
         Aravis = aravis()
+        if isinstance(node, Aravis.GcRegister):  # the raw storage behind a feature: no limits to check
+            raise self._fail(key, feature, "a raw register cannot be set from the config; set the feature it backs")
         try:
             if isinstance(node, Aravis.GcEnumeration):
                 self._set_enumeration(key, feature, value)

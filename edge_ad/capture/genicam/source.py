@@ -4,11 +4,8 @@ Frames come from Aravis' stream in the order the camera took them. Incomplete bu
 resends did not recover) are counted and dropped, never judged. Each frame carries the camera's own frame
 id and timestamp.
 
-Software trigger: :meth:`GenicamSource.fire` queues a token; one trigger at a time is in flight. The first
-frame whose reception began after ``TriggerSoftware`` was executed carries its token, and only then is the
-next one fired: a camera busy exposing ignores a trigger, so firing ahead would bind frames to the wrong
-parts. A trigger whose frame does not come within ``frame_timeout_s`` (or comes incomplete) is lost,
-counted, and left to expire in the station's trigger inbox.
+Software trigger: :meth:`GenicamSource.fire` hands the trigger to :class:`.triggers.SoftwareTrigger`, which
+fires one at a time from its own thread and binds each frame to the trigger that made the camera take it.
 
 A probe thread reads a register once a second: a camera that answers neither with frames nor with
 registers for ``liveness_timeout_s`` is offline (the supervisor reopens it).
@@ -19,12 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from functools import partial
 from typing import Any
 
 from edge_ad.capture.genicam.aravis import aravis, describe_error
 from edge_ad.capture.genicam.features import FeatureWriter, apply_settings
 from edge_ad.capture.genicam.pixels import SUPPORTED, to_bgr
+from edge_ad.capture.genicam.triggers import Lost, SoftwareTrigger, Wanted
 from edge_ad.capture.poll import IDLE, Idle
 from edge_ad.config.camera import CameraConfig, GenicamConfig, genicam_device
 from edge_ad.errors import CameraError
@@ -98,11 +96,9 @@ class GenicamSource:
         self._writer = FeatureWriter(self.device, self.name)
         self.bad_frames = 0  # incomplete or unreadable buffers, dropped
         self._count = 0
-        self.lost_triggers = 0  # software triggers whose frame never came, or came incomplete
-        self._waiting: deque[object] = deque()
-        self._in_flight: tuple[object, int, float] | None = None  # token, fired (host ns), fired (monotonic)
-        self._fire_lock = threading.Lock()
+        self.trigger: SoftwareTrigger | None = None  # software-trigger mode, once acquiring
         self._lost_control = False
+        self._gone = False  # the camera stopped answering: closing does not talk to it
         self._answered = time.monotonic()
         self._stop = threading.Event()
         self._log = RateLimitedLog(logger)
@@ -118,6 +114,9 @@ class GenicamSource:
             for _ in range(self.settings.buffers):
                 self.stream.push_buffer(Aravis.Buffer.new_allocate(payload))
             self.camera.start_acquisition()
+            if self.settings.trigger == "software":
+                execute = partial(self._writer.execute, "trigger", "TriggerSoftware")
+                self.trigger = SoftwareTrigger(execute, self.settings.frame_timeout_s, self.name)
         except CameraError:
             self.close()
             raise
@@ -129,7 +128,7 @@ class GenicamSource:
 
     def _configure(self, Aravis: Any, config: CameraConfig) -> None:
         apply_settings(self._writer, self.settings, config.fps)
-        name = str(self.camera.get_pixel_format_as_string())
+        name = str(self.camera.get_pixel_format_as_string() or "an unknown pixel format")
         if name not in SUPPORTED:
             raise CameraError(
                 f"camera.genicam.pixel_format: {self.name} sends {name}, which edge_ad does not read; "
@@ -147,14 +146,13 @@ class GenicamSource:
             self._writer.set("packet_size", "GevSCPSPacketSize", self.settings.packet_size)
         else:
             self.camera.gv_auto_packet_size()
-        if self.settings.packet_delay_ns:
-            try:
-                self.camera.gv_set_packet_delay(self.settings.packet_delay_ns)
-            except Exception as exc:
-                raise CameraError(
-                    f"camera.genicam.packet_delay_ns: {self.name} refused {self.settings.packet_delay_ns} ns: "
-                    f"{describe_error(exc)}"
-                ) from None
+        try:  # always, 0 too: a delay left in the camera by an earlier configuration is reset
+            self.camera.gv_set_packet_delay(self.settings.packet_delay_ns)
+        except Exception as exc:
+            raise CameraError(
+                f"camera.genicam.packet_delay_ns: {self.name} refused {self.settings.packet_delay_ns} ns: "
+                f"{describe_error(exc)}"
+            ) from None
 
     def _on_control_lost(self, _device: Any) -> None:
         self._lost_control = True
@@ -171,67 +169,23 @@ class GenicamSource:
     def _check_alive(self) -> None:
         silent = time.monotonic() - self._answered
         if self._lost_control:
+            self._gone = True
             raise CameraError(f"camera {self.name}: control of the camera was lost (unplugged or powered off?)")
         if silent > self.settings.liveness_timeout_s:
+            self._gone = True
             raise CameraError(
                 f"camera {self.name} has not answered for {silent:.0f} s (unplugged, powered off or its network down?)"
             )
 
-    def fire(self, token: object) -> None:
-        """Software trigger: the frame the camera takes for it will carry ``token``.
-
-        It fires now, or after the frame in flight arrived (or was given up).
+    def fire(self, token: object, wanted: Wanted, lost: Lost) -> None:
+        """Software trigger: the frame the camera takes for it will carry ``token`` (see :mod:`.triggers`).
 
         Raises:
-            CameraError: Not in software-trigger mode, or the camera refused the command.
+            CameraError: Not in software-trigger mode, or the camera stopped taking commands.
         """
-        if self.settings.trigger != "software":
+        if self.trigger is None:
             raise CameraError(f"camera {self.name} is not in software-trigger mode")
-        with self._fire_lock:
-            if self._in_flight is None:
-                self._execute(token)
-            else:
-                self._waiting.append(token)
-
-    def _execute(self, token: object) -> None:
-        """TriggerSoftware for ``token`` (lock held)."""
-        fired_ns = time.time_ns()
-        self._writer.execute("trigger", "TriggerSoftware")
-        self._in_flight = (token, fired_ns, time.monotonic())
-
-    def _fire_next(self) -> None:
-        """The frame in flight came or was given up: fire the next waiting trigger (lock held)."""
-        self._in_flight = None
-        while self._waiting:
-            token = self._waiting.popleft()
-            try:
-                self._execute(token)
-                return
-            except CameraError as exc:
-                self.lost_triggers += 1
-                self._log.warning("fire", "camera %s: a trigger was lost: %s", self.name, exc)
-
-    def _bind(self, received_ns: int) -> object | None:
-        """The token of the trigger in flight if this frame (reception began at ``received_ns``) is its frame."""
-        with self._fire_lock:
-            if self._in_flight is None or received_ns < self._in_flight[1]:
-                return None  # a frame nobody here fired, or one that started before the trigger
-            token = self._in_flight[0]
-            self._fire_next()
-            return token
-
-    def _give_up_late_frame(self) -> None:
-        with self._fire_lock:
-            if self._in_flight is None or time.monotonic() - self._in_flight[2] < self.settings.frame_timeout_s:
-                return
-            self.lost_triggers += 1
-            self._log.warning(
-                "late",
-                "camera %s: no frame within %.1f s of a software trigger",
-                self.name,
-                self.settings.frame_timeout_s,
-            )
-            self._fire_next()
+        self.trigger.fire(token, wanted, lost)
 
     def read(self) -> Frame | Idle:
         """The next complete frame, or IDLE when none came within 0.2 s and the camera still answers.
@@ -242,16 +196,21 @@ class GenicamSource:
         Aravis = aravis()
         buffer = self.stream.timeout_pop_buffer(POP_TIMEOUT_US)
         if buffer is None:
-            self._give_up_late_frame()
+            if self.trigger is not None:
+                self.trigger.check_late()
+                if self.trigger.broken:
+                    self._gone = True
+                    raise CameraError(f"camera {self.name}: {self.trigger.broken}")
             self._check_alive()
             return IDLE
         try:
             self._answered = time.monotonic()
             frame_id, host_ns = int(buffer.get_frame_id()), int(buffer.get_system_timestamp())
-            token = self._bind(host_ns) if self.settings.trigger == "software" else None
+            bound = self.trigger.bind(host_ns) if self.trigger is not None else None
             status = buffer.get_status()
             if status != Aravis.BufferStatus.SUCCESS:
-                self.lost_triggers += token is not None
+                if bound is not None:
+                    self.trigger.frame_lost(bound, f"its frame arrived incomplete ({status.value_nick})")
                 self.bad_frames += 1
                 self._log.warning(
                     "incomplete", "camera %s: frame %d dropped (%s)", self.name, frame_id, status.value_nick
@@ -264,6 +223,8 @@ class GenicamSource:
                     buffer.get_data(), buffer.get_image_width(), buffer.get_image_height(), self.pixel_format[1]
                 )
             except ValueError as exc:
+                if bound is not None:
+                    self.trigger.frame_lost(bound, f"its frame could not be read: {exc}")
                 self.bad_frames += 1
                 self._log.warning("unreadable", "camera %s: frame %d dropped: %s", self.name, frame_id, exc)
                 return IDLE
@@ -277,12 +238,14 @@ class GenicamSource:
             index=self._count,
             origin=self.name,
             camera=stamp,
-            trigger=token,
+            trigger=None if bound is None else bound.token,
         )
 
     def counters(self) -> dict[str, int]:
         """Stream statistics for the station's stats: incomplete frames, missing frames, packet resends."""
-        counters = {"incomplete_frames": self.bad_frames, "lost_triggers": self.lost_triggers}
+        counters = {"incomplete_frames": self.bad_frames}
+        if self.trigger is not None:
+            counters["lost_triggers"] = self.trigger.lost
         stream = self.stream
         if stream is None:
             return counters
@@ -295,6 +258,11 @@ class GenicamSource:
     def close(self) -> None:
         """Stop acquisition and release the camera (a dead camera's timeouts are waited out here)."""
         self._stop.set()
+        if self.trigger is not None:
+            self.trigger.close(f"camera {self.name} went offline before taking its frame")
+        if self._gone:  # every command would wait for its GVCP timeouts: drop the handles, nothing to say
+            self.stream = self.camera = self.device = None
+            return
         try:
             if self.stream is not None:
                 self.camera.stop_acquisition()

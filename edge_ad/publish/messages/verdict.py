@@ -96,7 +96,8 @@ class TriggerError(Header):
     trigger: TriggerRef
     error: TriggerErrorKind = Field(
         description="invalid message or id, mode (free_run station), starting, camera offline, stopping, dropped "
-        "(too many waiting), expired (no frame in time, or it waited at the broker too long)."
+        "(too many waiting), expired (no frame in time, the camera lost the frame it took for it, or it waited at "
+        "the broker too long)."
     )
     reason: str = Field(description="One line for people.")
     replayed: bool | None = Field(None, description=REPLAYED)

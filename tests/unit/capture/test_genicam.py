@@ -77,6 +77,7 @@ def test_settings_outside_the_cameras_limits_are_refused_naming_feature_range_an
         ("features.AcquisitionMode", "AcquisitionMode", True, "True is not available"),
         ("features.TriggerSoftware", "TriggerSoftware", 1, "a GcCommand feature cannot be set"),
         ("features.Nope", "Nope", 1, "this camera has no such feature"),
+        ("features.PixelFormatRegister", "PixelFormatRegister", 1, "a raw register cannot be set from the config"),
     ]
     for key, feature, value, message in cases:
         with pytest.raises(CameraError, match=r"^camera\.genicam\.") as err:
@@ -129,17 +130,22 @@ def open_fake(**genicam) -> GenicamSource:
     return GenicamSource(CameraConfig(source="genicam://Fake_1", genicam={"pixel_format": "Mono8", **genicam}))
 
 
+def ANYONE(token: object) -> bool:
+    return True
+
+
 def test_a_burst_of_software_triggers_gets_one_frame_each_in_order(fake_interface):
     """Ten fired at once: one in flight at a time, each frame carries its own trigger, frame ids consecutive."""
+    lost: list[object] = []
     source = open_fake(trigger="software")
     try:
         assert not source.live, "every triggered frame is a part: none may be dropped"
         for i in range(10):
-            source.fire(f"T{i}")
+            source.fire(f"T{i}", ANYONE, lost.append)
         got = frames(source, 10)
     finally:
         source.close()
-    assert [f.trigger for f in got] == [f"T{i}" for i in range(10)]
+    assert [f.trigger for f in got] == [f"T{i}" for i in range(10)] and lost == []
     ids = [f.camera.frame_id for f in got]
     assert ids == list(range(ids[0], ids[0] + 10))
     assert all(f.camera.timestamp_ns > 0 and f.image.shape == (512, 512, 3) for f in got)
@@ -159,7 +165,7 @@ def test_a_line_triggered_camera_judges_every_pulse_with_its_frame_id_and_waits_
         assert [source.read() for _ in range(5)] == [IDLE] * 5, "no pulse: alive, no frame"
         assert time.monotonic() - started < 3
         with pytest.raises(CameraError, match="not in software-trigger mode"):
-            source.fire("x")
+            source.fire("x", ANYONE, print)
         line_pulses(source, 20)
         got = frames(source, 5)
     finally:

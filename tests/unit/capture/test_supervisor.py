@@ -128,7 +128,7 @@ class WaitingCamera:
         time.sleep(0.05)
         return IDLE
 
-    def fire(self, token: object) -> None:
+    def fire(self, token: object, wanted, lost) -> None:
         self.fired.append(token)
 
     def close(self) -> None:
@@ -142,7 +142,7 @@ def test_a_triggered_camera_waiting_past_the_stall_timeout_stays_online_and_fire
     try:
         time.sleep(1.2)  # over twice the 0.5 s stall timeout
         assert states == ["online"] and sup.waiting
-        sup.fire("part-1")
+        sup.fire("part-1", lambda token: True, print)
         frame = sup.get(timeout=2)
         assert frame is not None and frame.trigger == "part-1"
     finally:
@@ -155,12 +155,12 @@ def test_fire_on_a_camera_that_cannot_be_triggered_or_is_offline_is_refused():
     sup.start()
     try:
         with pytest.raises(CameraError, match="cannot be triggered by software"):
-            sup.fire("x")
+            sup.fire("x", lambda token: True, print)
         assert not sup.waiting, "a streaming camera is not waiting for triggers"
     finally:
         sup.close()
     with pytest.raises(CameraError, match="offline"):
-        CaptureSupervisor(config()).fire("x")
+        CaptureSupervisor(config()).fire("x", lambda token: True, print)
 
 
 def test_a_reconnect_failing_for_a_new_reason_updates_the_offline_reason():

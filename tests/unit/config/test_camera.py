@@ -43,3 +43,31 @@ def test_contradictions_and_bad_values_are_refused_with_the_key(camera, service,
 def test_the_trigger_modes_that_fit_are_accepted():
     assert config({"source": "genicam://", "genicam": {"trigger": "software"}}, mode="triggered")
     assert config({"source": "genicam://", "genicam": {"trigger": "hardware", "trigger_line": "Line2"}})
+
+
+def test_features_may_not_override_what_edge_ad_sets_itself():
+    with pytest.raises(
+        ValidationError, match=r"features\.TriggerMode: edge_ad sets TriggerMode from camera\.genicam\.trigger"
+    ):
+        config({"source": "genicam://", "genicam": {"trigger": "free_run", "features": {"TriggerMode": "On"}}})
+    assert config({"source": "genicam://", "genicam": {"features": {"LineDebouncerTime": 10.0}}})
+
+
+def test_a_misspelt_genicam_key_gets_a_suggestion(tmp_path):
+    from edge_ad.config.loader import load_config
+    from edge_ad.errors import ConfigError
+
+    path = tmp_path / "station.yaml"
+    path.write_text('station: s\ncamera: {source: "genicam://", genicam: {exposure: 100}}\nmodel: {path: /x}\n')
+    with pytest.raises(ConfigError, match=r"camera\.genicam\.exposure: unknown key; did you mean 'exposure_us'\?"):
+        load_config(path)
+
+
+def test_the_config_offers_exactly_the_pixel_formats_the_runtime_reads():
+    from typing import get_args
+
+    from edge_ad.capture.genicam.pixels import SUPPORTED
+    from edge_ad.config.camera import GenicamConfig
+
+    (offered,) = [get_args(a) for a in get_args(GenicamConfig.model_fields["pixel_format"].annotation) if get_args(a)]
+    assert sorted(offered) == sorted(SUPPORTED)

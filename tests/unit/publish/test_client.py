@@ -10,6 +10,7 @@ from paho.mqtt.client import MQTTv5, MQTTv311
 
 from edge_ad.config import MqttConfig
 from edge_ad.publish import MqttPublisher
+from edge_ad.publish.client import BACKLOG_QUIET_S
 from edge_ad.publish.session import UNKNOWN, ReplyRoute
 from edge_ad.publish.spool import Spool
 
@@ -136,15 +137,19 @@ def _message(properties=None) -> mock.Mock:
 
 
 def test_triggers_the_broker_kept_while_the_station_was_away_count_as_sent_when_it_left():
-    """A persistent session delivers what was queued before its SUBACK: sent no earlier than the loss."""
+    """A persistent session delivers what it queued before its SUBACK and, beyond the broker's in-flight window,
+    back to back after it: all of it sent no earlier than the loss. The first pause ends the backlog."""
     publisher, seen, deliver = _started()
     client = publisher.client
     publisher._on_connect(client, None, mock.Mock(session_present=True), mock.Mock(is_failure=False), None)
     deliver(client, None, _message())  # kept from before this process: its age is unknown
     publisher._on_subscribe(client, None, 42, [mock.Mock(is_failure=False)], None)
+    deliver(client, None, _message())  # the rest of the queue, right after the SUBACK
+    time.sleep(BACKLOG_QUIET_S + 0.05)
     before = time.time()
     deliver(client, None, _message())  # live
-    assert seen[0].sent_at == UNKNOWN and seen[1].sent_at >= before
+    assert [d.sent_at for d in seen[:2]] == [UNKNOWN, UNKNOWN] and seen[2].sent_at >= before
+    del seen[1]
     publisher._on_disconnect(client, None, None, "lost", None)
     lost = publisher._lost_at
     publisher._on_connect(client, None, mock.Mock(session_present=True), mock.Mock(is_failure=False), None)
