@@ -6,10 +6,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from edge_ad.capture.sources import open_source
 from edge_ad.config import CameraConfig
 from edge_ad.types import Frame
 from tests.support.broker import Recorder
-from tests.support.genicam import FakeCamera
+from tests.support.genicam import FakeCamera, read_frames
 from tests.support.messages import check_message
 from tests.support.notify import NotifySocket
 from tests.support.station import edge_ad, start_daemon, station_config
@@ -66,17 +64,6 @@ def read_back(feature: str) -> float | str:
         )
     finally:
         device.leave_control()
-
-
-def read_frames(source, n: int, seconds: float = 20) -> list[Frame]:
-    """Up to ``n`` frames from a source within ``seconds`` (IDLE polls skipped)."""
-    got: list[Frame] = []
-    deadline = time.monotonic() + seconds
-    while len(got) < n and time.monotonic() < deadline:
-        item = source.read()
-        if isinstance(item, Frame):
-            got.append(item)
-    return got
 
 
 def online(rec: Recorder) -> bool:
@@ -266,11 +253,7 @@ def test_a_software_triggered_camera_waiting_for_parts_is_ready_and_feeds_the_wa
     config = camera_config(
         tmp_path, tiny_models, mosquitto.port, "gige-wait", {"trigger": "software"}, service={"mode": "triggered"}
     )
-    env = {**os.environ, "NOTIFY_SOCKET": notify.env, "WATCHDOG_USEC": "1500000"}  # ping every 0.5 s
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = notify.start_daemon(config, watchdog_usec=1_500_000)  # ping every 0.5 s
     try:
         notify.collect(8)
         ready = notify.with_key("READY")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -29,11 +27,7 @@ def test_ready_watchdog_status_stopping_and_no_pings_while_camera_hangs(tiny_mod
             camera={"open_timeout_s": 2, "stall_timeout_s": 2}, service={"stats_interval_s": 1},
             model={"variant": "fp32"},
         )  # fmt: skip
-        env = {**os.environ, "NOTIFY_SOCKET": notify.env, "WATCHDOG_USEC": "600000"}  # 0.6 s: ping every 0.2 s
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        proc = notify.start_daemon(config, watchdog_usec=600_000)  # 0.6 s: ping every 0.2 s
         try:
             notify.collect(8)
             ready = notify.with_key("READY")

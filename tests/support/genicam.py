@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-__all__ = ["FAKE_CAMERA", "FakeCamera"]
+from edge_ad.types import Frame
+
+__all__ = ["FAKE_CAMERA", "FakeCamera", "read_frames"]
 
 FAKE_CAMERA = "arv-fake-gv-camera-0.8"  # Debian aravis-tools (scripts/setup.sh installs it)
 
@@ -59,3 +61,14 @@ class FakeCamera:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
         self.process = None
+
+
+def read_frames(source, n: int, seconds: float = 20) -> list[Frame]:
+    """Up to ``n`` frames from a frame source within ``seconds`` (IDLE polls skipped)."""
+    got: list[Frame] = []
+    deadline = time.monotonic() + seconds
+    while len(got) < n and time.monotonic() < deadline:
+        item = source.read()
+        if isinstance(item, Frame):
+            got.append(item)
+    return got

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 __all__ = ["NotifySocket"]
 
@@ -36,3 +40,11 @@ class NotifySocket:
 
     def with_key(self, key: str) -> list[tuple[float, dict[str, str]]]:
         return [(t, m) for t, m in self.messages if key in m]
+
+    def start_daemon(self, config: Path, watchdog_usec: int) -> subprocess.Popen:
+        """``edge-ad run --config`` as systemd would start it: this socket and a watchdog of ``watchdog_usec``."""
+        env = {**os.environ, "NOTIFY_SOCKET": self.env, "WATCHDOG_USEC": str(watchdog_usec)}
+        return subprocess.Popen(
+            [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip

@@ -18,7 +18,7 @@ from edge_ad.capture.poll import IDLE
 from edge_ad.config import CameraConfig
 from edge_ad.config.camera import GenicamConfig
 from edge_ad.errors import CameraError
-from edge_ad.types import Frame
+from tests.support.genicam import read_frames
 
 MOSAIC = {"BayerRG8": "RGGB", "BayerBG8": "BGGR", "BayerGR8": "GRBG", "BayerGB8": "GBRG"}
 
@@ -116,16 +116,6 @@ def test_apply_settings_sets_binning_before_the_region_and_the_hardware_trigger(
     assert device.get_float_feature_value("AcquisitionFrameRate") == 12.5
 
 
-def frames(source: GenicamSource, n: int, seconds: float = 10) -> list[Frame]:
-    got: list[Frame] = []
-    deadline = time.monotonic() + seconds
-    while len(got) < n and time.monotonic() < deadline:
-        item = source.read()
-        if isinstance(item, Frame):
-            got.append(item)
-    return got
-
-
 def open_fake(**genicam) -> GenicamSource:
     return GenicamSource(CameraConfig(source="genicam://Fake_1", genicam={"pixel_format": "Mono8", **genicam}))
 
@@ -142,7 +132,7 @@ def test_a_burst_of_software_triggers_gets_one_frame_each_in_order(fake_interfac
         assert not source.live, "every triggered frame is a part: none may be dropped"
         for i in range(10):
             source.fire(f"T{i}", ANYONE, lost.append)
-        got = frames(source, 10)
+        got = read_frames(source, 10)
     finally:
         source.close()
     assert [f.trigger for f in got] == [f"T{i}" for i in range(10)] and lost == []
@@ -160,14 +150,14 @@ def test_a_line_triggered_camera_judges_every_pulse_with_its_frame_id_and_waits_
     source = open_fake(trigger="hardware", trigger_line="Line0", trigger_activation="RisingEdge")
     try:
         line_pulses(source, 0.5)
-        frames(source, 2, seconds=6)  # right after a pulse at the new rate: the next one is 2 s away
+        read_frames(source, 2, seconds=6)  # right after a pulse at the new rate: the next one is 2 s away
         started = time.monotonic()
         assert [source.read() for _ in range(5)] == [IDLE] * 5, "no pulse: alive, no frame"
         assert time.monotonic() - started < 3
         with pytest.raises(CameraError, match="not in software-trigger mode"):
             source.fire("x", ANYONE, print)
         line_pulses(source, 20)
-        got = frames(source, 5)
+        got = read_frames(source, 5)
     finally:
         source.close()
     assert len(got) == 5 and all(f.trigger is None for f in got)
@@ -179,7 +169,7 @@ def test_a_silent_camera_goes_offline_after_the_liveness_timeout(fake_interface)
     source = open_fake(trigger="hardware", trigger_line="Line0", liveness_timeout_s=0.5)
     try:
         line_pulses(source, 0.5)
-        frames(source, 1, seconds=3)
+        read_frames(source, 1, seconds=3)
         source._stop.set()  # the probe thread stops answering, as if every register read timed out
         time.sleep(0.6)
         with pytest.raises(CameraError, match=r"has not answered for \d s \(unplugged, powered off"):
