@@ -18,8 +18,9 @@ from edge_ad.inference.device import cpu_flags
 from edge_ad.inference.precision import RUN_VARIANTS
 from edge_ad.publish.client import connect_tool
 from edge_ad.publish.topics import Topics
+from edge_ad.types import round_score
 
-__all__ = ["read_station", "render_status", "stats_are_current"]
+__all__ = ["counter_lines", "read_station", "render_status", "stats_are_current"]
 
 
 def read_station(config: EdgeAdConfig, timeout_s: float = 3.0) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def _local(config: EdgeAdConfig) -> dict[str, Any]:
         bundle = load_bundle(version_dir, verify=False)
         resolution = resolve_variant(bundle, config.model, config.service.state_dir, commission_missing=False)
         local["commissioning"] = resolution.record.summary() if resolution.record else None
-        local["threshold"] = bundle.variant(RUN_VARIANTS[resolution.variant].ir).threshold.value
+        local["threshold"] = round_score(bundle.variant(RUN_VARIANTS[resolution.variant].ir).threshold.value)
         local["signature"] = _signature_line(config, bundle)
     except EdgeAdError as exc:
         local["bundle"] = f"PROBLEM: {exc}"
@@ -122,6 +123,21 @@ def _ago(ts: float | None) -> str:
     return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
 
 
+def counter_lines(stats: dict[str, Any]) -> list[str]:
+    """Triggers and GenICam acquisition counters, when the station has them (what went missing, and where)."""
+    lines = []
+    triggers = stats.get("triggers")
+    if triggers:
+        lines.append("triggers   " + "    ".join(f"{key} {triggers.get(key, 0)}" for key in TRIGGER_COUNTS))
+    camera = stats.get("camera_counters")
+    if camera:
+        lines.append("acquire    " + "    ".join(f"{key.replace('_', ' ')} {value}" for key, value in camera.items()))
+    return lines
+
+
+TRIGGER_COUNTS = ("accepted", "rejected", "dropped", "expired")
+
+
 def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
     """The technician's screen."""
     status, stats, local = remote.get("status") or {}, remote.get("stats") or {}, _local(config)
@@ -148,6 +164,7 @@ def render_status(config: EdgeAdConfig, remote: dict[str, Any]) -> str:
             f"mqtt       {stats.get('mqtt_protocol', '?')}    {stats.get('spooled', 0)} verdicts waiting    "
             f"uptime {stats.get('uptime_s', 0):.0f} s"
         )
+        lines += counter_lines(stats)
     else:
         lines.append("rate       no retained stats yet")
     drift = status.get("drift")

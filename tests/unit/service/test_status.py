@@ -26,3 +26,18 @@ def test_stats_are_read_with_the_status_of_the_same_run(status, current):
 def test_final_stats_are_stale_whatever_the_status_says():
     """A run's last stats (clean stop) say stale: a status republished late cannot make them current."""
     assert not stats_are_current({"state": "online", "run": "a1"}, {**STATS, "stale": True})
+
+
+def test_the_status_screen_says_what_went_missing_where():
+    """Trigger and GenICam acquisition counters on the technician's screen (after a storm it said 'none')."""
+    from edge_ad.service.status import counter_lines
+
+    stats = {
+        "triggers": {"accepted": 300, "rejected": 0, "dropped": 236, "expired": 2},
+        "camera_counters": {"incomplete_frames": 3, "lost_triggers": 1, "missing_packets": 40},
+    }
+    assert counter_lines(stats) == [
+        "triggers   accepted 300    rejected 0    dropped 236    expired 2",
+        "acquire    incomplete frames 3    lost triggers 1    missing packets 40",
+    ]
+    assert counter_lines({"frames": 3}) == []
