@@ -17,6 +17,7 @@ from pathlib import Path
 from edge_ad.bundle.manifest import MODEL_TYPES
 from edge_ad.commands.cameras import add_parsers as add_cameras_parsers
 from edge_ad.commands.cases import add_parsers as add_cases_parsers
+from edge_ad.commands.console import add_parsers as add_console_parsers
 from edge_ad.commands.keys import add_parsers as add_keys_parsers
 from edge_ad.commands.recalibration import add_parsers as add_recalibration_parsers
 from edge_ad.commands.service import add_parsers as add_service_parsers
@@ -440,6 +441,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_keys_parsers(sub)
     add_cases_parsers(sub)
     add_cameras_parsers(sub)
+    add_console_parsers(sub)
 
     p = sub.add_parser("distill-teacher", help="distil EfficientAD's PDN teacher offline (export extra)")
     p.add_argument("--size", choices=["small", "medium"], default="small", help="EfficientAD PDN size")

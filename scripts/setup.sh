@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${EDGE_AD_EXTRAS:-export,cases,sparkplug,opcua,genicam,test}"
+EXTRAS="${EDGE_AD_EXTRAS:-export,cases,sparkplug,opcua,genicam,console,test}"
 # the newest Node-RED for Node.js 20 (and 18, Debian bookworm's: it asks for >= 18.5); 5.x needs Node.js >= 22.9
 NODE_RED_VERSION="4.1.15"
 

@@ -281,32 +281,20 @@ def _cmd_models_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_activate(args: argparse.Namespace) -> int:
-    from edge_ad.bundle.store import activate, load_bundle
+    from edge_ad.bundle.activation import activate_checked
 
     model_dir = _model_dir(args)
-    bundle = load_bundle(model_dir / args.version)  # verify every file before pointing the station at it
-    trust = _trust(args)
-    if trust is not None:
-        trust.check(bundle)  # and its signature, as the station will
-    activate(model_dir, args.version)
+    activate_checked(model_dir, args.version, _trust(args))  # every file, and the signature as the station will
     print(f"active -> v{args.version} ({model_dir}); a running daemon switches within seconds")
     return 0
 
 
 def _cmd_models_rollback(args: argparse.Namespace) -> int:
-    from edge_ad.bundle.store import activate, active_version, list_versions, load_bundle
+    from edge_ad.bundle.activation import activate_checked, rollback_target
 
     model_dir = _model_dir(args)
-    active = active_version(model_dir)
-    if active is None:
-        raise BundleError(f"{model_dir}: no active version to roll back from; use 'edge-ad models activate VERSION'")
-    parent = load_bundle(model_dir / active, verify=False).manifest.parent
-    older = [p.name for p in list_versions(model_dir) if int(p.name) < int(active)]
-    target = parent if parent and (model_dir / parent).is_dir() else (older[-1] if older else None)
-    if target is None:
-        raise BundleError(f"{model_dir}: v{active} has no earlier version to roll back to")
-    load_bundle(model_dir / target)
-    activate(model_dir, target)
+    active, target = rollback_target(model_dir)
+    activate_checked(model_dir, target, _trust(args))
     print(f"rolled back: active v{active} -> v{target} ({model_dir})")
     return 0
 

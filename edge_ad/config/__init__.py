@@ -3,6 +3,7 @@
 from edge_ad.config.camera import CameraConfig
 from edge_ad.config.cases import CasesConfig
 from edge_ad.config.commands import CommandsConfig
+from edge_ad.config.console import ConsoleConfig
 from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.loader import load_config
 from edge_ad.config.model import ModelConfig
@@ -18,6 +19,7 @@ __all__ = [
     "CameraConfig",
     "CasesConfig",
     "CommandsConfig",
+    "ConsoleConfig",
     "EdgeAdConfig",
     "EvidenceConfig",
     "ModelConfig",

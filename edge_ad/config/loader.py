@@ -200,6 +200,7 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
                 }
             ),
             "opcua": _resolve_opcua(config, resolve, credentials),
+            "console": config.console.with_base(base),
             "recalibration": config.recalibration.model_copy(
                 update={
                     "defects_root": resolve(root.expanduser()) if (root := config.recalibration.defects_root) else None

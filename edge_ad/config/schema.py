@@ -10,6 +10,7 @@ from edge_ad.config.base import EdgeAdModel
 from edge_ad.config.camera import CameraConfig
 from edge_ad.config.cases import CasesConfig
 from edge_ad.config.commands import CommandsConfig
+from edge_ad.config.console import ConsoleConfig
 from edge_ad.config.evidence import EvidenceConfig
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
@@ -49,6 +50,7 @@ class EdgeAdConfig(EdgeAdModel):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
     opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
     @model_validator(mode="after")
     def _commands_need_authentication(self) -> EdgeAdConfig:

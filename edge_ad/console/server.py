@@ -1,0 +1,45 @@
+"""``run_console(config)``: the console under uvicorn, HTTPS with the configured or generated certificate."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from edge_ad.config import EdgeAdConfig
+from edge_ad.console.app import create_app, users_file
+from edge_ad.console.tls import ensure_certificate
+from edge_ad.console.users import list_users
+
+__all__ = ["run_console"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_console(config: EdgeAdConfig) -> int:
+    """Serve the console on ``console.host:console.port`` until stopped (SIGINT/SIGTERM); returns the exit code.
+
+    Raises:
+        ConfigError: The users file or a configured certificate cannot be read.
+    """
+    console = config.console
+    users = users_file(config)
+    if not list_users(users):
+        logger.warning("console: no users in %s yet; add one with: edge-ad console-user add --config ... NAME", users)
+    tls: dict[str, str] = {}
+    if console.tls:
+        cert, key = ensure_certificate(console, config.service.state_dir)
+        tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    scheme = "https" if console.tls else "http"
+    logger.info("console: %s on %s://%s:%d/", config.station, scheme, console.host, console.port)
+    uvicorn.run(
+        create_app(config),
+        host=console.host,
+        port=console.port,
+        log_config=None,  # our logging setup (stderr, journald priorities)
+        access_log=False,
+        proxy_headers=False,  # nobody in front of it: never trust X-Forwarded-For for the login rate limit
+        server_header=False,
+        **tls,
+    )
+    return 0
