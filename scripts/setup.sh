@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian machine: apt packages (python3-venv, mosquitto, mosquitto-clients, openssl, systemd,
-# protobuf-compiler, nodejs, npm; with the genicam extra Aravis' typelib and tools and what PyGObject builds with),
+# protobuf-compiler; with the test extra nodejs, npm, chromium and chromium-driver; with the genicam extra Aravis'
+# typelib and tools and what PyGObject builds with),
 # the virtual environment .venv with edge_ad, its export, cases, sparkplug, opcua and genicam extras and the test
 # tools, and Node-RED (pinned, in .node-red/, outside the venv) for the test that runs the Node-RED flow of
 # docs/integration.md.
@@ -35,6 +36,9 @@ TESTS=0; [[ ",$EXTRAS," == *",test,"* ]] && TESTS=1  # Node-RED only where the t
 if [ "$TESTS" = 1 ]; then
   command -v node >/dev/null 2>&1 || missing+=(nodejs)  # runs Node-RED in the docs test
   command -v npm >/dev/null 2>&1 || missing+=(npm)  # installs it
+  # the console's browser tests drive a real headless Chromium (selenium; Playwright's browser download is not used)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 fi
 if [[ ",$EXTRAS," == *",genicam,"* ]]; then  # GigE Vision / USB3 Vision cameras through Aravis (docs/cameras.md)
   compgen -G "/usr/lib/*/girepository-1.0/Aravis-0.8.typelib" >/dev/null || missing+=(gir1.2-aravis-0.8)

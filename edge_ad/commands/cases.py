@@ -76,23 +76,10 @@ def _as_dict(m) -> dict:
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
-    from edge_ad.cases.store import CaseStoreError, cases_dir, queue_label
+    from edge_ad.cases.labelling import label_case
     from edge_ad.config import load_config
 
-    config = load_config(args.config)
-    store = _store(config, snapshot_if_busy=True)
-    try:
-        if store.get(args.id) is None:
-            raise CaseStoreError(f"cases: no case with id {args.id}; 'edge-ad cases list' shows the ids")
-        if store.read_only:  # the daemon holds the embedded store: it applies queued labels every second
-            queue_label(cases_dir(config), args.id, args.label)
-            print(f"case {args.id}: label '{args.label}' queued; the running daemon applies it within seconds")
-            return 0
-        store.apply_pending_labels()
-        store.label(args.id, args.label)
-    finally:
-        store.close()
-    print(f"case {args.id}: labelled '{args.label}'" if args.label else f"case {args.id}: label removed")
+    print(label_case(load_config(args.config), args.id, args.label))
     return 0
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,10 +21,13 @@ from starlette.middleware.sessions import SessionMiddleware
 from edge_ad.bundle.activation import rollback_target
 from edge_ad.config import EdgeAdConfig
 from edge_ad.config.console import USERS_FILE
-from edge_ad.console import models
-from edge_ad.console.security import LoginLimiter, NotLoggedIn, csrf_protect, csrf_token, require
+from edge_ad.console import gallery, models
+from edge_ad.console.events import StreamCount, event_stream
+from edge_ad.console.evidence import evidence_dir, open_evidence
+from edge_ad.console.feed import Feed
+from edge_ad.console.security import CSRF_FIELD, LoginLimiter, NotLoggedIn, csrf_protect, csrf_token, require
 from edge_ad.console.users import User, verify
-from edge_ad.errors import EdgeAdError
+from edge_ad.errors import BundleError, EdgeAdError
 
 __all__ = ["SESSION_COOKIE", "create_app", "session_secret", "users_file"]
 
@@ -78,14 +83,29 @@ def create_app(config: EdgeAdConfig) -> FastAPI:
             ``security``, ``service.state_dir`` and ``console``.
     """
     console = config.console
+    feed = Feed(config)
+    folder = evidence_dir(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        feed.start()
+        try:
+            yield
+        finally:
+            feed.stop()
+
     app = FastAPI(
         title=f"edge_ad console {config.station}",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
         dependencies=[Depends(csrf_protect)],
+        lifespan=lifespan,
     )
     app.state.config = config
+    app.state.feed = feed
+    app.state.streams = StreamCount()
+    app.state.events_keepalive_s = 15.0  # a comment line on a quiet /events stream this often (tests shorten it)
     app.state.users_file = users_file(config)
     app.state.limiter = LoginLimiter(console.login_attempts_per_minute)
     templates = _templates()
@@ -110,7 +130,9 @@ def create_app(config: EdgeAdConfig) -> FastAPI:
         context = {
             "station": config.station,
             "user": user,
-            "csrf": csrf_token(request),
+            # an error page never starts a session: a refused cross-site request arrives without the
+            # (SameSite=Strict) cookie, and a new session's cookie would log the technician out
+            "csrf": request.session.get(CSRF_FIELD, "") if status_code >= 400 else csrf_token(request),
             "flash": request.session.pop("flash", None),
             **context,
         }
@@ -126,6 +148,10 @@ def create_app(config: EdgeAdConfig) -> FastAPI:
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)  # no icon: not a 404 in every browser's console
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request):
@@ -161,20 +187,55 @@ def create_app(config: EdgeAdConfig) -> FastAPI:
     def live(request: Request, user: Viewer):
         from edge_ad.service.status import read_station, stats_are_current
 
-        try:
-            found = read_station(config, timeout_s=1.5)
-            error = None
-        except EdgeAdError as exc:
-            found, error = {"status": None, "stats": None}, str(exc)
+        snap = feed.snapshot()
+        found, error = {"status": snap["status"], "stats": snap["stats"]}, None
+        if found["status"] is None:  # the feed has nothing yet (just started, or no broker): ask once, as before
+            try:
+                found = read_station(config, timeout_s=1.5)
+            except EdgeAdError as exc:
+                found, error = {"status": None, "stats": None}, str(exc)
         status, stats = found.get("status"), found.get("stats")
         current = bool(status and stats and stats_are_current(status, stats))
         return page(request, "live.html.j2", user, status=status, stats=stats, current=current, error=error)
 
+    @app.get("/events")
+    def events(request: Request, user: Viewer):
+        state = request.app.state
+        stream = event_stream(request, feed, folder, state.streams, keepalive_s=state.events_keepalive_s)
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+    @app.get("/evidence/{name}")
+    def evidence(name: str, user: Viewer):
+        fd = open_evidence(folder, name)
+        if fd is None:
+            raise HTTPException(404, "no such evidence file")
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(gallery.MAX_IMAGE_BYTES + 1)
+        if len(data) > gallery.MAX_IMAGE_BYTES:
+            raise HTTPException(404, "no such evidence file")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/gallery", response_class=HTMLResponse)
+    def gallery_page(request: Request, user: Viewer):
+        shots = gallery.shots(feed, folder)
+        return page(request, "gallery.html.j2", user, shots=shots, cases=gallery.cases_state(config),
+                    folder=str(folder), labels=gallery.quick_labels(shots))  # fmt: skip
+
+    @app.post("/gallery/label", response_class=HTMLResponse)
+    def label(request: Request, user: Technician, case: Annotated[str, Form()], label: Annotated[str, Form()] = ""):
+        request.session["flash"] = gallery.label(config, case, label, user.name)
+        return RedirectResponse("/gallery", status_code=303)
+
     @app.get("/models", response_class=HTMLResponse)
     def models_page(request: Request, user: Viewer):
         try:
-            rows, error = models.version_rows(config), None
-            target = rollback_target(models.model_dir(config))[1] if any(r.active for r in rows) else None
+            rows, error, target = models.version_rows(config), None, None
+            if any(r.active for r in rows):
+                try:
+                    target = rollback_target(models.model_dir(config))[1]
+                except BundleError:
+                    target = None  # the oldest version is active: nothing to roll back to, the list stays
         except EdgeAdError as exc:
             rows, error, target = [], str(exc), None
         except Exception:  # a model store the page cannot read must not hide the page

@@ -40,6 +40,7 @@ def run_console(config: EdgeAdConfig) -> int:
         access_log=False,
         proxy_headers=False,  # nobody in front of it: never trust X-Forwarded-For for the login rate limit
         server_header=False,
+        timeout_graceful_shutdown=3,  # open /events streams never end by themselves: do not wait on them at stop
         **tls,
     )
     return 0

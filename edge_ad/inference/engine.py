@@ -223,6 +223,7 @@ class InferPipeline:
     def __init__(self, model: AnomalyModel, jobs: int) -> None:
         self.model = model
         self.queue = ov.AsyncInferQueue(model.compiled, max(1, jobs))
+        self.limit = 2 * max(1, jobs)  # frames held in flight at most (finished ones wait behind a slow one)
         self.queue.set_callback(self._done)
         self._lock = threading.Lock()
         self._order: deque[int] = deque()
@@ -241,8 +242,14 @@ class InferPipeline:
             self._finished[ticket] = scored
 
     def submit(self, frame: Frame, context: Any = None) -> list[Scored]:
-        """Start scoring a frame; returns the results that finished meanwhile (in order)."""
+        """Start scoring a frame; returns the results that finished meanwhile (in order).
+
+        Requests can finish out of order: results wait behind a slow older frame. At most twice the number
+        of requests are held in flight; beyond that, submit waits for all of them (memory stays bounded).
+        """
         tensor = self.model.batch(frame)
+        if len(self._order) >= self.limit:
+            self.queue.wait_all()
         self._ticket += 1
         with self._lock:
             self._order.append(self._ticket)

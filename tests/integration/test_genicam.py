@@ -308,7 +308,7 @@ def test_a_trigger_storm_and_a_dead_camera_never_stall_the_station(fake_camera, 
             stop_took = time.monotonic() - stopping
     assert proc.returncode == 0 and "Traceback" not in stderr, stderr
     assert offline_after <= 5, f"camera_offline only {offline_after:.1f} s after the camera died"
-    assert stop_took < 15, f"stopping took {stop_took:.0f} s"
+    assert stop_took < 25, f"stopping took {stop_took:.0f} s (systemd's TimeoutStopSec is 30 s)"
     answers = [v for v in rec.on("verdict") if v["trigger"]["id"] in set(storm)]
     ids = [v["trigger"]["id"] for v in answers]
     assert sorted(ids) == sorted(storm), "every trigger of the storm answered exactly once"
