@@ -12,6 +12,7 @@ import yaml
 
 from edge_ad.bundle import load_bundle
 from edge_ad.commissioning import read_record
+from edge_ad.types import round_score
 from tests.support.broker import Recorder
 from tests.support.station import edge_ad, station_config
 from tests.support.tiny_bundle import good_image, write_frames
@@ -94,7 +95,8 @@ def test_status_shows_one_readable_screen(tiny_models, mosquitto, tmp_path):
     )
     assert f"cpu        {' '.join(record.key.cpu_flags) or 'no avx2/avx512/amx'}    plugin default precision" in out
     assert f"commission auto runs {chosen} ({record.at}): " in out and "ALARM" not in out
-    assert f"threshold {record.candidates[chosen].threshold}" in out  # the running variant's, from the bundle
+    threshold = round_score(record.candidates[chosen].threshold)  # the running variant's, rounded as published
+    assert f"threshold {threshold}" in out and f"threshold {record.candidates[chosen].threshold}" not in out
     assert "last error source exhausted" in out and "drift      none" in out
     # mqtt.protocol auto with mosquitto: MQTT 5 (the final stats may still count a verdict in flight)
     assert re.search(r"^mqtt       5    \d+ verdicts waiting", out, re.M), out
