@@ -211,8 +211,8 @@ class TriggerInbox:
     def take_bound(self, trigger: object, frame_ts: float) -> Trigger | None:
         """The trigger a camera bound to its frame (software trigger), if it still waits.
 
-        Triggers queued before it are answered ``expired`` now: their frames were lost on the way (the
-        camera's frame ids skipped them), so none will come.
+        Triggers queued before it are answered ``expired`` now: the camera takes frames in trigger order, so
+        theirs were lost on the way and none will come.
         """
         lost: list[Trigger] = []
         with self._lock:
@@ -251,9 +251,7 @@ class TriggerInbox:
             except ValueError:
                 return
             self.expired += 1
-        self._log.warning("camera lost", "trigger %s expired: %s", trigger.id, reason)
-        if trigger.reply is not None:
-            trigger.reply.lost(TriggerRejected("expired", f"expired: {reason}"))
+        self._tell_expired([trigger], f"expired: {reason}")
 
     def expire(self, now: float) -> None:
         """Answer the triggers that waited longer than ``timeout_s`` (called while no frame comes)."""

@@ -22,7 +22,7 @@ from typing import Any
 from edge_ad.capture.genicam.aravis import aravis, describe_error
 from edge_ad.capture.genicam.features import FeatureWriter, apply_settings
 from edge_ad.capture.genicam.pixels import SUPPORTED, to_bgr
-from edge_ad.capture.genicam.triggers import Lost, SoftwareTrigger, Wanted
+from edge_ad.capture.genicam.triggers import Lost, Queued, SoftwareTrigger, Wanted
 from edge_ad.capture.poll import IDLE, Idle
 from edge_ad.config.camera import CameraConfig, GenicamConfig, genicam_device
 from edge_ad.errors import CameraError
@@ -56,7 +56,7 @@ def camera_label(camera: Any, ident: str) -> str:
 
 
 def open_camera(ident: str) -> Any:
-    """An ``Aravis.Camera`` by device id, serial, IP or MAC ("" opens the first one found).
+    """An ``Aravis.Camera`` by device id, user-defined name, IP or MAC ("" opens the first one found).
 
     Raises:
         CameraError: No such camera is visible.
@@ -209,13 +209,7 @@ class GenicamSource:
             bound = self.trigger.bind(host_ns) if self.trigger is not None else None
             status = buffer.get_status()
             if status != Aravis.BufferStatus.SUCCESS:
-                if bound is not None:
-                    self.trigger.frame_lost(bound, f"its frame arrived incomplete ({status.value_nick})")
-                self.bad_frames += 1
-                self._log.warning(
-                    "incomplete", "camera %s: frame %d dropped (%s)", self.name, frame_id, status.value_nick
-                )
-                return IDLE
+                return self._drop(bound, frame_id, "incomplete", f"its frame arrived incomplete ({status.value_nick})")
             try:
                 if buffer.get_image_pixel_format() != self.pixel_format[0]:
                     raise ValueError(f"its pixel format is not the configured {self.pixel_format[1]}")
@@ -223,11 +217,7 @@ class GenicamSource:
                     buffer.get_data(), buffer.get_image_width(), buffer.get_image_height(), self.pixel_format[1]
                 )
             except ValueError as exc:
-                if bound is not None:
-                    self.trigger.frame_lost(bound, f"its frame could not be read: {exc}")
-                self.bad_frames += 1
-                self._log.warning("unreadable", "camera %s: frame %d dropped: %s", self.name, frame_id, exc)
-                return IDLE
+                return self._drop(bound, frame_id, "unreadable", f"its frame could not be read: {exc}")
             stamp = CameraStamp(frame_id=frame_id, timestamp_ns=int(buffer.get_timestamp()))
         finally:
             self.stream.push_buffer(buffer)
@@ -240,6 +230,14 @@ class GenicamSource:
             camera=stamp,
             trigger=None if bound is None else bound.token,
         )
+
+    def _drop(self, bound: Queued | None, frame_id: int, kind: str, reason: str) -> Idle:
+        """Count a frame that is not judged (``kind``: incomplete, unreadable); its trigger hears why."""
+        if bound is not None and self.trigger is not None:
+            self.trigger.frame_lost(bound, reason)
+        self.bad_frames += 1
+        self._log.warning(kind, "camera %s: frame %d dropped: %s", self.name, frame_id, reason)
+        return IDLE
 
     def counters(self) -> dict[str, int]:
         """Stream statistics for the station's stats: incomplete frames, missing frames, packet resends."""

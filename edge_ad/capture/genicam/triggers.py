@@ -109,7 +109,10 @@ class SoftwareTrigger:
     def _give_up(self, pending: Queued, reason: str) -> None:
         self.lost += 1
         self._log.warning("lost", "camera %s: a trigger got no frame: %s", self.camera, reason)
-        pending.lost(pending.token, reason)
+        try:
+            pending.lost(pending.token, reason)
+        except Exception:  # the caller's callback must not end this thread (or the reader's): every trigger waits
+            logger.exception("camera %s: telling a trigger it got no frame failed", self.camera)
 
     def bind(self, received_ns: int) -> Queued | None:
         """The trigger this frame answers (its reception began at ``received_ns``, host clock), if any."""

@@ -116,3 +116,22 @@ def test_a_late_frame_is_given_up_and_the_next_trigger_fires():
         assert trigger.bind(time.time_ns()).token == "next"
     finally:
         trigger.close("stopping")
+
+
+def test_a_failing_lost_callback_does_not_stop_the_trigger_thread():
+    camera = Camera()
+    trigger = SoftwareTrigger(camera.execute, frame_timeout_s=0.1, camera="cam")
+
+    def explode(token, reason):
+        raise RuntimeError("the answer could not be sent")
+
+    try:
+        trigger.fire("late", lambda token: True, explode)
+        assert wait_until(lambda: len(camera.fired) == 1)
+        time.sleep(0.15)
+        trigger.check_late()  # the callback raises: logged, the queue goes on
+        trigger.fire("next", lambda token: True, explode)
+        assert wait_until(lambda: len(camera.fired) == 2), "the trigger thread died"
+        assert trigger.bind(time.time_ns()).token == "next"
+    finally:
+        trigger.close("stopping")
