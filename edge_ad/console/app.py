@@ -21,11 +21,19 @@ from starlette.middleware.sessions import SessionMiddleware
 from edge_ad.bundle.activation import rollback_target
 from edge_ad.config import EdgeAdConfig
 from edge_ad.config.console import USERS_FILE
-from edge_ad.console import gallery, models
+from edge_ad.console import cases_page, gallery, models, recalibration_page
 from edge_ad.console.events import StreamCount, event_stream
 from edge_ad.console.evidence import evidence_dir, open_evidence
 from edge_ad.console.feed import Feed
-from edge_ad.console.security import CSRF_FIELD, LoginLimiter, NotLoggedIn, csrf_protect, csrf_token, require
+from edge_ad.console.security import (
+    CSRF_FIELD,
+    LoginLimiter,
+    NotLoggedIn,
+    Technician,
+    Viewer,
+    csrf_protect,
+    csrf_token,
+)
 from edge_ad.console.users import User, verify
 from edge_ad.errors import BundleError, EdgeAdError
 
@@ -43,9 +51,6 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-
-Viewer = Annotated[User, Depends(require("viewer"))]
-Technician = Annotated[User, Depends(require("technician"))]
 
 
 def users_file(config: EdgeAdConfig) -> Path:
@@ -273,4 +278,6 @@ def create_app(config: EdgeAdConfig) -> FastAPI:
             request.session["flash"] = f"NOT rolled back: {exc}"
         return RedirectResponse("/models", status_code=303)
 
+    cases_page.add_routes(app, config, page)
+    recalibration_page.add_routes(app, config, page)
     return app

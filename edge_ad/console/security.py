@@ -12,9 +12,10 @@ import secrets
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 
 from edge_ad.console.users import ROLES, User
 
@@ -24,6 +25,8 @@ __all__ = [
     "UNSAFE_METHODS",
     "LoginLimiter",
     "NotLoggedIn",
+    "Technician",
+    "Viewer",
     "csrf_protect",
     "csrf_token",
     "current_user",
@@ -155,3 +158,7 @@ def require(role: str) -> Callable[[Request], User]:
         return user
 
     return dependency
+
+
+Viewer = Annotated[User, Depends(require("viewer"))]  # a route parameter: any logged-in user
+Technician = Annotated[User, Depends(require("technician"))]  # a route parameter: technicians only
