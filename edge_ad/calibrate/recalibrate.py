@@ -282,6 +282,7 @@ def recalibrate(
     source: str = "",
     report_dir: Path | None = None,
     parts_checked: bool = False,
+    activate: bool = True,
 ) -> Outcome:
     """Fit a new threshold (and optionally memory bank) and install it as a new version on PASS.
 
@@ -297,6 +298,7 @@ def recalibrate(
         parts_checked: A technician checked that the frames show good parts: the look may have moved,
             so the active model rejecting them and the bundle's own good images failing are accepted
             (the bundle's own defects must still be caught).
+        activate: Make a passing new version the active one (False: installed only, activated later by a person).
 
     Raises:
         DatasetError: Too few frames (see :func:`require_frames`).
@@ -396,7 +398,11 @@ def recalibrate(
                 return outcome
             files = {**manifest.files, RECALIBRATION_REPORT: file_entry(outcome.report)}  # signed with the rest
             outcome.installed = install_bundle(
-                staging, root, manifest.model_copy(update={"files": files}), sign=_signer(trust, config.station)
+                staging,
+                root,
+                manifest.model_copy(update={"files": files}),
+                make_active=activate,
+                sign=_signer(trust, config.station),
             )
             outcome.report = outcome.installed / RECALIBRATION_REPORT
             _keep_commissioning(commissioned, outcome.installed, state_dir)

@@ -35,6 +35,7 @@ __all__ = ["RecalibrateCommand", "RecalibrationRunner"]
 logger = logging.getLogger(__name__)
 MAX_COLLECT_S = 1800.0  # a command may take this long to collect its frames (frames x interval_s)
 STALL_S = 120.0  # collecting gives up when it runs this much longer than frames x interval_s (camera offline?)
+PROGRESS_S = 0.5  # a collecting command reports how many frames it has at most this often
 
 
 class RecalibrationRunner:
@@ -66,6 +67,7 @@ class RecalibrationRunner:
         self._frames: list[np.ndarray] = []
         self._last_ts = 0.0
         self._deadline = 0.0
+        self._reported = 0.0  # monotonic time of the last progress reply
         self._worker: threading.Thread | None = None
         self._log = RateLimitedLog(logger)
 
@@ -115,6 +117,7 @@ class RecalibrationRunner:
             busy = self._command is not None or (self._worker is not None and self._worker.is_alive())
             if not busy:
                 self._command, self._frames, self._last_ts, self._route = command, [], 0.0, route
+                self._reported = time.monotonic()
                 self._deadline = time.monotonic() + command.frames * command.interval_s + STALL_S
         if busy:
             self._reject(command.id, "a recalibration is already running", signed=True, route=route)
@@ -167,6 +170,7 @@ class RecalibrationRunner:
 
     def offer(self, frame: Frame) -> None:
         """Main loop: keep this frame if a command is collecting (``interval_s`` apart)."""
+        progress: int | None = None
         with self._lock:
             command, route = self._command, self._route
             if command is None or frame.ts - self._last_ts < command.interval_s:
@@ -178,10 +182,17 @@ class RecalibrationRunner:
                 self._frames.append(frame.image.copy())
                 self._last_ts = frame.ts
                 if len(self._frames) < command.frames:
-                    return
-                frames = self._frames
-            self._command, self._frames = None, []
-        if not frames:
+                    if time.monotonic() - self._reported >= PROGRESS_S:
+                        self._reported, progress = time.monotonic(), len(self._frames)
+                else:
+                    frames = self._frames
+            if frames or needed_mb > budget_mb:
+                self._command, self._frames = None, []
+        if progress is not None:  # a progress bar's worth, at most twice a second
+            self._reply(command.id, "collecting", route, frames=command.frames, collected=progress)
+        if frames:
+            self._start(command, frames, route)
+        elif needed_mb > budget_mb:
             h, w = frame.image.shape[:2]
             self._abandon(
                 command,
@@ -189,7 +200,10 @@ class RecalibrationRunner:
                 f"recalibration.max_collect_mb {budget_mb:.0f}; collect fewer or run edge-ad recalibrate on the device",
                 route,
             )
-            return
+
+    def _start(self, command: RecalibrateCommand, frames: list[np.ndarray], route: ReplyRoute | None) -> None:
+        """All frames collected: say so and recalibrate in the worker thread."""
+        self._reply(command.id, "fitting", route, frames=len(frames))
         self._worker = threading.Thread(
             target=self._run, args=(command, frames, route), name="recalibrate", daemon=True
         )
@@ -206,6 +220,7 @@ class RecalibrationRunner:
                 refit_memory=command.refit_memory,
                 dry_run=command.dry_run,
                 source=f"mqtt:{command.id}",
+                activate=command.activate,
             )
         except EdgeAdError as exc:
             logger.error("recalibrate command %s failed: %s", command.id, exc)
@@ -223,6 +238,8 @@ class RecalibrationRunner:
             false_reject={"old": outcome.old_false_reject, "new": outcome.false_reject},
             recall={"old": outcome.old_recall, "new": outcome.recall},
             version=outcome.installed.name if outcome.installed else None,
+            active=command.activate if outcome.installed else None,
+            histogram=outcome.histogram.name if outcome.histogram else None,
         )
 
     def join(self, timeout: float | None = None) -> None:

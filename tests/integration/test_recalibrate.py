@@ -276,6 +276,19 @@ def test_shifted_look_needs_a_memory_bank_refit(exported, dataset, tmp_path):
         assert f"not run        {name}: " in refit.stdout
 
 
+def test_a_version_installed_without_activation_waits_for_a_person(station, tmp_path):
+    """The console's wizard installs a passing version and activates it only when the technician clicks."""
+    from edge_ad.calibrate.recalibrate import recalibrate
+    from edge_ad.config import load_config
+
+    model_dir = tmp_path / "models" / "tiny"
+    images = [brighter(good_image(s), 10) for s in range(1200, 1240)]
+    outcome = recalibrate(load_config(station), images, activate=False)
+    assert outcome.passed and outcome.installed == model_dir / "2"
+    assert active_version(model_dir) == "1" and load_bundle(model_dir / "2").manifest.parent == "1"
+    assert outcome.histogram is not None and outcome.histogram.is_file()
+
+
 def test_full_disk_is_a_clear_error_and_changes_nothing(station, tmp_path, monkeypatch):
     import errno
 

@@ -65,6 +65,11 @@ class RecalibrateCommand(EdgeAdModel):
     interval_s: Annotated[float, Strict()] = Field(0.2, ge=0, le=60, description="Seconds between collected frames.")
     refit_memory: StrictBool = False
     dry_run: StrictBool = False
+    activate: StrictBool = Field(
+        True,
+        description="false: install a passing version without making it active (activate it later, e.g. from the "
+        "console or with edge-ad models activate).",
+    )
     defects_dir: Path | None = Field(
         None, description="Folder of defect images under recalibration.defects_root (recall check)."
     )

@@ -75,3 +75,26 @@ def test_the_frame_count_defaults_to_what_acceptance_needs_and_too_few_are_refus
         replies[-1]["state"] == "rejected"
         and "needs 4000 good frames, more than a command collects" in (replies[-1]["reason"])
     )
+
+
+def test_collecting_reports_progress_at_most_twice_a_second_then_fitting(root, monkeypatch):
+    import numpy as np
+
+    from edge_ad.service import recalibration
+    from edge_ad.types import Frame
+
+    clock = [100.0]
+    monkeypatch.setattr(recalibration.time, "monotonic", lambda: clock[0])
+    started: list[int] = []
+    station, replies = runner(root)
+    station.config.recalibration = RecalibrationConfig(min_frames=8, target_false_reject=0.5, max_collect_mb=64)
+    monkeypatch.setattr(station, "_run", lambda command, frames, route=None: started.append(len(frames)))
+    station.on_message(sign_command({"id": "c1", "frames": 10, "interval_s": 0}, KEY))
+    image = np.zeros((8, 8, 3), np.uint8)
+    for i in range(10):
+        clock[0] += 0.2  # five frames a second: every third frame reports
+        station.offer(Frame(image=image, ts=float(i + 1), index=i + 1, origin="t"))
+    station.join(5)
+    progress = [r["collected"] for r in replies if r["state"] == "collecting" and "collected" in r]
+    assert progress == [3, 6, 9] and [r["state"] for r in replies][-1] == "fitting"
+    assert replies[-1]["frames"] == 10 and started == [10]
