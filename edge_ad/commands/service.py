@@ -11,21 +11,25 @@ __all__ = ["add_parsers"]
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
-    from edge_ad.service.install import install_service
+    from edge_ad.service.install import edge_ad_command, install_service
 
-    plan = install_service(args.station, args.root, args.bundle, enable=not args.no_enable)
+    plan = install_service(args.station, args.root, args.bundle, enable=not args.no_enable, console=args.console)
     for path in plan.written:
         print(f"wrote    {path}")
     for path in plan.kept:
         print(f"kept     {path} (exists)")
-    for command in plan.commands:
+    for command in plan.commands if plan.ran else []:
         print(f"ran      {' '.join(command)}")
+    units = f"edge-ad@{args.station}" + (f" edge-ad-console@{args.station}" if args.console else "")
     if plan.start:
-        print(f"started  edge-ad@{args.station} with its existing config")
+        print(f"started  {units} with its existing config")
     else:
         print(f"next     edit {args.root / 'etc/edge-ad' / (args.station + '.yaml')}, then "
-              f"edge-ad config check --user edge-ad it and systemctl start edge-ad@{args.station} "
+              f"edge-ad config check --user edge-ad it and systemctl start {units} "
               "(not started: its config is the template)")  # fmt: skip
+    if plan.console_url:  # as the service user: the console (User=edge-ad) reads the 0600 users file
+        print(f"console  {plan.console_url} ; add a user first: sudo -u edge-ad {edge_ad_command()} console-user "
+              f"add --config /etc/edge-ad/{args.station}.yaml NAME --role technician")  # fmt: skip
     return 0
 
 
@@ -75,9 +79,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", type=Path, default=Path("/"), help="install below this directory (tests, images)")
     p.add_argument("--bundle", type=Path, help="model directory (models/<name>) to copy to /var/lib/edge-ad/models")
     p.add_argument("--no-enable", action="store_true", help="write files only; do not enable or start")
+    p.add_argument(
+        "--console", action="store_true", help="also enable the technician console, edge-ad-console@<station>"
+    )
     p.set_defaults(func=_cmd_install)
 
-    p = sub.add_parser("uninstall-service", help="stop and remove a station's service (config kept)")
+    p = sub.add_parser("uninstall-service", help="stop and remove a station's service and console (config kept)")
     p.add_argument("station", help="station name")
     p.add_argument("--root", type=Path, default=Path("/"), help="uninstall below this directory (tests, images)")
     p.add_argument("--purge", action="store_true", help="also delete its config and state directory")

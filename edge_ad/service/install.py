@@ -14,15 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from edge_ad.bundle.signing import new_key_pair
+from edge_ad.config.console import ConsoleConfig
+from edge_ad.config.loader import read_yaml_model
 from edge_ad.config.schema import valid_station
-from edge_ad.errors import EdgeAdError
+from edge_ad.errors import ConfigError, EdgeAdError, first_line
 
-__all__ = ["InstallPlan", "install_service", "uninstall_service"]
+__all__ = ["InstallPlan", "console_url", "edge_ad_command", "install_service", "uninstall_service"]
 
 logger = logging.getLogger(__name__)
-UNITS = ("edge-ad@.service", "edge-ad-recalibrate@.service")
+# all three are always installed; edge-ad-console@<station> is enabled only with --console
+UNITS = ("edge-ad@.service", "edge-ad-recalibrate@.service", "edge-ad-console@.service")
+INSTANCES = ("edge-ad-console", "edge-ad")  # enabled per station, stopped in this order
 PLACEHOLDER = "/opt/edge-ad/.venv/bin/edge-ad"
 STATION_KEYS = "var/lib/edge-ad/keys"  # the stations' own signing keys (readable by the service user only)
 SYSUSERS = 'u edge-ad - "edge_ad inspection station" /var/lib/edge-ad\nm edge-ad video\n'
@@ -36,8 +41,10 @@ class InstallPlan:
     root: Path
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
-    commands: list[list[str]] = field(default_factory=list)
+    commands: list[list[str]] = field(default_factory=list)  # run on a real root; on a scratch root: planned
+    ran: bool = False  # ``commands`` were run (root is ``/``)
     start: bool = False  # the station was (or, on a scratch root, would be) started
+    console_url: str | None = None  # --console: where the technician opens it
 
 
 def _unit_text(name: str, executable: str) -> str:
@@ -47,7 +54,8 @@ def _unit_text(name: str, executable: str) -> str:
     return template.read_text().replace(PLACEHOLDER, executable)
 
 
-def _executable() -> str:
+def edge_ad_command() -> str:
+    """This interpreter's ``edge-ad`` (the units' ``ExecStart``)."""
     script = Path(sys.executable).with_name("edge-ad")
     return str(script) if script.is_file() else f"{sys.executable} -m edge_ad.cli"
 
@@ -80,8 +88,43 @@ def _write(plan: InstallPlan, path: Path, text: str, overwrite: bool = True) -> 
     plan.written.append(path)
 
 
+def console_url(console: ConsoleConfig) -> str:
+    """The address a browser on this PC opens the console at (``https://127.0.0.1:8443/`` by default)."""
+    host = console.host
+    if host in ("0.0.0.0", "::"):  # every address: this PC reaches it on loopback
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if console.tls else 'http'}://{host}:{console.port}/"
+
+
+class _ConsoleSection(BaseModel):
+    """A station config read for its console section only (the rest may still be the template)."""
+
+    model_config = ConfigDict(extra="ignore")
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+
+
+def _station_console(config: Path) -> ConsoleConfig:
+    """The console section of the station's config; the defaults when it does not load (logged)."""
+    try:
+        return read_yaml_model(config, _ConsoleSection, "config file", "run install-service again").console
+    except ConfigError as exc:
+        logger.warning("install-service --console: URL from the console defaults: %s", first_line(exc))
+        return ConsoleConfig()
+
+
+def _require_console() -> None:
+    from edge_ad.console import require_console
+
+    try:
+        require_console()
+    except ConfigError as exc:
+        raise EdgeAdError(f"install-service --console: {exc}; nothing was written") from None
+
+
 def install_service(
-    station: str, root: Path = Path("/"), bundle: Path | None = None, enable: bool = True
+    station: str, root: Path = Path("/"), bundle: Path | None = None, enable: bool = True, console: bool = False
 ) -> InstallPlan:
     """Install one station: config (if absent), bundle copy, system user, units, enable + start.
 
@@ -90,9 +133,16 @@ def install_service(
         root: Filesystem root to install into.
         bundle: A model directory (``models/<name>``) to copy under ``/var/lib/edge-ad/models``.
         enable: Enable (and, on a real root, start) the station.
+        console: Also enable (and start with the station) its console, ``edge-ad-console@<station>``.
+
+    Raises:
+        EdgeAdError: A bad station name or bundle, ``console`` without the console extra (before anything
+            is written), or a failed ``systemctl``.
     """
     if not valid_station(station):
         raise EdgeAdError(f"install-service: '{station}' is not a valid station name (letters, digits, _ . -)")
+    if console:
+        _require_console()  # the unit would run this interpreter's edge-ad: it needs the extra
     plan = InstallPlan(station, root)
     real = root == Path("/")
     if bundle is not None:
@@ -117,35 +167,44 @@ def install_service(
     _write(plan, root / "etc/sysusers.d/edge-ad.conf", SYSUSERS)
     units = root / "etc/systemd/system"
     for name in UNITS:
-        _write(plan, units / name, _unit_text(name, _executable()))
+        _write(plan, units / name, _unit_text(name, edge_ad_command()))
+    enabled = ["edge-ad"] + (["edge-ad-console"] if console else [])
     if enable:
-        wants = units / "multi-user.target.wants" / f"edge-ad@{station}.service"
-        wants.parent.mkdir(parents=True, exist_ok=True)
-        if not wants.is_symlink():
-            wants.symlink_to("/etc/systemd/system/edge-ad@.service")
-            plan.written.append(wants)
+        for unit in enabled:  # what `systemctl enable` does, so that images built with --root have it too
+            wants = units / "multi-user.target.wants" / f"{unit}@{station}.service"
+            wants.parent.mkdir(parents=True, exist_ok=True)
+            if not wants.is_symlink():
+                wants.symlink_to(f"/etc/systemd/system/{unit}@.service")
+                plan.written.append(wants)
     plan.commands += [["systemd-sysusers"], ["systemctl", "daemon-reload"]]
     plan.commands += [["chown", "-R", "edge-ad:edge-ad", "/var/lib/edge-ad"]]
     plan.start = enable and config in plan.kept  # a config just written from the template is edited first
-    if plan.start:
-        plan.commands.append(["systemctl", "restart", f"edge-ad@{station}.service"])
+    if plan.start:  # the station first: a console that fails to start leaves it running
+        plan.commands += [["systemctl", "restart", f"{unit}@{station}.service"] for unit in enabled]
+    if console:
+        plan.console_url = console_url(_station_console(config))
     if real:
         _run(plan.commands)
-    else:
-        plan.commands = []  # a scratch root: nothing is run
+        plan.ran = True
     return plan
 
 
 def uninstall_service(station: str, root: Path = Path("/"), purge: bool = False) -> InstallPlan:
-    """Stop and disable a station; remove the units when no station is left; ``purge`` also its config/state."""
+    """Stop and disable a station and its console; remove the units when no station is left.
+
+    ``purge`` also removes its config and state.
+    """
     plan = InstallPlan(station, root)
     real = root == Path("/")
+    # one command each: a console unit that was never installed must not keep the station running
+    stop = [["systemctl", "disable", "--now", f"{unit}@{station}.service"] for unit in INSTANCES]
     if real:
-        _run([["systemctl", "disable", "--now", f"edge-ad@{station}.service"]], check=False)
+        _run(stop, check=False)
     units = root / "etc/systemd/system"
-    wants = units / "multi-user.target.wants" / f"edge-ad@{station}.service"
-    removed = [wants] if wants.is_symlink() else []
-    others = [p for p in (units / "multi-user.target.wants").glob("edge-ad@*.service") if p != wants]
+    wanted = units / "multi-user.target.wants"
+    mine = [wanted / f"{unit}@{station}.service" for unit in INSTANCES]
+    removed = [p for p in mine if p.is_symlink()]
+    others = [p for unit in INSTANCES for p in wanted.glob(f"{unit}@*.service") if p not in mine]
     if not others:  # the last station: the templates go too
         removed += [units / name for name in UNITS if (units / name).exists()]
     if purge:
@@ -158,8 +217,10 @@ def uninstall_service(station: str, root: Path = Path("/"), purge: bool = False)
         else:
             path.unlink()
         plan.written.append(path)
+    plan.commands = [*stop, ["systemctl", "daemon-reload"]]
     if real:
-        _run([["systemctl", "daemon-reload"]], check=False)
+        _run(plan.commands[-1:], check=False)
+        plan.ran = True
     return plan
 
 
