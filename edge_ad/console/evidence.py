@@ -32,9 +32,9 @@ def evidence_dir(config: EdgeAdConfig) -> Path:
     return config.evidence.dir or config.service.state_dir / "evidence"
 
 
-def _inside(folder: Path, name: str) -> Path | None:
-    """``folder / name`` when ``name`` is a plain evidence file name naming a regular file, not a link, in it."""
-    if NAME_PATTERN.fullmatch(name) is None or ".." in name:
+def _inside(folder: Path, name: str, pattern: re.Pattern[str] = NAME_PATTERN) -> Path | None:
+    """``folder / name`` when ``name`` is a plain file name (``pattern``) naming a regular file, not a link, in it."""
+    if pattern.fullmatch(name) is None or ".." in name:
         return None
     path = folder / name
     try:
@@ -48,9 +48,12 @@ def _inside(folder: Path, name: str) -> Path | None:
     return path
 
 
-def open_evidence(folder: Path, name: str) -> int | None:
-    """A read-only descriptor of evidence file ``name`` (never through a symbolic link), or None when refused."""
-    path = _inside(folder, name)
+def open_evidence(folder: Path, name: str, pattern: re.Pattern[str] = NAME_PATTERN) -> int | None:
+    """A read-only descriptor of file ``name`` in ``folder`` (never through a symbolic link), or None when refused.
+
+    ``pattern`` is what a name must look like in full (default: an evidence JPEG).
+    """
+    path = _inside(folder, name, pattern)
     if path is None:
         return None
     try:
