@@ -90,3 +90,11 @@ echo
 echo "==> the station screen: which variant and precision ran on this PC, and why (docs/commissioning.md)"
 $EDGE_AD status --config "$DEMO/station.yaml"
 echo "bundle: models/brick/$(readlink models/brick/active)   config: $DEMO/station.yaml   messages: $DEMO/verdicts.txt"
+if .venv/bin/python -c "import fastapi, argon2, uvicorn" 2>/dev/null; then  # the console extra is installed
+  url=$(.venv/bin/python -c 'import sys; from edge_ad.config import load_config; print(load_config(sys.argv[1]).console.url)' "$DEMO/station.yaml")
+  echo
+  echo "==> technician console (docs/console.md): add a user, start it (next to 'edge-ad run'), open it in a browser"
+  echo "    $EDGE_AD console-user add --config $DEMO/station.yaml tech --role technician"
+  echo "    $EDGE_AD console --config $DEMO/station.yaml"
+  echo "console: $url"
+fi

@@ -69,6 +69,16 @@ class ConsoleConfig(EdgeAdModel):
             raise ValueError("tls_cert is given but tls is false: remove one of them")
         return self
 
+    @property
+    def url(self) -> str:
+        """The address a browser on this PC opens the console at (``https://127.0.0.1:8443/`` by default)."""
+        host = self.host
+        if host in ("0.0.0.0", "::"):  # every address: this PC reaches it on loopback
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/"
+
     def with_base(self, base: Path) -> ConsoleConfig:
         """The section with relative ``users_file``, ``tls_cert`` and ``tls_key`` resolved against ``base``."""
         keys = ("users_file", "tls_cert", "tls_key")

@@ -30,8 +30,7 @@ def run_console(config: EdgeAdConfig) -> int:
     if console.tls:
         cert, key = ensure_certificate(console, config.service.state_dir)
         tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-    scheme = "https" if console.tls else "http"
-    logger.info("console: %s on %s://%s:%d/", config.station, scheme, console.host, console.port)
+    logger.info("console: %s on %s (listening on %s)", config.station, console.url, console.host)
     uvicorn.run(
         create_app(config),
         host=console.host,

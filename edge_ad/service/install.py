@@ -22,7 +22,7 @@ from edge_ad.config.loader import read_yaml_model
 from edge_ad.config.schema import valid_station
 from edge_ad.errors import ConfigError, EdgeAdError, first_line
 
-__all__ = ["InstallPlan", "console_url", "edge_ad_command", "install_service", "uninstall_service"]
+__all__ = ["InstallPlan", "edge_ad_command", "install_service", "uninstall_service"]
 
 logger = logging.getLogger(__name__)
 # all three are always installed; edge-ad-console@<station> is enabled only with --console
@@ -86,16 +86,6 @@ def _write(plan: InstallPlan, path: Path, text: str, overwrite: bool = True) -> 
     tmp.write_text(text)
     tmp.replace(path)
     plan.written.append(path)
-
-
-def console_url(console: ConsoleConfig) -> str:
-    """The address a browser on this PC opens the console at (``https://127.0.0.1:8443/`` by default)."""
-    host = console.host
-    if host in ("0.0.0.0", "::"):  # every address: this PC reaches it on loopback
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{'https' if console.tls else 'http'}://{host}:{console.port}/"
 
 
 class _ConsoleSection(BaseModel):
@@ -182,7 +172,7 @@ def install_service(
     if plan.start:  # the station first: a console that fails to start leaves it running
         plan.commands += [["systemctl", "restart", f"{unit}@{station}.service"] for unit in enabled]
     if console:
-        plan.console_url = console_url(_station_console(config))
+        plan.console_url = _station_console(config).url
     if real:
         _run(plan.commands)
         plan.ran = True

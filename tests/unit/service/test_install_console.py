@@ -14,7 +14,7 @@ from edge_ad.cli import main
 from edge_ad.config.console import ConsoleConfig
 from edge_ad.errors import EdgeAdError
 from edge_ad.service import install
-from edge_ad.service.install import PLACEHOLDER, console_url, edge_ad_command, install_service, uninstall_service
+from edge_ad.service.install import PLACEHOLDER, edge_ad_command, install_service, uninstall_service
 
 STATION = "line3-cam1"
 REPO = Path(__file__).resolve().parents[3]
@@ -87,7 +87,7 @@ def test_no_enable_writes_the_console_unit_and_enables_nothing(tmp_path, console
     ],
 )
 def test_console_url_comes_from_the_console_section(section, url):
-    assert console_url(ConsoleConfig.model_validate(section)) == url
+    assert ConsoleConfig.model_validate(section).url == url
 
 
 def test_the_url_printed_is_the_stations_and_the_user_is_added_as_the_service_user(tmp_path, console_extra, capsys):
