@@ -61,7 +61,7 @@ def unavailable(config: EdgeAdConfig) -> str | None:
     if not config.recalibration.mqtt_command:
         return (
             "This station does not take recalibration commands (recalibration.mqtt_command: false). Turn it on "
-            "(it needs a commands key and a broker user; see docs/operations.md#recalibration) or run "
+            "(it needs a commands key and a broker user; see docs/console.md, Recalibrate) or run "
             "edge-ad recalibrate on the device."
         )
     if not config.commands.has_secret:
