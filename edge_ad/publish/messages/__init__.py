@@ -18,11 +18,15 @@ from edge_ad.publish.messages.inbound import (
     MAX_FRAMES,
     NONCE_PATTERN,
     CommandEnvelope,
+    InstallBody,
+    InstallCommand,
     RecalibrateBody,
     RecalibrateCommand,
+    RollbackBody,
+    RollbackCommand,
     TriggerMessage,
 )
-from edge_ad.publish.messages.replies import RecalibrateResult
+from edge_ad.publish.messages.replies import InstallResult, RecalibrateResult, RollbackResult
 from edge_ad.publish.messages.stats import StatsMessage
 from edge_ad.publish.messages.status import StatusMessage
 from edge_ad.publish.messages.verdict import TriggerError, TriggerErrorKind, VerdictMessage, VerdictTopic
@@ -36,11 +40,17 @@ __all__ = [
     "VERDICT_TOPIC",
     "CommandEnvelope",
     "Header",
+    "InstallBody",
+    "InstallCommand",
+    "InstallResult",
     "Message",
     "ModelInfo",
     "RecalibrateBody",
     "RecalibrateCommand",
     "RecalibrateResult",
+    "RollbackBody",
+    "RollbackCommand",
+    "RollbackResult",
     "StatsMessage",
     "StatusMessage",
     "TriggerError",
@@ -64,6 +74,10 @@ MESSAGES: dict[str, tuple[Any, str]] = {
     "command": (CommandEnvelope, "edge_ad signed command envelope (operator -> station)"),
     "recalibrate": (RecalibrateBody, "edge_ad recalibrate command body"),
     "recalibrate-result": (RecalibrateResult, "edge_ad recalibrate command reply"),
+    "install": (InstallBody, "edge_ad install command body (a signed bundle offer)"),
+    "install-result": (InstallResult, "edge_ad install command reply"),
+    "rollback": (RollbackBody, "edge_ad rollback command body"),
+    "rollback-result": (RollbackResult, "edge_ad rollback command reply"),
 }
 
 

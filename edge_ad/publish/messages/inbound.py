@@ -18,14 +18,21 @@ __all__ = [
     "MAX_FRAMES",
     "NONCE_PATTERN",
     "CommandEnvelope",
+    "InstallBody",
+    "InstallCommand",
     "RecalibrateBody",
     "RecalibrateCommand",
+    "RollbackBody",
+    "RollbackCommand",
     "TriggerMessage",
 ]
 
 MAX_BODY = 2048  # bytes of a command body
 MAX_FRAMES = 2000  # frames a command may hold in memory
 NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+COMMAND_ID = r"^[A-Za-z0-9_.:-]+$"
+MAX_PACKAGE = 8 * 2**30  # bytes of a bundle package an install offer may announce
+VERSION = r"^[1-9][0-9]{0,8}$"
 
 TriggerId = (
     Annotated[StrictStr, Field(min_length=1, max_length=64)] | Annotated[StrictInt, Field(gt=-(10**63), lt=10**64)]
@@ -58,7 +65,7 @@ class CommandEnvelope(EdgeAdModel):
 class RecalibrateCommand(EdgeAdModel):
     """The body of cmd/recalibrate (JSON types only: "no" is not false); signed with ts and nonce beside it."""
 
-    id: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    id: StrictStr = Field(min_length=1, max_length=64, pattern=COMMAND_ID)
     frames: StrictInt | None = Field(
         None, ge=8, le=MAX_FRAMES, description="Good frames to collect; default: what acceptance needs for the target."
     )
@@ -75,10 +82,62 @@ class RecalibrateCommand(EdgeAdModel):
     )
 
 
-class RecalibrateBody(RecalibrateCommand):
-    """The body of cmd/recalibrate as signed and sent: the command plus its send time and a nonce (never reused)."""
+class Sent(EdgeAdModel):
+    """What every signed command body carries besides the command: its send time and a nonce (never reused)."""
 
     ts: Annotated[float, Strict()] = Field(
         gt=-1e11, lt=1e11, description="Unix seconds when sent; within commands.max_age_s of the station's clock."
     )
     nonce: StrictStr = Field(pattern=NONCE_PATTERN, description="New for every command.")
+
+
+class RecalibrateBody(RecalibrateCommand, Sent):
+    """The body of cmd/recalibrate as signed and sent: the command plus its send time and a nonce (never reused)."""
+
+
+class InstallCommand(EdgeAdModel):
+    """The body of cmd/install: install one signed bundle version from a file server, then activate it.
+
+    The station downloads ``url`` (at most ``size`` bytes), checks the manifest's SHA-256, the files and the
+    signature against its trusted keys, commissions the version on its own hardware (self-test and
+    acceptance) and only then activates it; every step is a reply on cmd/install/result.
+    """
+
+    id: StrictStr = Field(min_length=1, max_length=64, pattern=COMMAND_ID)
+    rollout: StrictStr | None = Field(
+        None, min_length=1, max_length=64, pattern=COMMAND_ID, description="The rollout this offer is part of."
+    )
+    bundle: StrictStr = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="The model's name (manifest name): must be the station's model (model.path's model directory).",
+    )
+    version: StrictStr = Field(
+        pattern=VERSION, description="The version in the publisher's store; the station installs it as its next one."
+    )
+    manifest_sha256: StrictStr = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the package's manifest.json bytes, lowercase hex."
+    )
+    url: StrictStr = Field(
+        max_length=1024, pattern=r"^https?://[^\s]+$", description="The package (edge-ad models pack): http or https."
+    )
+    size: StrictInt = Field(gt=0, le=MAX_PACKAGE, description="The package's size in bytes; a longer download stops.")
+    activate: StrictBool = Field(True, description="false: install and commission only; activate later.")
+
+
+class InstallBody(InstallCommand, Sent):
+    """The body of cmd/install as signed and sent."""
+
+
+class RollbackCommand(EdgeAdModel):
+    """The body of cmd/rollback: leave ``from_version`` for the version a rollback goes to (edge-ad models rollback).
+
+    Refused when ``from_version`` is not the active version any more (a stale or repeated command).
+    """
+
+    id: StrictStr = Field(min_length=1, max_length=64, pattern=COMMAND_ID)
+    rollout: StrictStr | None = Field(None, min_length=1, max_length=64, pattern=COMMAND_ID)
+    from_version: StrictStr = Field(pattern=VERSION, description="The active version this rollback leaves.")
+
+
+class RollbackBody(RollbackCommand, Sent):
+    """The body of cmd/rollback as signed and sent."""
