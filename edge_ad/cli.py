@@ -18,6 +18,7 @@ from edge_ad.bundle.manifest import MODEL_TYPES
 from edge_ad.commands.cameras import add_parsers as add_cameras_parsers
 from edge_ad.commands.cases import add_parsers as add_cases_parsers
 from edge_ad.commands.console import add_parsers as add_console_parsers
+from edge_ad.commands.fleet import add_parsers as add_fleet_parsers
 from edge_ad.commands.keys import add_parsers as add_keys_parsers
 from edge_ad.commands.recalibration import add_parsers as add_recalibration_parsers
 from edge_ad.commands.service import add_parsers as add_service_parsers
@@ -263,6 +264,8 @@ def _cmd_bench_runtime(args: argparse.Namespace) -> int:
         raise EdgeAdError("bench: give --bundle DIR, or a benchmark: 'edge-ad bench coreset ...'")
     if args.anomalib and args.data is None:
         raise EdgeAdError("bench: --anomalib trains anomalib's model on --data DIR; give it")
+    if args.e2e_console and not args.e2e:
+        raise EdgeAdError("bench: --e2e-console compares end-to-end passes; give --e2e FRAMES too")
     result = run_bench(
         args.bundle,
         images=args.images,
@@ -272,6 +275,7 @@ def _cmd_bench_runtime(args: argparse.Namespace) -> int:
         data=args.data,
         e2e_frames=args.e2e,
         e2e_fps=args.e2e_fps,
+        e2e_console=args.e2e_console,
         anomalib=args.anomalib,
         anomalib_layers=args.anomalib_layers,
     )
@@ -441,6 +445,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_keys_parsers(sub)
     add_cases_parsers(sub)
     add_cameras_parsers(sub)
+    add_fleet_parsers(sub)
     add_console_parsers(sub)
 
     p = sub.add_parser("distill-teacher", help="distil EfficientAD's PDN teacher offline (export extra)")
@@ -464,6 +469,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e2e", type=int, default=300, metavar="FRAMES",
                    help="frames through the daemon and a private mosquitto (0 skips; needs mosquitto)")  # fmt: skip
     p.add_argument("--e2e-fps", type=float, default=20.0, help="camera rate of the end-to-end run")
+    p.add_argument("--e2e-console", type=int, default=0, metavar="PAIRS",
+                   help="also PAIRS × (a pass without, a pass with edge-ad console and two live pages streaming): "
+                        "the console's cost to the model p99 (console extra + httpx; 0 skips)")  # fmt: skip
     p.add_argument("--anomalib", action="store_true",
                    help="also train anomalib's PatchCore on --data, time its inferencers (export extra)")  # fmt: skip
     p.add_argument("--anomalib-layers", nargs="+", metavar="LAYER",
