@@ -221,6 +221,15 @@ class CaseStore:
         found = self._find(ident)
         return found[1] if found else None
 
+    def vector(self, ident: int) -> tuple[Match, np.ndarray] | None:
+        """One case by id and its stored embedding (unit length: cosine collections normalise), or None."""
+        for name in self.collections():
+            found = self.client.retrieve(name, ids=[ident], with_payload=True, with_vectors=True)
+            if found:
+                point = found[0]
+                return Match(int(point.id), 1.0, dict(point.payload or {})), np.asarray(point.vector, np.float32)
+        return None
+
     def recent(self, n: int = 20) -> list[Match]:
         """The ``n`` newest cases of every space (newest first)."""
         points = [p for name in self.collections() for p in self._scan(name, None, payload=True)]

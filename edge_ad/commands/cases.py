@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_ad.errors import ConfigError
-
 __all__ = ["add_parsers"]
 
 
@@ -30,37 +28,19 @@ HEADER = f"{'#':>3} {'case':<17} {'sim':6} {'time':21} {'station':12} {'v':3} {'
 
 
 def _cmd_similar(args: argparse.Namespace) -> int:
-    from edge_ad.bundle import load_bundle
+    from edge_ad.cases.search import similar_to_image
     from edge_ad.cases.sheet import contact_sheet
-    from edge_ad.cases.store import embedding_space
-    from edge_ad.commissioning import resolve_variant
     from edge_ad.config import load_config
     from edge_ad.datasets.layout import read_images
-    from edge_ad.inference.engine import AnomalyModel
-    from edge_ad.types import Frame
 
     config = load_config(args.config)
     image = read_images([args.image], "cases similar")[0]
-    bundle = load_bundle(config.model.path)
-    # the variant the station runs (commissioned); never measured here, so a busy station is not disturbed
-    variant = resolve_variant(bundle, config.model, config.service.state_dir, commission_missing=False).variant
-    model = AnomalyModel(bundle, variant, config.model.device)
-    if not model.embeds:
-        raise ConfigError(
-            f"{bundle.path}: this {bundle.manifest.model.type} bundle gives no embedding; similar-case search needs "
-            "a PatchCore bundle exported or recalibrated by this version"
-        )
-    result = model.infer(Frame(image=image, ts=0.0, index=1, origin=str(args.image)))
-    store = _store(config, snapshot_if_busy=True)
-    try:
-        matches = store.similar(result.embedding, embedding_space(bundle.manifest), k=args.k)
-    finally:
-        store.close()
+    score, threshold, matches = similar_to_image(config, image, k=args.k)
     sheet = contact_sheet(image, matches, args.sheet or Path(f"{args.image.stem}_similar.png"))
     if args.json:
-        print(json.dumps({"sheet": str(sheet), "score": result.score, "cases": [_as_dict(m) for m in matches]}))
+        print(json.dumps({"sheet": str(sheet), "score": score, "cases": [_as_dict(m) for m in matches]}))
         return 0
-    print(f"query {args.image}: score {result.score:.4g} (threshold {model.threshold:.4g})")
+    print(f"query {args.image}: score {score:.4g} (threshold {threshold:.4g})")
     if not matches:
         print("no stored cases of this model yet")
     else:
