@@ -205,6 +205,8 @@ class CaseStore:
         m = self._models
         has_label = m.Filter(must_not=[m.IsEmptyCondition(is_empty=m.PayloadField(key="label"))])
         points = self._scan(name, has_label, payload=True, vectors=True)
+        if not points:  # cases, none labelled yet
+            return [], [], np.zeros((0, 0), np.float32)
         vectors = np.array([p.vector for p in points], dtype=np.float32).reshape(len(points), -1)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return [int(p.id) for p in points], [p.payload["label"] for p in points], vectors / np.maximum(norms, 1e-12)

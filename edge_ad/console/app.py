@@ -25,6 +25,7 @@ from edge_ad.console import cases_page, gallery, models, recalibration_page
 from edge_ad.console.events import StreamCount, event_stream
 from edge_ad.console.evidence import evidence_dir, open_evidence
 from edge_ad.console.feed import Feed
+from edge_ad.console.limits import BodyLimit
 from edge_ad.console.security import (
     CSRF_FIELD,
     LoginLimiter,
@@ -122,6 +123,7 @@ def create_app(config: EdgeAdConfig) -> FastAPI:
         same_site="strict",
         https_only=console.tls,
     )
+    app.add_middleware(BodyLimit)  # outermost of ours: before the session is read or a form is parsed
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.middleware("http")

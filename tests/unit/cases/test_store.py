@@ -45,6 +45,15 @@ def test_add_search_label_and_reopen(tmp_path):
     again.close()
 
 
+def test_cases_without_any_label_give_no_labelled_cases(tmp_path):
+    """Found: a store with cases but no label made the daemon's label refresh fail and raise the cases alarm."""
+    store = open_store(CONFIG, tmp_path)
+    store.add(case(1, time.time()), SPACE)
+    ids, labels, vectors = store.labelled(SPACE)
+    assert ids == [] and labels == [] and vectors.shape[0] == 0
+    store.close()
+
+
 def test_retention_by_count_and_age_removes_the_oldest(tmp_path):
     store = open_store(CONFIG, tmp_path)
     now = time.time()

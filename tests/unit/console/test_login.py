@@ -101,3 +101,19 @@ def test_the_page_works_on_a_panel_and_a_tablet(client):
     assert "://" not in page  # nothing from another site: no CDN, no font service
     css = client.get("/static/console.css")
     assert css.status_code == 200 and "@media (max-width: 700px)" in css.text
+
+
+def test_a_huge_body_is_refused_before_it_is_read(client):
+    """Starlette spools a whole form to disk before any route runs: an anonymous POST must not fill the disk."""
+    from edge_ad.console.limits import MAX_REQUEST_BYTES
+
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    declared = client.post("/login", content=b"x", headers={**form, "content-length": str(MAX_REQUEST_BYTES + 1)})
+    assert declared.status_code == 413 and "larger than 21 MB" in declared.text
+
+    def chunks():
+        for _ in range(MAX_REQUEST_BYTES // 2**20 + 2):
+            yield b"x" * 2**20
+
+    chunked = client.post("/login", content=chunks(), headers=form)
+    assert chunked.status_code == 413, chunked.text
