@@ -9,6 +9,7 @@ and ``active`` is swapped by renaming a new symlink over it: readers never see h
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -42,6 +43,7 @@ __all__ = [
     "load_private",
     "next_version",
     "parse_manifest",
+    "place_version",
     "private_copies",
     "read_optional",
     "read_regular",
@@ -356,6 +358,27 @@ def install_bundle(
     fsync_dir(model_dir)
     if make_active:
         activate(model_dir, version)
+    return target
+
+
+def place_version(staging: Path, model_dir: Path) -> Path:
+    """Move a complete, verified version folder ``staging`` (in ``model_dir``) into place under its own number.
+
+    For a signed version from elsewhere (an install offer): its manifest, and so its version number, stays
+    byte for byte as signed, unlike :func:`install_bundle`. The folder is made readable by all and fsynced,
+    then renamed: readers never see half a version, and an existing version folder is never replaced.
+
+    Raises:
+        OSError: The version already exists, or the disk failed.
+    """
+    manifest = parse_manifest(read_regular(staging / MANIFEST_NAME, MAX_MANIFEST), staging / MANIFEST_NAME)
+    target = model_dir / manifest.version
+    if target.exists() or target.is_symlink():  # rename would silently replace an empty folder
+        raise FileExistsError(errno.EEXIST, "version already installed", str(target))
+    _readable_by_all(staging)
+    _fsync_tree(staging)
+    os.rename(staging, target)
+    fsync_dir(model_dir)
     return target
 
 

@@ -1,4 +1,4 @@
-"""Technician commands: ``edge-ad recalibrate`` and ``edge-ad models list|activate|rollback|verify|commission``."""
+"""Technician commands: ``edge-ad recalibrate`` and ``edge-ad models list|activate|rollback|verify|commission|pack``."""
 
 from __future__ import annotations
 
@@ -299,6 +299,17 @@ def _cmd_models_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models_pack(args: argparse.Namespace) -> int:
+    from edge_ad.bundle.package import pack
+
+    package = pack(args.version_dir, args.out)  # verified first: a broken version is never packed
+    print(f"package          {package.path}")
+    print(f"bundle           {package.name} v{package.version}")
+    print(f"manifest_sha256  {package.manifest_sha256}")
+    print(f"size             {package.size}")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``recalibrate`` and ``models`` on the main parser."""
     p = sub.add_parser("recalibrate", help="re-teach 'good' on the device from fresh frames (no torch)")
@@ -316,7 +327,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "fail the new threshold (the look moved); this run only")  # fmt: skip
     p.set_defaults(func=_cmd_recalibrate)
 
-    p = sub.add_parser("models", help="list, activate or roll back installed bundle versions")
+    p = sub.add_parser("models", help="list, activate, roll back or pack installed bundle versions")
     models_sub = p.add_subparsers(dest="models_command", required=True)
     for name, func, helptext in (
         ("list", _cmd_models_list, "installed versions (* = active) and the variant this device runs"),
@@ -342,3 +353,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             c.add_argument("version", nargs="?", help="version (default: the active one)")
             c.add_argument("--chain", action="store_true", help="also every parent it was recalibrated from")
         c.set_defaults(func=func)
+    c = models_sub.add_parser("pack", help="one version as <name>-<version>.tar for a file server (install offers)")
+    c.add_argument("version_dir", type=Path, help="version directory, e.g. models/brick/3")
+    c.add_argument("-o", "--out", type=Path, default=Path("."), help="folder, or a .tar file name (default: .)")
+    c.set_defaults(func=_cmd_models_pack)

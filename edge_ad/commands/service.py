@@ -1,4 +1,4 @@
-"""Service commands: ``edge-ad install-service``, ``uninstall-service`` and ``status``."""
+"""Service commands: ``edge-ad install-service``, ``uninstall-service``, ``status`` and ``command``."""
 
 from __future__ import annotations
 
@@ -51,25 +51,54 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_body(args: argparse.Namespace) -> dict:
+    """The command ``edge-ad command NAME`` sends, from its options (one line naming what is missing)."""
+    from urllib.parse import quote
+
+    from edge_ad.errors import ConfigError
+
+    if args.name == "install":
+        from edge_ad.bundle.package import read_package
+
+        if args.package is None or args.base_url is None:
+            raise ConfigError("command install needs --package FILE (edge-ad models pack) and --base-url URL")
+        package = read_package(args.package)
+        return {
+            "bundle": package.name,
+            "version": package.version,
+            "manifest_sha256": package.manifest_sha256,
+            "url": f"{args.base_url.rstrip('/')}/{quote(package.path.name)}",
+            "size": package.size,
+            "activate": not args.no_activate,
+        }
+    if args.name == "rollback":
+        if args.from_version is None:
+            raise ConfigError("command rollback needs --from-version N (the active version it leaves)")
+        return {"from_version": args.from_version}
+    command = {"frames": args.frames, "interval_s": args.interval, "dry_run": args.dry_run}
+    command |= {"refit_memory": True} if args.refit_memory else {}
+    command |= {"defects_dir": str(args.defects_dir)} if args.defects_dir else {}
+    return {k: v for k, v in command.items() if v is not None}
+
+
 def _cmd_command(args: argparse.Namespace) -> int:
     from edge_ad.config import load_config
     from edge_ad.service.command_client import send_command
 
     config = load_config(args.config or Path("/etc/edge-ad") / f"{args.station}.yaml")
-    command = {"frames": args.frames, "interval_s": args.interval, "dry_run": args.dry_run}
-    command |= {"refit_memory": True} if args.refit_memory else {}
-    command |= {"defects_dir": str(args.defects_dir)} if args.defects_dir else {}
-    command = {k: v for k, v in command.items() if v is not None}
+    command = _command_body(args)
+    timeout = args.timeout or (900.0 if args.name == "install" else 120.0)
     state = None
-    for reply in send_command(config, "recalibrate", command, args.timeout):
+    for reply in send_command(config, args.name, command, timeout):
         state = reply.get("state")
         print(json.dumps(reply, sort_keys=True))
     if state is None:
-        print(f"edge-ad: error: no reply from station {config.station} within {args.timeout:.0f} s "
-              "(is the daemon running with recalibration.mqtt_command? a command signed with another key is "
+        enabled = "recalibration.mqtt_command" if args.name == "recalibrate" else "fleet.accept_installs"
+        print(f"edge-ad: error: no reply from station {config.station} within {timeout:.0f} s "
+              f"(is the daemon running with {enabled}? a command signed with another key is "
               "answered at most once a minute: check commands.secret_file)", file=sys.stderr)  # fmt: skip
         return 2
-    return {"passed": 0, "failed": 4}.get(state, 2)
+    return {"passed": 0, "installed": 0, "rolled_back": 0, "failed": 4}.get(state, 2)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -97,7 +126,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("command", help="send a signed command to a running station and follow its replies")
-    p.add_argument("name", choices=["recalibrate"], help="the command")
+    p.add_argument("name", choices=["recalibrate", "install", "rollback"], help="the command")
     p.add_argument("station", nargs="?", help="station name (reads /etc/edge-ad/<station>.yaml)")
     p.add_argument("--config", type=Path, help="station YAML (broker, station name and commands key)")
     p.add_argument("--frames", type=int, help="good frames the station collects (default: what acceptance needs)")
@@ -105,5 +134,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="measure and report, change nothing")
     p.add_argument("--refit-memory", action="store_true", help="PatchCore: also rebuild the memory bank")
     p.add_argument("--defects-dir", type=Path, help="defect images, relative to recalibration.defects_root")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each reply")
+    p.add_argument("--package", type=Path, help="install: the package (edge-ad models pack) to offer")
+    p.add_argument("--base-url", help="install: where the station downloads it (the folder's URL on a file server)")
+    p.add_argument("--no-activate", action="store_true", help="install: commission only, do not activate")
+    p.add_argument("--from-version", help="rollback: the active version it leaves")
+    p.add_argument("--timeout", type=float, help="seconds to wait for each reply (default 120, install 900)")
     p.set_defaults(func=_cmd_command)

@@ -5,6 +5,7 @@ from edge_ad.config.cases import CasesConfig
 from edge_ad.config.commands import CommandsConfig
 from edge_ad.config.console import ConsoleConfig
 from edge_ad.config.evidence import EvidenceConfig
+from edge_ad.config.fleet import FleetConfig
 from edge_ad.config.loader import load_config
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
@@ -22,6 +23,7 @@ __all__ = [
     "ConsoleConfig",
     "EdgeAdConfig",
     "EvidenceConfig",
+    "FleetConfig",
     "ModelConfig",
     "MqttConfig",
     "OpcUaConfig",

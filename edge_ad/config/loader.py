@@ -201,6 +201,9 @@ def _resolve_paths(config: EdgeAdConfig, base: Path) -> EdgeAdConfig:
             ),
             "opcua": _resolve_opcua(config, resolve, credentials),
             "console": config.console.with_base(base),
+            "fleet": config.fleet.model_copy(
+                update={"ca_file": resolve(f.expanduser()) if (f := config.fleet.ca_file) else None}
+            ),
             "recalibration": config.recalibration.model_copy(
                 update={
                     "defects_root": resolve(root.expanduser()) if (root := config.recalibration.defects_root) else None

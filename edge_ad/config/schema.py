@@ -12,6 +12,7 @@ from edge_ad.config.cases import CasesConfig
 from edge_ad.config.commands import CommandsConfig
 from edge_ad.config.console import ConsoleConfig
 from edge_ad.config.evidence import EvidenceConfig
+from edge_ad.config.fleet import FleetConfig
 from edge_ad.config.model import ModelConfig
 from edge_ad.config.mqtt import MqttConfig
 from edge_ad.config.opcua import OpcUaConfig
@@ -51,6 +52,7 @@ class EdgeAdConfig(EdgeAdModel):
     sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
     opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
 
     @model_validator(mode="after")
     def _commands_need_authentication(self) -> EdgeAdConfig:
@@ -63,6 +65,32 @@ class EdgeAdConfig(EdgeAdModel):
             raise ValueError(
                 "recalibration.mqtt_command needs commands.secret_file or commands.secret_env: "
                 "the station accepts only commands signed with its key"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _installs_need_authentication_and_trusted_keys(self) -> EdgeAdConfig:
+        if not self.fleet.accept_installs:
+            return self
+        if not self.mqtt.username:
+            raise ValueError(
+                "fleet.accept_installs needs mqtt.username (and a password): "
+                "commands are only accepted on a broker that authenticates its users"
+            )
+        if not self.commands.has_secret:
+            raise ValueError(
+                "fleet.accept_installs needs commands.secret_file or commands.secret_env: "
+                "the station accepts only commands signed with its key"
+            )
+        if not self.security.trusted_keys:
+            raise ValueError(
+                "fleet.accept_installs needs security.trusted_keys: a station installs only bundles signed by a "
+                "key it trusts (add the workstation's public key from 'edge-ad keys new')"
+            )
+        if not self.fleet.url_prefixes:
+            raise ValueError(
+                "fleet.accept_installs needs fleet.url_prefixes: the file servers packages may be downloaded from, "
+                "e.g. https://files.plant.local/bundles/"
             )
         return self
 

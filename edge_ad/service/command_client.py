@@ -17,7 +17,7 @@ from edge_ad.service.command_auth import command_key, sign_command
 
 __all__ = ["FINAL_STATES", "send_command"]
 
-FINAL_STATES = frozenset({"passed", "failed", "error", "rejected"})
+FINAL_STATES = frozenset({"passed", "failed", "error", "rejected", "installed", "rolled_back"})
 
 
 def send_command(config: EdgeAdConfig, name: str, command: dict[str, Any], timeout_s: float) -> Iterator[dict]:

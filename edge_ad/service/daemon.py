@@ -45,6 +45,7 @@ from edge_ad.service.modes import (
 )
 from edge_ad.service.recalibration import RecalibrationRunner
 from edge_ad.service.reload import ModelReloader
+from edge_ad.service.remote_install import CommandSlot, InstallRunner, RollbackRunner
 from edge_ad.service.sdnotify import SystemdNotifier
 from edge_ad.service.stats import DriftMonitor, StationStats
 from edge_ad.service.trigger_answers import MqttAnswer
@@ -123,9 +124,15 @@ class Daemon:
         topics = Topics(config.station, config.mqtt.prefix)
         handlers = {topics.trigger(): self._on_trigger}  # in free_run too: a trigger is answered ERROR there
         self.recalibration = None
-        if config.recalibration.mqtt_command:  # the config guarantees a command key and an authenticating broker
+        # the config guarantees a command key and an authenticating broker for every command; one nonce memory
+        verifier = (
+            CommandVerifier(command_key(config.commands), config.commands.max_age_s)
+            if config.recalibration.mqtt_command or config.fleet.accept_installs
+            else None
+        )
+        if config.recalibration.mqtt_command:
+            assert verifier is not None
             result_topic = topics.command_result("recalibrate")
-            verifier = CommandVerifier(command_key(config.commands), config.commands.max_age_s)
             self.recalibration = RecalibrationRunner(
                 config,
                 verifier,
@@ -133,6 +140,22 @@ class Daemon:
                 respond=lambda route, payload: self.publisher.respond(route, payload),
             )
             handlers[topics.command("recalibrate")] = self.recalibration.on_message
+        self.installs: list[InstallRunner | RollbackRunner] = []  # cmd/install and cmd/rollback (fleet)
+        if config.fleet.accept_installs:
+            assert verifier is not None
+            slot = CommandSlot()  # one model-changing command at a time
+            for name, kind in (("install", InstallRunner), ("rollback", RollbackRunner)):
+                topic = topics.command_result(name)
+                runner = kind(
+                    config,
+                    verifier,
+                    lambda payload, topic=topic: self.publisher.publish_event(topic, payload),
+                    respond=lambda route, payload: self.publisher.respond(route, payload),
+                    trust=self.trust,
+                    slot=slot,
+                )
+                self.installs.append(runner)
+                handlers[topics.command(name)] = runner.on_message
         # every thread below runs its callbacks through this guard; its first failure goes on status
         self.guard = Guard(on_alarm=self._publish_status)
         self.publisher = MqttPublisher(
@@ -384,9 +407,7 @@ class Daemon:
                 }
                 if self.triggers
                 else None,
-                "commands": {"accepted": self.recalibration.accepted, "rejected": self.recalibration.rejected}
-                if self.recalibration
-                else None,
+                "commands": self._command_counts(),
                 "retained_ignored": self.publisher.retained_ignored,
                 "faults": dict(self.guard.errors) or None,
                 "compile_cache": {"discarded": compile_cache.discarded()},
@@ -395,6 +416,13 @@ class Daemon:
             },
             final=final,
         )
+
+    def _command_counts(self) -> dict | None:
+        """``stats.commands``: accepted and rejected commands of every kind this station takes, or None."""
+        runners = [*([self.recalibration] if self.recalibration else []), *self.installs]
+        if not runners:
+            return None
+        return {"accepted": sum(r.accepted for r in runners), "rejected": sum(r.rejected for r in runners)}
 
     def _handle_all(self, done: list[Scored]) -> None:
         for scored in done:
@@ -533,6 +561,8 @@ class Daemon:
                 self.triggers.close(STOPPING)  # waiting triggers are answered ERROR before the spool is flushed
             if self.recalibration is not None:
                 self.recalibration.join(timeout=30)
+            for runner in self.installs:  # a download or commissioning under way: finished or given up
+                runner.join(timeout=30)
             self.reloader.close()
             if self.cases is not None:
                 self.cases.close()

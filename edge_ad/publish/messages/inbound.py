@@ -112,7 +112,8 @@ class InstallCommand(EdgeAdModel):
         description="The model's name (manifest name): must be the station's model (model.path's model directory).",
     )
     version: StrictStr = Field(
-        pattern=VERSION, description="The version in the publisher's store; the station installs it as its next one."
+        pattern=VERSION,
+        description="The bundle's version (its signed manifest's): the station installs it under this number.",
     )
     manifest_sha256: StrictStr = Field(
         pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the package's manifest.json bytes, lowercase hex."

@@ -64,7 +64,9 @@ class InstallResult(Message):
     time: str | None = Field(None, description="The same instant as ts, ISO 8601 UTC with milliseconds.")
     reason: str | None = Field(None, description="rejected, failed, error: why.")
     offered: str | None = Field(None, description="The offered version (in the publisher's store).")
-    version: str | None = Field(None, description="installed: the station's own version number for it.")
+    version: str | None = Field(
+        None, description="installed: the version installed, the offered one (a signed version keeps its number)."
+    )
     previous: str | None = Field(None, description="installed: the version that was active before.")
     active: bool | None = Field(None, description="installed: whether it is now the active version.")
     variant: str | None = Field(None, description="installed: the variant commissioning chose on this hardware.")

@@ -61,7 +61,7 @@ class Evidence(Message):
 
 
 class Commands(Message):
-    """Recalibration commands (recalibration.mqtt_command only)."""
+    """Signed commands: cmd/recalibrate (recalibration.mqtt_command), cmd/install and cmd/rollback (fleet)."""
 
     accepted: Count
     rejected: Count = Field(
