@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import stat
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from edge_ad.bundle.manifest import (
     Variant,
     recalibration_root,
 )
-from edge_ad.errors import BundleError
+from edge_ad.errors import BundleError, EdgeAdError
 
 __all__ = [
     "ACTIVE_LINK",
@@ -422,3 +424,35 @@ def prune_versions(model_dir: Path, keep: int) -> list[str]:
     if removed:
         fsync_dir(model_dir)
     return removed
+
+
+WRITER_LOCK = ".recalibrate.lock"  # its historical name: recalibrations took it first
+
+
+@contextlib.contextmanager
+def store_writer(root: Path, who: str, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold the models root ``root`` for one writer (a recalibration, an install), across processes.
+
+    Args:
+        root: The models root (the folder holding ``<model>/<version>``).
+        who: What wants it, for the error.
+        wait_s: How long to wait for another writer to finish (0: refuse at once).
+
+    Raises:
+        EdgeAdError: Another writer holds it for longer than ``wait_s``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    with open(root / WRITER_LOCK, "w") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise EdgeAdError(
+                        f"{who}: the model store {root} is being changed (a recalibration or an install); "
+                        "wait for it and try again"
+                    ) from None
+                time.sleep(0.5)
+        yield

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import shutil
@@ -33,6 +32,7 @@ from edge_ad.bundle.store import (
     next_version,
     prune_versions,
     resolve_version_dir,
+    store_writer,
 )
 from edge_ad.bundle.trust import Trust
 from edge_ad.calibrate.coreset import kcenter_greedy
@@ -233,13 +233,8 @@ def _threshold(current: Threshold, good: np.ndarray, defects: np.ndarray | None,
 
 @contextlib.contextmanager
 def _exclusive(root: Path) -> Iterator[None]:
-    """One recalibration at a time per models root; clears what killed runs left behind."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".recalibrate.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EdgeAdError(f"recalibrate: another recalibration is running on {root}; wait for it") from None
+    """One writer of the models root at a time; clears what killed runs left behind."""
+    with store_writer(root, "recalibrate"):
         for debris in root.glob(".recalibrate-*"):
             shutil.rmtree(debris, ignore_errors=True)
         for debris in root.glob("*/.*"):

@@ -12,6 +12,7 @@ One command runs at a time (install or rollback); the work happens in a worker t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -43,6 +44,7 @@ from edge_ad.bundle.store import (
     place_version,
     private_copies,
     read_regular,
+    store_writer,
 )
 from edge_ad.bundle.trust import Trust
 from edge_ad.commissioning import load_model
@@ -63,6 +65,7 @@ logger = logging.getLogger(__name__)
 OFFER_PREFIX = ".offer-"  # staging folders in the model directory (never a version: list_versions wants digits)
 CHUNK = 1 << 20
 SPACE_MARGIN = 64 * 2**20  # free space kept beyond package + unpacked copy
+STORE_WAIT_S = 1800.0  # an install waits this long for a recalibration writing the model store to finish
 
 
 class DownloadError(EdgeAdError):
@@ -282,6 +285,7 @@ class InstallRunner(_Runner):
         if existing is not None and existing != command.manifest_sha256:  # appeared since the offer was accepted
             raise BundleError(f"{target}: holds another version {version} now; nothing was changed")
         work = model_dir / f"{OFFER_PREFIX}{secrets.token_hex(4)}"
+        writer = contextlib.ExitStack()  # the model store, from the download's end to the activation
         try:
             if ours:
                 _clean_stale(model_dir)
@@ -291,10 +295,12 @@ class InstallRunner(_Runner):
                 package = work / "package.tar"
                 fleet = self.config.fleet
                 download(command.url, package, command.size, fleet.download_timeout_s, self.tls)
+                writer.enter_context(store_writer(model_dir.parent, "install", wait_s=STORE_WAIT_S))
                 reply("verifying")
                 staged = self._verify(command, package, work / version, model_dir)
                 place_version(staged, model_dir)
             else:
+                writer.enter_context(store_writer(model_dir.parent, "install", wait_s=STORE_WAIT_S))
                 reply("verifying")
                 try:
                     installed = load_bundle(target)  # every file's size and SHA-256, again
@@ -308,14 +314,15 @@ class InstallRunner(_Runner):
                 if ours:  # refused or broken here: the version goes again, nothing changed
                     _remove_version(target, model_dir)
                 raise
+            if command.activate:
+                activate_checked(model_dir, version, self.trust)
         except _Refused as exc:
             logger.error("install command %s: v%s refused: %s", command.id, version, exc)
             reply("failed", reason=str(exc), **exc.fields)
             return
         finally:
+            writer.close()
             shutil.rmtree(work, ignore_errors=True)
-        if command.activate:
-            activate_checked(model_dir, version, self.trust)
         now = active_version(model_dir)
         logger.info("install command %s: v%s installed (%s), active v%s", command.id, version, variant, now)
         reply("installed", version=version, previous=previous, active=now == version, variant=variant,
