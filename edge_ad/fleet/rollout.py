@@ -17,12 +17,11 @@ from typing import Any, Protocol
 
 from edge_ad.errors import EdgeAdError
 from edge_ad.fleet.rollout_gates import current_stats, install_gate, ng_bound, runs_version, soak_violation
-from edge_ad.fleet.rollout_plan import Rollout, StationRecord
+from edge_ad.fleet.rollout_plan import INSTALL_FINAL, Rollout, StationRecord
 
 __all__ = ["FAILED", "PASSED", "Link", "Runner", "report"]
 
 PASSED, FAILED = 0, 1  # exit codes; usage and broker errors are 2 (EdgeAdError)
-INSTALL_FINAL = frozenset({"installed", "failed", "error", "rejected"})
 ROLLBACK_FINAL = frozenset({"rolled_back", "error", "rejected"})
 
 
@@ -64,7 +63,8 @@ class Runner:
             reason = self._stage(stage, records)
             if reason:
                 self.say(f"{name} failed: {reason}; rolling back and stopping")
-                self._roll_back([r for r in records if r.activated and r.state != "rolled_back"], reason)
+                due = [r for r in records if (r.activated or r.unanswered) and r.state != "rolled_back"]
+                self._roll_back(due, reason)
                 self.rollout.state, self.rollout.reason = "stopped", f"{name}: {reason}"
                 self._save()
                 return FAILED
@@ -151,8 +151,11 @@ class Runner:
                 self._save(r)
             final = next((x for x in replies if x.get("state") in INSTALL_FINAL), None)
             if final is None:
+                if not late:
+                    return None
+                r.new = r.new or self.rollout.version  # a station installs a signed version under its own number
                 waited = self.rollout.options.install_timeout_s
-                return f"no final install reply within {waited:.0f} s (it may still install it)" if late else None
+                return f"no final install reply within {waited:.0f} s (rolled back in case it installs it later)"
             if final.get("state") == "installed":
                 r.new, r.previous = final.get("version"), final.get("previous") or r.previous
                 r.activated = final.get("active") is True
@@ -223,6 +226,8 @@ class Runner:
                 if final.get("state") == "rolled_back":
                     r.state, r.activated = "rolled_back", False
                     r.rollback = f"v{final.get('version')} active again (left v{final.get('previous')})"
+                elif final.get("state") == "rejected" and not r.activated:  # it never switched: nothing to undo
+                    r.rollback = f"not on v{r.new}: nothing to roll back ({final.get('reason')})"
                 else:
                     r.state, r.rollback = "rollback_failed", f"rollback {final.get('state')}: {final.get('reason')}"
                 r.finished_at = time.time()

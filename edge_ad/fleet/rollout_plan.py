@@ -19,6 +19,7 @@ from edge_ad.errors import EdgeAdError
 
 __all__ = [
     "FINAL_STATES",
+    "INSTALL_FINAL",
     "STATES",
     "Options",
     "Rollout",
@@ -47,6 +48,8 @@ FINAL_STATES = frozenset({"passed", "failed", "rolled_back", "rollback_failed", 
 ROLLOUT_STATES = ("running", "completed", "stopped", "aborted")
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+INSTALL_FINAL = frozenset({"installed", "failed", "error", "rejected"})  # the last reply to an offer
 
 
 def parse_duration(text: str) -> float:
@@ -138,6 +141,11 @@ class StationRecord:
     offered_at: float | None = None
     finished_at: float | None = None
     updated: float | None = None
+
+    @property
+    def unanswered(self) -> bool:
+        """Offered, but no final install reply came: it may still install the new version (a rollback is due)."""
+        return self.offered_at is not None and not any(s in INSTALL_FINAL for s in self.replies)
 
     @property
     def touched(self) -> bool:

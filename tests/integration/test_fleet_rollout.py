@@ -301,3 +301,18 @@ def test_three_real_stations_a_failing_canary_then_a_good_rollout(tmp_path):
                 proc.send_signal(signal.SIGTERM)
             stderrs = [proc.communicate(timeout=30)[1] for proc in procs]
     assert all("Traceback" not in err for err in stderrs), stderrs
+
+
+def test_a_canary_that_never_answers_is_rolled_back_in_case_it_installs_later(mosquitto, package, tmp_path, capsys):
+    behaviours = {"s1": "silent", "s2": "ok"}
+    with serve_files(package.parent) as files, plant(mosquitto, behaviours) as (prefix, stations):
+        args = start(mosquitto, prefix, tmp_path, package, files.url, "--soak", "1s", "--install-timeout", "2s")
+        code = main(args)
+        out, err = capsys.readouterr()
+        assert code == 1, out + err
+        assert stations["s1"].commands() == ["install", "rollback"] and stations["s2"].received == []
+        rollback = stations["s1"].received[1][1]
+        assert rollback["from_version"] == "2"  # the offered version: a signed version keeps its number
+        canary = state_file(tmp_path).record("s1")
+        assert canary.state == "failed" and "no final install reply within 2 s" in canary.reason
+        assert canary.rollback.startswith("not on v2: nothing to roll back")
