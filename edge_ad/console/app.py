@@ -21,7 +21,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from edge_ad.bundle.activation import rollback_target
 from edge_ad.config import EdgeAdConfig
 from edge_ad.config.console import USERS_FILE
-from edge_ad.console import cases_page, gallery, models, recalibration_page
+from edge_ad.console import cases_page, fleet_page, gallery, models, recalibration_page
 from edge_ad.console.events import StreamCount, event_stream
 from edge_ad.console.evidence import evidence_dir, open_evidence
 from edge_ad.console.feed import Feed
@@ -99,6 +99,8 @@ def create_app(config: EdgeAdConfig) -> FastAPI:
             yield
         finally:
             feed.stop()
+            for stop in app.state.on_stop:  # what pages started (e.g. the fleet page's subscription)
+                stop()
 
     app = FastAPI(
         title=f"edge_ad console {config.station}",
@@ -110,6 +112,7 @@ def create_app(config: EdgeAdConfig) -> FastAPI:
     )
     app.state.config = config
     app.state.feed = feed
+    app.state.on_stop = []  # called when the console stops
     app.state.streams = StreamCount()
     app.state.events_keepalive_s = 15.0  # a comment line on a quiet /events stream this often (tests shorten it)
     app.state.users_file = users_file(config)
@@ -282,4 +285,5 @@ def create_app(config: EdgeAdConfig) -> FastAPI:
 
     cases_page.add_routes(app, config, page)
     recalibration_page.add_routes(app, config, page)
+    fleet_page.add_routes(app, config, page)
     return app

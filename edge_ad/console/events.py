@@ -25,7 +25,7 @@ from fastapi import Request
 
 from edge_ad.console.evidence import heatmap_name, url_of
 from edge_ad.console.feed import Feed
-from edge_ad.service.status import stats_are_current
+from edge_ad.publish.liveness import stats_are_current
 
 __all__ = ["BACKLOG", "StreamCount", "event_stream", "shape_state", "shape_verdict"]
 

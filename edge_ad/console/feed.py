@@ -38,7 +38,12 @@ KINDS = ("OK", "NG", "ERROR")
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        return False
 
 
 def drift_value(verdict: dict[str, Any]) -> float | None:

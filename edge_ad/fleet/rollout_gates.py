@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_ad.publish.liveness import stats_are_current
+
 __all__ = [
     "DEFAULT_NG_FLOOR",
     "current_stats",
@@ -32,9 +34,7 @@ def ng_bound(baseline: float | None, override: float | None = None) -> float:
 
 def current_stats(status: dict | None, stats: dict | None) -> dict | None:
     """The stats when they are current: not stale, of the same run as a status that says online."""
-    if not status or not stats or stats.get("stale"):
-        return None
-    if status.get("state") != "online" or stats.get("run") != status.get("run"):
+    if not status or not stats or status.get("state") != "online" or not stats_are_current(status, stats):
         return None
     return stats
 

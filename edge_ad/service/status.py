@@ -17,6 +17,7 @@ from edge_ad.errors import BrokerError, EdgeAdError
 from edge_ad.inference.device import cpu_flags
 from edge_ad.inference.precision import RUN_VARIANTS
 from edge_ad.publish.client import connect_tool
+from edge_ad.publish.liveness import stats_are_current
 from edge_ad.publish.topics import Topics
 from edge_ad.types import round_score
 
@@ -52,18 +53,6 @@ def read_station(config: EdgeAdConfig, timeout_s: float = 3.0) -> dict[str, Any]
     if "error" in found:
         raise BrokerError(f"mqtt: broker {config.mqtt.host}:{config.mqtt.port} refused: {found['error']}")
     return found
-
-
-def stats_are_current(status: dict[str, Any], stats: dict[str, Any]) -> bool:
-    """Whether retained stats describe a running station: the status of the same run says it is up.
-
-    One connection has one Last Will, and it is the status: after a kill under MQTT 3.1.1 the retained stats
-    keep the dead run's last figures (MQTT 5: they expire); a run's final stats say ``"stale": true``
-    (docs/mqtt.md#birth-and-death-of-a-run).
-    """
-    if stats.get("stale"):
-        return False
-    return status.get("state") in ("online", "camera_offline") and stats.get("run") == status.get("run")
 
 
 def _local(config: EdgeAdConfig) -> dict[str, Any]:

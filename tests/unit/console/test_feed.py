@@ -135,12 +135,13 @@ def test_junk_on_the_topics_is_counted_and_ignored(broker_app):
     feed = client.app.state.feed
     publish(pub, "verdict", verdict(1))
     for junk in (b"not json", b"[1, 2]", b"\xff\xfe", b"[" * 100_000, json.dumps({"verdict": "MAYBE"}).encode(),
-                 json.dumps({"verdict": "OK", "score": "high"}).encode(), b"x" * 300_000):  # fmt: skip
+                 json.dumps({"verdict": "OK", "score": "high"}).encode(), b"x" * 300_000,
+                 b'{"verdict": "OK", "score": 1' + b"0" * 400 + b"}"):  # fmt: skip  # overflows a float
         publish(pub, "verdict", junk)
     publish(pub, "status", b"{broken", retain=False)
     publish(pub, "verdict", verdict(2))
     assert wait_until(lambda: feed.received == 2), feed.snapshot()
-    assert feed.junk == {"verdict": 7, "status": 1}
+    assert feed.junk == {"verdict": 8, "status": 1}
     assert [v["seq"] for _, v in feed.verdicts_after(0)] == [1, 2]
     assert feed.connected and feed._thread is not None and feed._thread.is_alive()
     assert client.get("/").status_code == 200
