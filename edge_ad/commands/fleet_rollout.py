@@ -1,4 +1,4 @@
-"""``edge-ad fleet rollout``: a staged rollout of a bundle package (docs/fleet-rollout.md)."""
+"""``edge-ad fleet rollout``: a staged rollout of a bundle package (docs/fleet.md#staged-rollout)."""
 
 from __future__ import annotations
 

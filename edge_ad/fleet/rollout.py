@@ -6,7 +6,7 @@ final replies and for their retained status to show the new version active, chec
 The first failure rolls back every station of that stage that activated the new version (cmd/rollback)
 and stops: stations of later stages are never touched. The state file is rewritten after every change
 (:mod:`edge_ad.fleet.rollout_plan`), so a stopped or interrupted rollout can be resumed or aborted.
-See docs/fleet-rollout.md.
+See docs/fleet.md#staged-rollout.
 """
 
 from __future__ import annotations
