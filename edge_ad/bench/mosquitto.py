@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge_ad.errors import EdgeAdError
 
-__all__ = ["Broker", "free_port", "start_mosquitto", "wait_for_port"]
+__all__ = ["Broker", "bridge_config", "free_port", "start_mosquitto", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -73,3 +73,14 @@ def start_mosquitto(workdir: Path, port: int | None = None, extra: str = "", per
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def bridge_config(name: str, remote: Broker, topic: str, direction: str = "out") -> str:
+    """Configuration lines that bridge ``topic`` (QoS 1) from this broker to ``remote`` (``direction``: out, in, both).
+
+    For :func:`start_mosquitto`'s ``extra``; a plant's bridge reads the same (docs/fleet-scale.md).
+    """
+    return (
+        f"connection {name}\naddress {remote.host}:{remote.port}\ntopic {topic} {direction} 1\n"
+        "cleansession true\nnotifications false\nrestart_timeout 1 5\n"
+    )

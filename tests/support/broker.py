@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_ad.bench.mosquitto import Broker, start_mosquitto
 
-__all__ = ["Broker", "Recorder", "Subscriber", "start_mosquitto"]
+__all__ = ["Broker", "Recorder", "Subscriber", "password_file", "start_mosquitto"]
 
 
 @dataclass
@@ -84,3 +86,12 @@ class Recorder(Subscriber):
         """Payloads received on topics ending with ``/leaf``."""
         with self._lock:
             return [p for t, p, _ in self.messages if t.endswith("/" + leaf)]
+
+
+def password_file(path: Path, users: dict[str, str]) -> Path:
+    """A mosquitto password file at ``path`` with ``users`` (name: password), hashed by ``mosquitto_passwd``."""
+    path.touch()
+    for name, password in users.items():
+        subprocess.run(["mosquitto_passwd", "-b", str(path), name, password], check=True, capture_output=True)
+    path.chmod(0o644)  # mosquitto drops to its own user unless run as root
+    return path
