@@ -78,7 +78,7 @@ def start_mosquitto(workdir: Path, port: int | None = None, extra: str = "", per
 def bridge_config(name: str, remote: Broker, topic: str, direction: str = "out") -> str:
     """Configuration lines that bridge ``topic`` (QoS 1) from this broker to ``remote`` (``direction``: out, in, both).
 
-    For :func:`start_mosquitto`'s ``extra``; a plant's bridge reads the same (docs/fleet-scale.md).
+    For :func:`start_mosquitto`'s ``extra``; a plant's bridge reads the same (docs/fleet.md).
     """
     return (
         f"connection {name}\naddress {remote.host}:{remote.port}\ntopic {topic} {direction} 1\n"
