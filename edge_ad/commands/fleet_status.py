@@ -117,7 +117,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from edge_ad.errors import BrokerError
     from edge_ad.fleet.view import FleetView
 
-    logging.getLogger("edge_ad.fleet.view").setLevel(logging.ERROR)  # broker problems: the error or the header
+    logging.getLogger("edge_ad.publish.subscriber").setLevel(logging.ERROR)  # broker problems: the error or the header
     view = FleetView(broker_config(args))
     view.start()
     try:

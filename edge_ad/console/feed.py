@@ -14,17 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 from collections import deque
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-
 from edge_ad.config import EdgeAdConfig
-from edge_ad.errors import EdgeAdError, first_line
-from edge_ad.guard import Guard, RateLimitedLog
-from edge_ad.publish.client import configure_security
+from edge_ad.errors import first_line
+from edge_ad.guard import RateLimitedLog
+from edge_ad.publish.subscriber import Subscriber
 from edge_ad.publish.topics import Topics
 
 __all__ = ["MAX_PAYLOAD", "VERDICTS_KEPT", "Feed", "drift_value"]
@@ -33,7 +29,6 @@ logger = logging.getLogger(__name__)
 
 VERDICTS_KEPT = 200
 MAX_PAYLOAD = 256 * 1024  # bytes; a station's messages are a few hundred bytes, anything this big is junk
-RETRY_MIN_S, RETRY_MAX_S = 1.0, 30.0
 KINDS = ("OK", "NG", "ERROR")
 
 
@@ -69,7 +64,7 @@ def _valid_verdict(message: dict[str, Any]) -> bool:
     return True
 
 
-class Feed:
+class Feed(Subscriber):
     """What the station publishes, as one console process has received it.
 
     Args:
@@ -84,121 +79,26 @@ class Feed:
         self.drift_fraction = drift.fraction if drift else None
         topics = Topics(config.station, config.mqtt.prefix)
         self._kind = {topics.status(): "status", topics.stats(): "stats", topics.verdict(): "verdict"}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._client: mqtt.Client | None = None
+        super().__init__(config.mqtt, list(self._kind), "console feed")
         self._seen: deque[tuple[Any, Any]] = deque(maxlen=VERDICTS_KEPT)
-        self.guard = Guard()
         self._log = RateLimitedLog(logger)
         self.status: dict[str, Any] | None = None
         self.stats: dict[str, Any] | None = None
         self.verdicts: deque[tuple[int, dict[str, Any]]] = deque(maxlen=VERDICTS_KEPT)
         self.drift: deque[float] = deque(maxlen=self.drift_points)
         self.last_ng: dict[str, Any] | None = None
-        self.connected = False
-        self.error: str | None = None
         self.junk: dict[str, int] = {}
-        self.version = 0  # rises with every change of status, stats, drift or connection
         self.received = 0  # verdicts received: the number of the newest one
 
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Connect in a background thread (returns at once; a broker that is down is retried)."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="console-feed", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Disconnect and end the thread (within ``timeout_s``)."""
-        self._stop.set()
-        client = self._client
-        if client is not None:
-            client.disconnect()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    def _run(self) -> None:
-        delay = RETRY_MIN_S
-        while not self._stop.is_set():
-            if self.guard.call("console feed connection", self._session):
-                delay = RETRY_MIN_S  # it was connected: retry soon
-            self._set_connected(False)
-            if self._stop.wait(delay):
-                break
-            delay = min(delay * 2, RETRY_MAX_S)
-        self._set_connected(False)
-
-    def _session(self) -> bool:
-        """One connection, looped until it drops or :meth:`stop`; whether it was established."""
-        mqtt_config = self.config.mqtt
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-        try:
-            configure_security(client, mqtt_config)
-        except EdgeAdError as exc:
-            self._set_error(str(exc))
-            return False
-        client.connect_timeout = mqtt_config.connect_timeout_s
-        client.on_connect = self.guard.wrap("console feed on_connect", self._on_connect)
-        client.on_message = self.guard.wrap("console feed on_message", self._on_message)
-        self._client = client
-        try:
-            try:
-                client.connect(mqtt_config.host, mqtt_config.port, keepalive=mqtt_config.keepalive_s)
-            except OSError as exc:
-                self._set_error(
-                    f"mqtt: broker {mqtt_config.host}:{mqtt_config.port} not reachable ({exc.strerror or exc})"
-                )
-                return False
-            was_connected = False
-            while not self._stop.is_set():
-                rc = client.loop(timeout=0.5)
-                was_connected = was_connected or self.connected
-                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    if not self._stop.is_set() and self.connected:
-                        self._set_error(f"mqtt: connection to {mqtt_config.host}:{mqtt_config.port} lost")
-                    break
-            return was_connected
-        finally:
-            self._client = None
-            client.disconnect()
-
-    def _set_connected(self, connected: bool) -> None:
-        with self._lock:
-            if self.connected != connected:
-                self.connected = connected
-                self.version += 1
-
-    def _set_error(self, message: str) -> None:
-        with self._lock:
-            if self.error != message:
-                logger.warning("console: %s", message)
-                self.error = message
-                self.version += 1
-
-    # -- paho callbacks (the feed thread) --------------------------------------------------------
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if reason_code.is_failure:
-            self._set_error(f"mqtt: broker {self.config.mqtt.host}:{self.config.mqtt.port} refused: {reason_code}")
-            return
-        client.subscribe([(topic, 1) for topic in self._kind])
-        with self._lock:
-            self.error = None
-        self._set_connected(True)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        kind = self._kind.get(msg.topic)
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """Keep a status, stats or verdict message; count anything else on those topics as junk."""
+        kind = self._kind.get(topic)
         if kind is None:
             return
         try:
-            if len(msg.payload) > MAX_PAYLOAD:
-                raise ValueError(f"{len(msg.payload)} bytes")
-            message = json.loads(msg.payload)
+            if len(payload) > MAX_PAYLOAD:
+                raise ValueError(f"{len(payload)} bytes")
+            message = json.loads(payload)
         except (ValueError, RecursionError) as exc:
             self._junk(kind, f"not JSON ({first_line(exc)[:80]})")
             return

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -27,14 +26,11 @@ from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-
 from edge_ad.config import MqttConfig
-from edge_ad.errors import EdgeAdError, first_line
-from edge_ad.guard import Guard, RateLimitedLog
-from edge_ad.publish.client import configure_security
+from edge_ad.errors import first_line
+from edge_ad.guard import RateLimitedLog
 from edge_ad.publish.liveness import UP_STATES
+from edge_ad.publish.subscriber import Subscriber
 
 __all__ = [
     "DEFAULT_SILENT_AFTER_S",
@@ -64,7 +60,6 @@ MAX_PAYLOAD = 256 * 1024  # bytes; a station's messages are a few hundred bytes 
 MAX_STATIONS = 10_000  # stations kept; a publisher inventing topics cannot exhaust the memory
 MAX_TEXT = 200  # characters of any text kept from a payload
 MAX_NAME = 64  # characters of a station name, model name, version, alarm name
-RETRY_MIN_S, RETRY_MAX_S = 1.0, 30.0
 DEAD_STATES = ("offline", "error")
 
 
@@ -270,7 +265,7 @@ class Snapshot:
     subscribed: bool = False
 
 
-class FleetView:
+class FleetView(Subscriber):
     """The latest retained status and stats of every station under ``prefix``.
 
     Args:
@@ -280,160 +275,19 @@ class FleetView:
     """
 
     def __init__(self, mqtt_config: MqttConfig | None, prefix: str | None = None) -> None:
-        self.mqtt = mqtt_config
         self.prefix = prefix or (mqtt_config.prefix if mqtt_config else "edge_ad")
-        self._lock = threading.Lock()
+        super().__init__(mqtt_config, (f"{self.prefix}/+/status", f"{self.prefix}/+/stats"), "fleet view")
         self._stations: dict[str, StationState] = {}
         self._junk = 0
         self._last_junk: str | None = None
-        self._connected = False
-        self._subscribed = threading.Event()
-        self._failed = threading.Event()
-        self._error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._client: mqtt.Client | None = None
-        self.guard = Guard()
         self._log = RateLimitedLog(logger)
-        self.version = 0  # rises with every change
 
-    @property
-    def topics(self) -> tuple[str, str]:
-        """The two subscriptions."""
-        return f"{self.prefix}/+/status", f"{self.prefix}/+/stats"
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    @property
-    def started(self) -> bool:
-        """Whether the connection thread runs."""
-        return self._thread is not None
-
-    def start(self) -> None:
-        """Connect in a background thread that reconnects with a growing delay (no-op without a broker)."""
-        with self._lock:
-            if self._thread is not None or self.mqtt is None:
-                return
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="fleet-view", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Disconnect and end the thread."""
-        self._stop.set()
-        client = self._client
-        if client is not None:
-            client.disconnect()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout_s)
-
-    def wait_ready(self, timeout_s: float) -> bool:
-        """Wait until the subscriptions are acknowledged (True) or the first attempt failed or timed out (False)."""
-        deadline = time.monotonic() + timeout_s
-        while not self._subscribed.is_set() and not self._failed.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self._subscribed.wait(min(left, 0.05))
-        return self._subscribed.is_set()
-
-    @property
-    def error(self) -> str | None:
-        """The latest connection problem (None while connected)."""
-        with self._lock:
-            return self._error
-
-    def _run(self) -> None:
-        delay = RETRY_MIN_S
-        while not self._stop.is_set():
-            if self.guard.call("fleet view connection", self._session):
-                delay = RETRY_MIN_S
-            self._set_connected(False)
-            if self._stop.wait(delay):
-                break
-            delay = min(delay * 2, RETRY_MAX_S)
-        self._set_connected(False)
-
-    def _session(self) -> bool:
-        """One connection, looped until it drops or :meth:`stop`; whether it was established."""
-        config = self.mqtt
-        assert config is not None
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-        try:
-            configure_security(client, config)
-        except EdgeAdError as exc:
-            self._set_error(str(exc))
-            return False
-        client.connect_timeout = config.connect_timeout_s
-        client.on_connect = self.guard.wrap("fleet view on_connect", self._on_connect)
-        client.on_subscribe = self.guard.wrap("fleet view on_subscribe", self._on_subscribe)
-        client.on_message = self.guard.wrap("fleet view on_message", self._on_message)
-        self._client = client
-        try:
-            try:
-                client.connect(config.host, config.port, keepalive=config.keepalive_s)
-            except OSError as exc:
-                self._set_error(
-                    f"mqtt: broker {config.host}:{config.port} not reachable ({exc.strerror or exc}); "
-                    "check the address and that the broker runs"
-                )
-                return False
-            was_connected = False
-            while not self._stop.is_set():
-                rc = client.loop(timeout=0.5)
-                was_connected = was_connected or self._connected
-                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    if not self._stop.is_set() and self._connected:
-                        self._set_error(f"mqtt: connection to {config.host}:{config.port} lost")
-                    break
-            return was_connected
-        finally:
-            self._client = None
-            client.disconnect()
-
-    def _set_connected(self, connected: bool) -> None:
-        with self._lock:
-            if self._connected != connected:
-                self._connected = connected
-                self.version += 1
-
-    def _set_error(self, message: str) -> None:
-        with self._lock:
-            changed = self._error != message
-            self._error = message
-            if changed:
-                self.version += 1
-        if changed:
-            logger.warning("fleet: %s", message)
-        self._failed.set()
-
-    # -- paho callbacks (the view's thread) ------------------------------------------------------
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if reason_code.is_failure:
-            assert self.mqtt is not None
-            self._set_error(f"mqtt: broker {self.mqtt.host}:{self.mqtt.port} refused the connection: {reason_code}")
-            return
-        client.subscribe([(topic, 1) for topic in self.topics])
-        with self._lock:
-            self._error = None
-        self._set_connected(True)
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
-        refused = [topic for topic, code in zip(self.topics, reason_codes, strict=False) if code.is_failure]
-        if refused:
-            self._set_error(f"mqtt: the broker refused the subscription to {', '.join(refused)} (check its ACL)")
-            return
-        self._subscribed.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """A message from the subscriptions (a topic paho could not decode arrives as "")."""
+        if not topic:
             self._count_junk("?", "topic not UTF-8")
             return
-        self.receive(topic, bytes(msg.payload))
+        self.receive(topic, payload)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -515,8 +369,8 @@ class FleetView:
                 stations=dict(self._stations),
                 junk=self._junk,
                 last_junk=self._last_junk,
-                connected=self._connected,
-                error=self._error,
+                connected=self.connected,
+                error=self.error,
                 subscribed=self._subscribed.is_set(),
             )
 
