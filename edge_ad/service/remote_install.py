@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import logging
 import os
 import secrets
 import shutil
-import ssl
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
@@ -50,26 +44,22 @@ from edge_ad.bundle.trust import Trust
 from edge_ad.commissioning import load_model
 from edge_ad.config import EdgeAdConfig
 from edge_ad.config.loader import describe_errors
-from edge_ad.errors import BundleError, ConfigError, EdgeAdError, ModelLoadError, first_line
+from edge_ad.errors import BundleError, EdgeAdError, ModelLoadError, first_line
 from edge_ad.guard import RateLimitedLog
 from edge_ad.inference.selftest import self_test
 from edge_ad.publish.messages import SCHEMA_VERSION, InstallCommand, RollbackCommand
 from edge_ad.publish.payloads import stamp
 from edge_ad.publish.session import Delivery, ReplyRoute
 from edge_ad.service.command_auth import CommandRejected, CommandVerifier
+from edge_ad.service.download import DownloadError, download, tls_context, url_allowed
 
-__all__ = ["CommandSlot", "DownloadError", "InstallRunner", "RollbackRunner", "download", "url_allowed"]
+__all__ = ["CommandSlot", "InstallRunner", "RollbackRunner"]
 
 logger = logging.getLogger(__name__)
 
 OFFER_PREFIX = ".offer-"  # staging folders in the model directory (never a version: list_versions wants digits)
-CHUNK = 1 << 20
 SPACE_MARGIN = 64 * 2**20  # free space kept beyond package + unpacked copy
 STORE_WAIT_S = 1800.0  # an install waits this long for a recalibration writing the model store to finish
-
-
-class DownloadError(EdgeAdError):
-    """A package could not be downloaded as offered (HTTP error, unreachable, too long, too short, too slow)."""
 
 
 class _Refused(EdgeAdError):
@@ -432,79 +422,6 @@ class RollbackRunner(_Runner):
         activate_checked(model_dir, target, self.trust)
         logger.info("rollback command %s: active v%s -> v%s", command.id, active, target)
         self._reply(command.id, command.rollout, "rolled_back", route, version=target, previous=active)
-
-
-def url_allowed(url: str, prefixes: list[str]) -> bool:
-    """Whether ``url`` starts with one of ``prefixes`` and has no ``.``/``..`` path segments (also %-encoded)."""
-    path = urlsplit(url).path
-    if any(part in (".", "..") for part in unquote(path).replace("\\", "/").split("/")):
-        return False
-    return any(url.startswith(prefix) for prefix in prefixes)
-
-
-def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """A verifying TLS context (certificate and host name), with the plant CA when given.
-
-    Raises:
-        ConfigError: ``ca_file`` unreadable or not PEM certificates.
-    """
-    try:
-        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"fleet.ca_file: cannot use {ca_file} ({first_line(exc)}); give a PEM file of CA certificates"
-        ) from None
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect could leave fleet.url_prefixes: refused."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        raise DownloadError(f"the file server redirected to {newurl[:200]}; offer the package's final URL")
-
-
-def download(url: str, dest: Path, size: int, timeout_s: float, context: ssl.SSLContext | None = None) -> None:
-    """Download exactly ``size`` bytes from ``url`` into the new file ``dest`` (fsynced).
-
-    No proxies from the environment, no redirects; HTTPS is verified with ``context``.
-
-    Raises:
-        DownloadError: HTTP error, unreachable, TLS refused, more or fewer bytes than ``size``, slower than
-            ``timeout_s`` in all. ``dest`` may hold a partial file: the caller removes its staging folder.
-        OSError: Writing ``dest`` failed (disk full).
-    """
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), _NoRedirect(), urllib.request.HTTPSHandler(context=context)
-    )
-    deadline = time.monotonic() + timeout_s
-    request = urllib.request.Request(url, headers={"User-Agent": "edge-ad"})
-    where = urlsplit(url).netloc
-    try:
-        with opener.open(request, timeout=timeout_s) as response, open(dest, "xb") as out:
-            length = response.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) != size:
-                raise DownloadError(f"{url}: the server has {length} bytes, the offer says {size}; nothing installed")
-            got = 0
-            while chunk := response.read(min(CHUNK, size + 1 - got)):
-                got += len(chunk)
-                if got > size:
-                    raise DownloadError(f"{url}: longer than the offered {size} bytes; download stopped")
-                if time.monotonic() > deadline:
-                    raise DownloadError(f"{url}: not downloaded within fleet.download_timeout_s {timeout_s:g} s")
-                out.write(chunk)
-            if got != size:
-                raise DownloadError(f"{url}: got {got} of the offered {size} bytes (connection cut?)")
-            out.flush()
-            os.fsync(out.fileno())
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        why = exc.reason if isinstance(exc.reason, str) else first_line(exc.reason)
-        raise DownloadError(f"{url}: cannot download from {where} ({why})") from None
-    except TimeoutError:
-        raise DownloadError(f"{url}: {where} stalled for fleet.download_timeout_s {timeout_s:g} s") from None
-    except (ssl.SSLError, ConnectionError, http.client.HTTPException) as exc:
-        raise DownloadError(f"{url}: connection to {where} failed ({first_line(exc)})") from None
 
 
 def installed_manifest_sha256(model_dir: Path, version: str) -> str | None:

@@ -19,7 +19,8 @@ from edge_ad.bundle.trust import Trust
 from edge_ad.config import EdgeAdConfig
 from edge_ad.service import remote_install
 from edge_ad.service.command_auth import CommandVerifier, sign_command
-from edge_ad.service.remote_install import CommandSlot, InstallRunner, RollbackRunner, url_allowed
+from edge_ad.service.download import url_allowed
+from edge_ad.service.remote_install import CommandSlot, InstallRunner, RollbackRunner
 from tests.support.files import FileServer, serve_files
 from tests.support.tiny_bundle import make_tiny_bundle
 
