@@ -8,4 +8,4 @@ echo "==> ruff"
 .venv/bin/ruff check edge_ad tests
 .venv/bin/ruff format --check edge_ad tests
 echo "==> pytest"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"  # the slowest 25: where CI time goes
