@@ -355,6 +355,49 @@ def _cmd_bench_cases(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_fleet(args: argparse.Namespace) -> int:
+    import shlex
+    import signal
+    from datetime import datetime, timezone
+
+    from edge_ad.bench.fleet import bench_fleet
+    from edge_ad.bench.fleet_report import fleet_markdown
+    from edge_ad.bench.fleet_rollout import TimedRollout
+    from edge_ad.bench.machine import machine
+    from edge_ad.datasets.layout import list_images
+
+    images = list_images(args.images) if args.images else None
+    if args.images and not images:
+        raise EdgeAdError(f"bench fleet: --images {args.images} has no images")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds like Ctrl-C: daemons, brokers, temp dirs
+    runs = []
+    for stations in args.stations:
+        result = bench_fleet(
+            args.bundle,
+            stations,
+            fps=args.fps,
+            seconds=args.seconds,
+            bridged=args.bridged,
+            consumers=args.consumers,
+            images=images,
+            wave=args.wave,
+            rollout=TimedRollout(args.canary, args.soak) if args.rollout else None,
+        )
+        runs.append(result)
+        v = result["verdicts"]
+        print(f"bench fleet: {stations} stations: {v['produced']} verdicts produced, {v['received']} received, "
+              f"{v['lost']} lost", file=sys.stderr)  # fmt: skip
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = fleet_markdown(runs, shlex.join(["edge-ad", *sys.argv[1:]]), machine(), date)
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2))
+    if args.markdown:
+        args.markdown.write_text(text)
+    print(text, end="")
+    ok = all(r["verdicts"]["lost"] == 0 and r.get("rollout", {}).get("exit", 0) == 0 for r in runs)
+    return 0 if ok else GATE_FAILED
+
+
 def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="train on good images and write an OpenVINO bundle (export extra)")
     p.add_argument("--recipe", type=Path, help="calibration recipe YAML; the options below override it")
@@ -518,6 +561,26 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("-k", type=int, default=5, help="neighbours per query")
     b.add_argument("--json", type=Path, help="also write the result as JSON")
     b.set_defaults(func=_cmd_bench_cases)
+    b = bench_sub.add_parser("fleet", help="N station daemons against a local mosquitto: delivery, latency, cost")
+    b.add_argument("--bundle", type=Path, required=True,
+                   help="the model every station runs (a small one: every daemon compiles and runs it)")  # fmt: skip
+    b.add_argument("--stations", type=int, nargs="+", default=[50], metavar="N",
+                   help="stations; several numbers run one after the other (10 20 50: how it grows)")  # fmt: skip
+    b.add_argument("--fps", type=float, default=2.0, help="camera rate of every station (looping replay)")
+    b.add_argument("--seconds", type=float, default=60.0, help="measured window, from the moment all are online")
+    b.add_argument("--bridged", action="store_true",
+                   help="stations on one mosquitto, consumers on a second, <prefix>/# bridged to it")  # fmt: skip
+    b.add_argument("--consumers", type=int, default=1,
+                   help="verdict consumers; more than 1 share $share/bench/<prefix>/+/verdict")  # fmt: skip
+    b.add_argument("--images", type=Path, help="frames to replay (default: the bundle's golden images)")
+    b.add_argument("--wave", type=int, help="daemons started at once (default: the CPU count)")
+    b.add_argument("--rollout", action="store_true",
+                   help="after the window, time 'edge-ad fleet rollout' of a 2nd signed version to all")  # fmt: skip
+    b.add_argument("--canary", type=int, default=2, help="--rollout: canaries first (default 2)")
+    b.add_argument("--soak", default="10s", help="--rollout: how long the canaries run before the rest (default 10s)")
+    b.add_argument("--json", type=Path, help="also write the results as JSON")
+    b.add_argument("--markdown", type=Path, help="also write the Markdown (for BENCHMARKS.md) here")
+    b.set_defaults(func=_cmd_bench_fleet)
 
     p = sub.add_parser("report", help="rebuild a bundle's evaluation report (export extra)")
     p.add_argument("bundle", type=Path, help="bundle version or model directory")

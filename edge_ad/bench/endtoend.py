@@ -16,16 +16,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_ad.bench.mosquitto import start_mosquitto
+from edge_ad.bench.mosquitto import Broker, start_mosquitto
 from edge_ad.errors import EdgeAdError
 
-__all__ = ["bench_end_to_end"]
+__all__ = ["bench_end_to_end", "copy_frames", "daemon_pass", "latencies", "station_config", "vm_hwm_kb"]
 
 STATION = "bench"
 
@@ -50,7 +51,10 @@ class _Verdicts:
         self.client.disconnect()
 
 
-def _config(workdir: Path, bundle: Path, variant: str, frames_dir: Path, port: int, fps: float, count: int) -> Path:
+def station_config(
+    workdir: Path, bundle: Path, variant: str, frames_dir: Path, port: int, fps: float, count: int, **extra: Any
+) -> Path:
+    """``workdir/station.yaml`` for the bench station (``extra``: further sections, e.g. ``console``)."""
     config = {
         "station": STATION,
         "camera": {"source": str(frames_dir), "fps": fps, "loop": True},
@@ -58,10 +62,59 @@ def _config(workdir: Path, bundle: Path, variant: str, frames_dir: Path, port: i
         "mqtt": {"host": "127.0.0.1", "port": port},
         "service": {"state_dir": str(workdir / "state"), "max_frames": count, "log_level": "WARNING"},
         "evidence": {"enabled": False},
+        **extra,
     }
     path = workdir / "station.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def copy_frames(images: list[Path], frames_dir: Path) -> None:
+    """Copy ``images`` into ``frames_dir`` in order (the replay camera's folder)."""
+    frames_dir.mkdir()
+    for i, path in enumerate(images):
+        shutil.copy(path, frames_dir / f"{i:05d}{path.suffix}")
+
+
+def daemon_pass(workdir: Path, config: Path, broker: Broker, frames: int) -> tuple[list[tuple[float, dict]], int]:
+    """One ``edge-ad run`` of ``config`` to its ``max_frames``: verdicts as received, and peak RSS.
+
+    Returns:
+        The verdicts as (arrival time, verdict), and the daemon's peak resident set in kB.
+
+    Raises:
+        EdgeAdError: The daemon exited with an error.
+    """
+    verdicts = _Verdicts(broker.host, broker.port)
+    try:
+        log = workdir / "daemon.log"
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+            )
+            peak_kb = _watch_peak_rss(proc)
+        stderr = log.read_text(errors="replace")
+        deadline = time.monotonic() + 10
+        while len(verdicts.arrivals) < frames and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        verdicts.close()
+    if proc.returncode != 0:
+        raise EdgeAdError(f"bench: the daemon exited with {proc.returncode}: {stderr.strip()[-500:]}")
+    return verdicts.arrivals, peak_kb
+
+
+def latencies(arrivals: list[tuple[float, dict]]) -> tuple[np.ndarray, np.ndarray]:
+    """End-to-end and model latencies (ms) of the verdicts, the first 10 left out.
+
+    The first frames include compilation and connection set-up.
+    """
+    got = arrivals[10:]
+    e2e = np.array([(arrived - v["ts"]) * 1000 for arrived, v in got])
+    model = np.array([v["latency_ms"] for _, v in got])
+    return e2e, model
 
 
 def bench_end_to_end(bundle: Path, images: list[Path], variant: str, frames: int = 300, fps: float = 20.0) -> dict:
@@ -69,35 +122,15 @@ def bench_end_to_end(bundle: Path, images: list[Path], variant: str, frames: int
     with tempfile.TemporaryDirectory(prefix="edge-ad-e2e-") as tmp:
         workdir = Path(tmp)
         frames_dir = workdir / "frames"
-        frames_dir.mkdir()
-        for i, path in enumerate(images):
-            shutil.copy(path, frames_dir / f"{i:05d}{path.suffix}")
+        copy_frames(images, frames_dir)
         with start_mosquitto(workdir) as broker:
-            verdicts = _Verdicts(broker.host, broker.port)
-            config = _config(workdir, bundle, variant, frames_dir, broker.port, fps, frames)
-            log = workdir / "daemon.log"
-            with log.open("wb") as sink:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=sink,
-                )
-                peak_kb = _watch_peak_rss(proc)
-            returncode = proc.returncode
-            stderr = log.read_text(errors="replace")
-            deadline = time.monotonic() + 10
-            while len(verdicts.arrivals) < frames and time.monotonic() < deadline:
-                time.sleep(0.05)
-            verdicts.close()
-    if returncode != 0:
-        raise EdgeAdError(f"bench: the daemon exited with {returncode}: {stderr.strip()[-500:]}")
-    got = verdicts.arrivals[10:]  # the first frames include compilation and connection set-up
-    e2e = np.array([(arrived - v["ts"]) * 1000 for arrived, v in got])
-    model = np.array([v["latency_ms"] for _, v in got])
+            config = station_config(workdir, bundle, variant, frames_dir, broker.port, fps, frames)
+            arrivals, peak_kb = daemon_pass(workdir, config, broker, frames)
+    e2e, model = latencies(arrivals)
     return {
         "variant": variant,
         "frames": frames,
-        "received": len(verdicts.arrivals),
+        "received": len(arrivals),
         "fps": fps,
         "e2e_p50_ms": float(np.percentile(e2e, 50)),
         "e2e_p99_ms": float(np.percentile(e2e, 99)),
@@ -105,6 +138,17 @@ def bench_end_to_end(bundle: Path, images: list[Path], variant: str, frames: int
         "model_p99_ms": float(np.percentile(model, 99)),
         "peak_rss_mb": peak_kb / 1024,
     }
+
+
+def vm_hwm_kb(pid: int) -> int | None:
+    """The process's peak resident set so far (kB, ``VmHWM`` in ``/proc/<pid>/status``); None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):  # exiting between poll() and the read
+        return None
+    return None
 
 
 def _watch_peak_rss(proc: subprocess.Popen, interval: float = 0.05) -> int:
@@ -115,13 +159,7 @@ def _watch_peak_rss(proc: subprocess.Popen, interval: float = 0.05) -> int:
     benchmark's memory (538 MB measured that way at 256 px, 230 MB in fact).
     """
     peak = 0
-    status = Path(f"/proc/{proc.pid}/status")
     while proc.poll() is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
-        except (OSError, ValueError, IndexError):  # exiting between poll() and the read
-            pass
+        peak = max(peak, vm_hwm_kb(proc.pid) or 0)
         time.sleep(interval)
     return peak

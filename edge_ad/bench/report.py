@@ -1,4 +1,4 @@
-"""Markdown for ``edge-ad bench --bundle``: runtime, accuracy, end to end, and ours vs anomalib."""
+"""Markdown for ``edge-ad bench --bundle``: runtime, accuracy, end to end (and the console's cost), ours vs anomalib."""
 
 from __future__ import annotations
 
@@ -125,6 +125,10 @@ def bench_markdown(result: dict) -> str:
         lines += _accuracy(result["accuracy"])
     if "end_to_end" in result:
         lines += _end_to_end(result["end_to_end"])
+    if "console_cost" in result:
+        from edge_ad.bench.console_cost import console_cost_markdown
+
+        lines += console_cost_markdown(result["console_cost"])
     if "anomalib" in result:
         lines += _anomalib(result)
     return "\n".join(lines) + "\n"

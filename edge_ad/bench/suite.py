@@ -24,6 +24,7 @@ def run_bench(
     data: Path | None = None,
     e2e_frames: int = 0,
     e2e_fps: float = 20.0,
+    e2e_console: int = 0,
     anomalib: bool = False,
     anomalib_layers: list[str] | None = None,
 ) -> dict:
@@ -31,7 +32,8 @@ def run_bench(
 
     Always runtime latency and throughput per run variant, and the commissioning decision (which
     variant ``auto`` runs on this machine, and why); with ``data`` AUROC per variant; with
-    ``e2e_frames`` the daemon over MQTT, running the commissioned variant; with ``anomalib``
+    ``e2e_frames`` the daemon over MQTT, running the commissioned variant, and with ``e2e_console`` that
+    many pairs of passes without and with the technician console streaming to two live pages; with ``anomalib``
     anomalib's own PatchCore through its two inferencers (trained with ``anomalib_layers``, default
     the bundle's layers).
     """
@@ -48,6 +50,12 @@ def run_bench(
         from edge_ad.bench.endtoend import bench_end_to_end
 
         result["end_to_end"] = bench_end_to_end(bundle.path, paths, chosen.variant, e2e_frames, e2e_fps)
+        if e2e_console:
+            from edge_ad.bench.console_cost import bench_console_cost
+
+            result["console_cost"] = bench_console_cost(
+                bundle.path, paths, chosen.variant, e2e_frames, e2e_fps, e2e_console
+            )
     if anomalib and data is not None:
         from edge_ad.bench.anomalib_ref import bench_anomalib
 
