@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 FORBIDDEN = ("torch", "anomalib", "nncf", "lightning", "timm", "skimage")
 
 
@@ -119,3 +121,17 @@ def test_the_runtime_needs_no_pygobject():
     )
     assert "REFUSED camera.source: genicam:// needs Aravis" in out
     assert "pip install 'edge_ad[genicam]'" in out and "gir1.2-aravis-0.8" in out
+
+
+def test_the_console_and_the_fleet_tools_do_not_load_the_inference_engine():
+    """The console runs beside the daemon on the same PC: it loads OpenVINO and OpenCV only when a page needs
+    them (a similar-case search), so its memory stays small; the fleet commands never load them."""
+    pytest.importorskip("fastapi")  # the console extra
+    code = (
+        "import sys\n"
+        "import edge_ad.console.app, edge_ad.commands.fleet, edge_ad.fleet.rollout, edge_ad.fleet.view\n"
+        "print(sorted(m for m in ('openvino', 'cv2', 'torch') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout

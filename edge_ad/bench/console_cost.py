@@ -1,19 +1,21 @@
 """What the technician console costs the daemon: model latency without and with ``edge-ad console``.
 
 Issue 24: with the console open and the live page streaming, the daemon's model p99 may rise by at
-most 5 %. One broker, one frames folder, one station config; passes alternate without (A) and with
-(B) the console — A B A B ... — each a fresh daemon for the same number of frames, so that a drift
-of the machine over the run falls on both sides. During a B pass ``edge-ad console`` (HTTPS with its
-self-signed certificate, the default) runs against the station, and :data:`CLIENTS` logged-in
-clients stream ``GET /events`` for the whole pass, reading and counting every event: what an open
-live page's ``EventSource`` does (the first client also loads the live page first). The clients run
-in this process, on the same cores as the daemon, as a browser on the station's panel PC would.
+most 5 %. One daemon runs for the whole measurement (a replay camera, one broker); its run is cut into
+blocks that alternate without (A) and with (B) the console — A B A B ... —, so the machine's drift and
+the daemon's own state fall on both sides alike. For a B block ``edge-ad console`` starts (HTTPS with its
+self-signed certificate, scheduled ``console.cpu: idle`` as it is by default)
+and :data:`CLIENTS` logged-in clients stream ``GET /events``, reading and counting every event: what an
+open live page's ``EventSource`` does (the first client also loads the live page first). The clients
+run in this process, on the same cores as the daemon, as a browser on the station's panel PC would.
+A block is measured after ``settle_s`` (the console started, the streams open) and the console stops
+after it.
 
-The model latency is the daemon's own (``latency_ms`` of each verdict, the first 10 of a pass left
-out); p50 and p99 are taken over the pooled verdicts of all passes of a kind. The ratio's 95 %
-interval is a bootstrap over those verdicts; the ratio of each B pass to the A pass before it, and
-the spread of the A passes' own p99 (largest ÷ smallest), show the run-to-run noise. The console's
-peak RSS is its ``VmHWM``, its CPU its ``utime + stime`` over the pass.
+The model latency is the daemon's own (``latency_ms`` of each verdict), assigned to a block by the
+verdict's ``ts``; p50 and p99 are taken over the pooled verdicts of all blocks of a kind. The ratio's
+95 % interval is a bootstrap over those verdicts; the ratio of each B block to the A block before it,
+and the spread of the A blocks' own p99 (largest ÷ smallest), show the noise. The console's peak RSS
+is its ``VmHWM``, its CPU its ``utime + stime`` over the block.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_ad.bench.endtoend import copy_frames, daemon_pass, latencies, station_config, vm_hwm_kb
+from edge_ad.bench.endtoend import VerdictRecorder, copy_frames, station_config, vm_hwm_kb
 from edge_ad.bench.mosquitto import Broker, free_port, start_mosquitto, wait_for_port
 from edge_ad.errors import ConfigError, EdgeAdError
 
@@ -53,6 +55,7 @@ BOUND = 0.05  # the issue's limit: model p99 with the console ≤ 1.05 × withou
 CLIENTS = ("live-page", "second-page")
 INSTALL_HINT = "pip install 'edge_ad[console]' httpx"
 RESAMPLES = 2000
+WARMUP = 20  # verdicts before the first block (compilation, connections)
 
 
 def pass_order(pairs: int) -> list[bool]:
@@ -190,10 +193,29 @@ def _console(config: Path, url: str, port: int, log: Path) -> Iterator[subproces
             proc.wait()
 
 
-def _console_pass(
-    workdir: Path, config: Path, broker: Broker, frames: int, url: str, port: int, password: str, names: tuple[str, ...]
-) -> tuple[list[tuple[float, dict]], dict[str, Any]]:
-    """One B pass: console up, clients streaming, then the daemon; the verdicts and what the console cost."""
+def _block(verdicts: VerdictRecorder, start: float, end: float, console: bool, extra: dict[str, Any]) -> dict:
+    got = [(arrived, v) for arrived, v in list(verdicts.arrivals) if start <= v.get("ts", 0.0) <= end]
+    model = np.array([v["latency_ms"] for _, v in got], float)
+    e2e = np.array([(arrived - v["ts"]) * 1000 for arrived, v in got], float)
+    if model.size == 0:
+        raise EdgeAdError("console cost: no verdicts in a block; is the daemon judging?")
+    return {
+        "console": console,
+        "received": int(model.size),
+        "model_p50_ms": float(np.percentile(model, 50)),
+        "model_p99_ms": float(np.percentile(model, 99)),
+        "e2e_p99_ms": float(np.percentile(e2e, 99)),
+        "load_1min": os.getloadavg()[0],  # others on the cores make p99 noisy: shown per block
+        "model_ms": model.tolist(),
+        **extra,
+    }
+
+
+def _console_block(
+    verdicts: VerdictRecorder, config: Path, workdir: Path, url: str, port: int, password: str,
+    names: tuple[str, ...], block_s: float, settle_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """A B block: the console up, its clients streaming, then ``block_s`` measured."""
     with _console(config, url, port, workdir / "console.log") as proc:
         clients = [_Client(url, name, password, live_page=i == 0) for i, name in enumerate(names)]
         for client in clients:
@@ -203,12 +225,13 @@ def _console_pass(
         failed = [f"{c.user}: {c.error}" for c in clients if c.error or not c.streaming.is_set()]
         if failed:
             raise EdgeAdError(f"console cost: a client could not open the live stream ({'; '.join(failed)})")
-        cpu_before, started = _cpu_seconds(proc.pid) or 0.0, time.monotonic()
-        arrivals, daemon_kb = daemon_pass(workdir, config, broker, frames)
-        time.sleep(1.0)  # the last verdicts reach the streams (the console polls its feed every 0.2 s)
+        time.sleep(settle_s)
+        cpu_before, start = _cpu_seconds(proc.pid) or 0.0, time.time()
+        time.sleep(block_s)
+        end = time.time()
         cpu = (_cpu_seconds(proc.pid) or cpu_before) - cpu_before
-        seconds = time.monotonic() - started
         console_kb = vm_hwm_kb(proc.pid) or 0
+        time.sleep(0.5)  # the block's last verdicts reach the streams
         for client in clients:
             client.stop.set()
     for client in clients:  # the console has stopped: every stream ends
@@ -218,51 +241,61 @@ def _console_pass(
         tail = (workdir / "console.log").read_text(errors="replace").strip()[-800:]
         raise EdgeAdError(f"console cost: a live stream failed ({'; '.join(errors)}); the console's log ends:\n{tail}")
     events = {c.user: dict(c.counts) for c in clients}
-    if any(counts.get("verdict", 0) == 0 for counts in events.values()):
+    if names and any(counts.get("verdict", 0) == 0 for counts in events.values()):
         raise EdgeAdError(f"console cost: a client received no verdict events ({events}): the measurement is invalid")
-    cost = {
-        "events": events,
-        "console_peak_rss_mb": console_kb / 1024,
-        "console_cpu_s": cpu,
-        "console_cpu_share": cpu / seconds if seconds > 0 else 0.0,
-        "daemon_peak_rss_mb": daemon_kb / 1024,
-    }
-    return arrivals, cost
+    cost = {"events": events, "console_peak_rss_mb": console_kb / 1024, "console_cpu_s": cpu,
+            "console_cpu_share": cpu / (end - start)}  # fmt: skip
+    return _block(verdicts, start, end, True, cost)
 
 
-def _pass_row(console: bool, arrivals: list[tuple[float, dict]], extra: dict[str, Any] | None) -> dict[str, Any]:
-    e2e, model = latencies(arrivals)
-    return {
-        "console": console,
-        "received": len(arrivals),
-        "model_p50_ms": float(np.percentile(model, 50)),
-        "model_p99_ms": float(np.percentile(model, 99)),
-        "e2e_p99_ms": float(np.percentile(e2e, 99)),
-        "load_1min": os.getloadavg()[0],  # others on the cores make p99 noisy: shown per pass
-        "model_ms": model.tolist(),
-        **(extra or {}),
-    }
+@contextlib.contextmanager
+def _daemon(config: Path, workdir: Path, broker: Broker) -> Iterator[VerdictRecorder]:
+    """``edge-ad run`` for the whole measurement, once it judges; stopped with SIGTERM afterwards."""
+    verdicts = VerdictRecorder(broker.host, broker.port)
+    log = workdir / "daemon.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "edge_ad.cli", "run", "--config", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=sink)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while len(verdicts.arrivals) < WARMUP and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if len(verdicts.arrivals) < WARMUP:
+            tail = log.read_text(errors="replace").strip()[-500:]
+            raise EdgeAdError(f"console cost: the daemon did not start judging: {tail}")
+        yield verdicts
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        verdicts.close()
 
 
 def bench_console_cost(
     bundle: Path,
     images: list[Path],
     variant: str,
-    frames: int = 300,
+    block_s: float = 20.0,
     fps: float = 20.0,
-    pairs: int = 2,
+    pairs: int = 4,
     clients: tuple[str, ...] = CLIENTS,
     tls: bool = True,
+    settle_s: float = 3.0,
+    idle: bool = True,
 ) -> dict[str, Any]:
-    """The daemon's model latency in ``pairs`` passes without and ``pairs`` with the console and two live pages.
+    """The daemon's model latency in ``pairs`` blocks without and ``pairs`` with the console and two live pages.
 
-    ``clients`` (no clients: the console's MQTT feed alone) and ``tls`` (False: plain HTTP on loopback) are
-    for finding where a cost comes from; the documented measurement uses the defaults.
+    ``clients`` (no clients: the console's MQTT feed alone), ``tls`` (False: plain HTTP on loopback) and
+    ``idle`` (False: ``console.cpu: normal``) are for finding where a cost comes from; the
+    documented measurement uses the defaults.
 
     Returns ``{"skipped": reason}`` when the console extra (or httpx, the clients) is not installed.
 
     Raises:
-        EdgeAdError: A daemon or the console failed, or a client received no verdict events.
+        EdgeAdError: The daemon or the console failed, or a client received no verdict events.
     """
     from edge_ad.console import require_console
 
@@ -283,30 +316,36 @@ def bench_console_cost(
         for name in clients:
             add_user(users, name, password, "viewer")
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-        console = {"host": "127.0.0.1", "port": port, "users_file": str(users), "tls": tls}
+        console = {"host": "127.0.0.1", "port": port, "users_file": str(users), "tls": tls,
+                   "cpu": "idle" if idle else "normal"}  # fmt: skip
+        frames = int(fps * len(order) * (block_s + settle_s + 15)) + 1000  # never the end of the run
         with start_mosquitto(workdir) as broker:
             config = station_config(workdir, bundle, variant, frames_dir, broker.port, fps, frames, console=console)
-            for with_console in order:
-                if with_console:
-                    arrivals, cost = _console_pass(workdir, config, broker, frames, url, port, password, clients)
-                    rows.append(_pass_row(True, arrivals, cost))
-                else:
-                    arrivals, daemon_kb = daemon_pass(workdir, config, broker, frames)
-                    rows.append(_pass_row(False, arrivals, {"daemon_peak_rss_mb": daemon_kb / 1024}))
+            with _daemon(config, workdir, broker) as verdicts:
+                for with_console in order:
+                    if with_console:
+                        rows.append(_console_block(verdicts, config, workdir, url, port, password, clients,
+                                                   block_s, settle_s))  # fmt: skip
+                    else:
+                        time.sleep(settle_s)
+                        start = time.time()
+                        time.sleep(block_s)
+                        rows.append(_block(verdicts, start, time.time(), False, {}))
     pooled = {kind: np.concatenate([r["model_ms"] for r in rows if r["console"] is kind]) for kind in (False, True)}
-    a_passes = [r["model_p99_ms"] for r in rows if not r["console"]]
+    a_blocks = [r["model_p99_ms"] for r in rows if not r["console"]]
     b_rows = [r for r in rows if r["console"]]
     return {
         "variant": variant,
-        "frames": frames,
+        "block_s": block_s,
         "fps": fps,
         "pairs": pairs,
         "clients": len(clients),
         "tls": tls,
+        "cpu": "idle" if idle else "normal",
         "passes": rows,
         **p99_ratio(pooled[False], pooled[True]),
-        "pair_p99_ratios": [b / a for a, b in zip(a_passes, [r["model_p99_ms"] for r in b_rows], strict=True)],
-        "a_p99_spread": max(a_passes) / min(a_passes),  # the A passes alone: run-to-run noise
+        "pair_p99_ratios": [b / a for a, b in zip(a_blocks, [r["model_p99_ms"] for r in b_rows], strict=True)],
+        "a_p99_spread": max(a_blocks) / min(a_blocks),  # the A blocks alone: the noise
         "console_peak_rss_mb": max(r["console_peak_rss_mb"] for r in b_rows),
         "console_cpu_share": float(np.mean([r["console_cpu_share"] for r in b_rows])),
         "verdict_events": min((c.get("verdict", 0) for r in b_rows for c in r["events"].values()), default=None),
@@ -325,8 +364,9 @@ def console_cost_markdown(cost: dict[str, Any]) -> list[str]:
     pairs = ", ".join(f"{r:.2f}" for r in cost["pair_p99_ratios"])
     lines = [
         "",
-        f"Console cost ({cost['variant']}, {cost['pairs']} × 2 passes A B … of {cost['frames']} frames at "
-        f"{cost['fps']:g} fps; B: `edge-ad console` over {'HTTPS' if cost.get('tls', True) else 'HTTP'} with "
+        f"Console cost ({cost['variant']}, one daemon at {cost['fps']:g} fps, {cost['pairs']} × 2 blocks A B … of "
+        f"{cost['block_s']:g} s; B: `edge-ad console` (`console.cpu: {cost.get('cpu', 'idle')}`) over "
+        f"{'HTTPS' if cost.get('tls', True) else 'HTTP'} with "
         f"{cost['clients']} logged-in clients streaming "
         f"`/events`, the first after loading the live page):",
         "",
@@ -338,11 +378,11 @@ def console_cost_markdown(cost: dict[str, Any]) -> list[str]:
         "",
         f"p99 with ÷ without: **{cost['p99_ratio']:.3f}** [95 % bootstrap {low:.3f}, {high:.3f}] (p50 "
         f"{cost['p50_ratio']:.3f}); bound ≤ {limit:.2f}: {verdict}."
-        + f" Each B pass ÷ the A pass before it: {pairs} (median "
-        f"{float(np.median(cost['pair_p99_ratios'])):.2f}); the A passes alone spread {cost['a_p99_spread']:.2f}× "
+        + f" Each B block ÷ the A block before it: {pairs} (median "
+        f"{float(np.median(cost['pair_p99_ratios'])):.2f}); the A blocks alone spread {cost['a_p99_spread']:.2f}× "
         "(largest ÷ smallest p99).",
         "",
-        "| pass | console | model p50 ms | model p99 ms | e2e p99 ms | load (1 min) | "
+        "| block | console | model p50 ms | model p99 ms | e2e p99 ms | load (1 min) | "
         "events per client (verdict/state/keepalive) |",
         "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
     ]

@@ -26,12 +26,20 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_ad.bench.mosquitto import Broker, start_mosquitto
 from edge_ad.errors import EdgeAdError
 
-__all__ = ["bench_end_to_end", "copy_frames", "daemon_pass", "latencies", "station_config", "vm_hwm_kb"]
+__all__ = [
+    "VerdictRecorder",
+    "bench_end_to_end",
+    "copy_frames",
+    "daemon_pass",
+    "latencies",
+    "station_config",
+    "vm_hwm_kb",
+]
 
 STATION = "bench"
 
 
-class _Verdicts:
+class VerdictRecorder:
     """Subscriber that stamps every verdict with its arrival time."""
 
     def __init__(self, host: str, port: int) -> None:
@@ -47,6 +55,7 @@ class _Verdicts:
             raise EdgeAdError(f"bench: cannot subscribe on the private broker {host}:{port}")
 
     def close(self) -> None:
+        """Stop listening."""
         self.client.loop_stop()
         self.client.disconnect()
 
@@ -85,7 +94,7 @@ def daemon_pass(workdir: Path, config: Path, broker: Broker, frames: int) -> tup
     Raises:
         EdgeAdError: The daemon exited with an error.
     """
-    verdicts = _Verdicts(broker.host, broker.port)
+    verdicts = VerdictRecorder(broker.host, broker.port)
     try:
         log = workdir / "daemon.log"
         with log.open("wb") as sink:

@@ -54,7 +54,7 @@ def run_bench(
             from edge_ad.bench.console_cost import bench_console_cost
 
             result["console_cost"] = bench_console_cost(
-                bundle.path, paths, chosen.variant, e2e_frames, e2e_fps, e2e_console
+                bundle.path, paths, chosen.variant, fps=e2e_fps, pairs=e2e_console
             )
     if anomalib and data is not None:
         from edge_ad.bench.anomalib_ref import bench_anomalib

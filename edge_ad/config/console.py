@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -54,6 +55,12 @@ class ConsoleConfig(EdgeAdModel):
     session_hours: float = Field(8.0, gt=0, le=24 * 30, description="A login lasts this long (hours).")
     login_attempts_per_minute: int = Field(
         5, ge=1, le=1000, description="Login attempts allowed per client address in any 60 seconds; more get 429."
+    )
+    cpu: Literal["idle", "normal"] = Field(
+        "idle",
+        description="CPU scheduling of the console process. idle (Linux SCHED_IDLE): it runs only when the "
+        "station's own work leaves a core free, so an open console cannot delay a verdict (pages may answer "
+        "slower on a saturated PC). normal: an ordinary process.",
     )
 
     @model_validator(mode="after")

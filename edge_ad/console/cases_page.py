@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -106,6 +105,8 @@ def _dimensions(data: bytes) -> tuple[int, int] | None:
 
 def decode_upload(data: bytes, name: str) -> np.ndarray | str:
     """The uploaded image as OpenCV reads it (BGR), or the one-line reason it is refused."""
+    import cv2  # only when an image is uploaded: the console stays light
+
     shown = (name or "the file")[:80]
     if not data:
         return "choose an image file to search with"
@@ -127,6 +128,8 @@ def decode_upload(data: bytes, name: str) -> np.ndarray | str:
 
 def _preview(image: np.ndarray) -> str:
     """``image`` as a JPEG of ``PREVIEW`` pixels (longest side) in a data: URL (the page's CSP admits data: images)."""
+    import cv2  # only when an image is uploaded: the console stays light
+
     h, w = image.shape[:2]
     scale = PREVIEW / max(h, w)
     how = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST  # a tiny image stays sharp

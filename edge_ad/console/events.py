@@ -116,11 +116,16 @@ async def event_stream(
     feed: Feed,
     folder: Path,
     count: StreamCount,
-    poll_s: float = 0.2,
+    poll_s: float = 1.0,
     keepalive_s: float = 15.0,
     max_s: float = 600.0,
+    state_every_s: float = 2.0,
 ) -> AsyncIterator[bytes]:
-    """The SSE byte stream of one client, until it disconnects or ``max_s`` passed."""
+    """The SSE byte stream of one client, until it disconnects or ``max_s`` passed.
+
+    What a poll found goes out in one write (a browser on the station's own PC wakes once a second, not
+    once per verdict), and the state at most once every ``state_every_s``.
+    """
     count.open += 1
     try:
         yield f"retry: {RETRY_MS}\n\n".encode()
@@ -128,22 +133,22 @@ async def event_stream(
         backlog = feed.verdicts_after(0)[-BACKLOG:]
         last = backlog[0][0] - 1 if backlog else feed.received
         start = quiet = time.monotonic()
+        stated = -state_every_s
         while time.monotonic() - start < max_s:
             if await request.is_disconnected():
                 return
+            now = time.monotonic()
+            chunk: list[bytes] = []
             snap = feed.snapshot()
-            sent = False
-            if snap["version"] != version:
-                version = snap["version"]
-                yield _event("state", shape_state(feed, folder, snap))
-                sent = True
+            if snap["version"] != version and now - stated >= state_every_s:
+                version, stated = snap["version"], now
+                chunk.append(_event("state", shape_state(feed, folder, snap)))
             for number, verdict in feed.verdicts_after(last):
                 last = number
-                yield _event("verdict", shape_verdict(folder, verdict, number))
-                sent = True
-            now = time.monotonic()
-            if sent:
+                chunk.append(_event("verdict", shape_verdict(folder, verdict, number)))
+            if chunk:
                 quiet = now
+                yield b"".join(chunk)
             elif now - quiet >= keepalive_s:
                 quiet = now
                 yield b": keepalive\n\n"

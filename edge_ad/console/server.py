@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import uvicorn
 
@@ -16,6 +17,21 @@ __all__ = ["run_console"]
 logger = logging.getLogger(__name__)
 
 
+def yield_cpu() -> bool:
+    """Schedule every thread of this process SCHED_IDLE (threads started later inherit it from theirs).
+
+    Returns:
+        False where the OS has no such policy or refuses it (logged; the console then runs as a normal process).
+    """
+    try:
+        for tid in os.listdir("/proc/self/task"):  # Linux schedules threads, not processes
+            os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError, ValueError) as exc:  # not Linux, or refused
+        logger.warning("console: cannot lower its CPU priority (%s); it runs as a normal process", exc)
+        return False
+    return True
+
+
 def run_console(config: EdgeAdConfig) -> int:
     """Serve the console on ``console.host:console.port`` until stopped (SIGINT/SIGTERM); returns the exit code.
 
@@ -23,6 +39,8 @@ def run_console(config: EdgeAdConfig) -> int:
         ConfigError: The users file or a configured certificate cannot be read.
     """
     console = config.console
+    if console.cpu == "idle":
+        yield_cpu()  # before any thread of its own: an open console never delays a verdict (BENCHMARKS.md)
     users = users_file(config)
     if not list_users(users):
         logger.warning("console: no users in %s yet; add one with: edge-ad console-user add --config ... NAME", users)

@@ -74,7 +74,7 @@ def test_p99_ratio_needs_both_kinds_of_pass():
 
 def test_markdown_shows_the_ratio_events_and_console_memory():
     events = {"live-page": {"verdict": 300, "state": 40}, "second-page": {"verdict": 300}}
-    cost = {"variant": "fp32", "pairs": 1, "frames": 300, "fps": 20.0, "clients": 2, "pair_p99_ratios": [1.016],
+    cost = {"variant": "fp32", "pairs": 1, "block_s": 20.0, "fps": 20.0, "clients": 2, "pair_p99_ratios": [1.016],
             "a_p99_spread": 1.0,
             "console_peak_rss_mb": 98.4, "console_cpu_share": 0.031,
             **p99_ratio(np.linspace(5, 9, 300), np.linspace(5, 9, 300) * 1.02),
@@ -83,7 +83,8 @@ def test_markdown_shows_the_ratio_events_and_console_memory():
                         "events": events}]}  # fmt: skip
     text = "\n".join(console_cost_markdown(cost))
     assert "p99 with ÷ without: **1.020**" in text and "bound ≤ 1.05: met" in text
-    assert "Each B pass ÷ the A pass before it: 1.02 (median 1.02); the A passes alone spread 1.00×" in text
+    assert "Each B block ÷ the A block before it: 1.02 (median 1.02); the A blocks alone spread 1.00×" in text
+    assert "2 blocks A B … of 20 s" in text and "`console.cpu: idle`" in text
     assert "| with console + live pages (B) |" in text and "| 98 | 3.1 |" in text
     assert "| 2 | B | 7.10 | 9.10 | 11.20 | 1.50 | 300 / 40 / 0, 300 / 0 / 0 |" in text
 
