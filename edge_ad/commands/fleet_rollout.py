@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+from edge_ad.commands.broker import add_broker_arguments, broker_config
 from edge_ad.errors import EdgeAdError
 
 __all__ = ["add_parsers"]
@@ -14,30 +15,18 @@ __all__ = ["add_parsers"]
 
 def _mqtt(args: argparse.Namespace):
     """(mqtt section, prefix, the config's command key or None) from --config or --broker and friends."""
-    from edge_ad.config import MqttConfig
-    from edge_ad.config.mqtt import TlsConfig
-
     key = None
     if args.config is not None:
         from edge_ad.config import load_config
         from edge_ad.service.command_auth import command_key
 
         config = load_config(args.config)
-        mqtt = config.mqtt
         if config.commands.has_secret and args.keys is None and args.key is None:
             key = command_key(config.commands)
-    elif args.broker:
-        host, _, port = args.broker.rpartition(":") if args.broker.count(":") == 1 else (args.broker, "", "")
-        try:
-            fields = {"host": host or args.broker, "port": int(port) if port else (8883 if args.ca_file else 1883)}
-            fields |= {"username": args.username, "password_file": args.password_file}
-            fields |= {"tls": TlsConfig(ca=args.ca_file)} if args.ca_file else {}
-            mqtt = MqttConfig(**fields)
-        except ValueError as exc:
-            raise EdgeAdError(f"--broker: {str(exc).splitlines()[0]}; write HOST[:PORT]") from None
-    else:
+    elif not args.broker:
         raise EdgeAdError("fleet rollout: give --config station.yaml (its mqtt section) or --broker HOST[:PORT]")
-    return mqtt, args.prefix or mqtt.prefix, key
+    mqtt = broker_config(args)
+    return mqtt, mqtt.prefix, key
 
 
 def _options(args: argparse.Namespace, base=None):
@@ -171,10 +160,5 @@ def add_parsers(fleet_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--abort", type=Path, help="roll back every station of this state file's rollout on its new version")
     p.add_argument("--keys", type=Path, help="folder of the stations' command keys, <station>.key (first line)")
     p.add_argument("--key", type=Path, help="one command key file for every station (first line)")
-    p.add_argument("--config", type=Path, help="station YAML whose mqtt section (and commands key) to use")
-    p.add_argument("--broker", help="broker HOST[:PORT] (instead of --config)")
-    p.add_argument("--username", help="broker user name (with --broker)")
-    p.add_argument("--password-file", type=Path, help="file whose first line is the broker password (with --broker)")
-    p.add_argument("--ca-file", type=Path, help="CA certificate (PEM): TLS to the broker (with --broker)")
-    p.add_argument("--prefix", help="topic prefix (default: the config's mqtt.prefix, else edge_ad)")
+    add_broker_arguments(p, required=False)  # --config also gives the stations' commands key
     p.set_defaults(func=_cmd_rollout)

@@ -52,6 +52,18 @@ def defect_image(seed: int, size: int = SIZE) -> np.ndarray:
     return image
 
 
+COLOURS = [(255, 255, 255), (0, 0, 255), (0, 255, 0), (255, 0, 0),
+           (0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 0, 0)]  # fmt: skip
+
+
+def coloured_defect(i: int) -> np.ndarray:
+    """An NG part whose defect colour differs per ``i``: the tiny model embeds a uniform square by its colour, so
+    these are distinct cases for similar-case search (white squares would all be the same case)."""
+    image = good_image(i)
+    cv2.rectangle(image, (8, 8), (20, 20), COLOURS[i % len(COLOURS)], -1)
+    return image
+
+
 def write_frames(folder: Path, images: list[np.ndarray]) -> Path:
     """A camera folder: the images as ``0000.png``, ``0001.png``... (replayed in this order)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from edge_ad.cases.search import ModelCache, load_model, similar_to_case, simila
 from edge_ad.cases.store import Case, CaseStoreError, case_id, cases_dir, embedding_space, open_store
 from edge_ad.config import EdgeAdConfig
 from edge_ad.errors import ConfigError
-from tests.support.tiny_bundle import defect_image, good_image, make_tiny_bundle
+from tests.support.tiny_bundle import coloured_defect, defect_image, good_image, make_tiny_bundle
 
 
 @pytest.fixture(scope="module")
@@ -30,25 +30,6 @@ def bundles(tmp_path_factory) -> Path:
     make_tiny_bundle(root, "tiny")
     make_tiny_bundle(root, "plain", embedding=False)
     return root
-
-
-COLOURS = [
-    (255, 255, 255),
-    (0, 0, 255),
-    (0, 255, 0),
-    (255, 0, 0),
-    (0, 255, 255),
-    (255, 0, 255),
-    (255, 255, 0),
-    (0, 0, 0),
-]
-
-
-def part(i: int) -> np.ndarray:
-    """A defect whose colour differs per ``i`` (the tiny model embeds a uniform square by its colour)."""
-    image = good_image(i)
-    cv2.rectangle(image, (8, 8), (20, 20), COLOURS[i % len(COLOURS)], -1)
-    return image
 
 
 def station(tmp_path: Path, model: Path) -> EdgeAdConfig:
@@ -90,7 +71,7 @@ def remember(config: EdgeAdConfig, images: list[np.ndarray]) -> list[int]:
 
 
 def test_an_image_finds_its_own_case_first(config):
-    images = [part(s) for s in range(8)]
+    images = [coloured_defect(s) for s in range(8)]
     ids = remember(config, images)
     score, threshold, matches = similar_to_image(config, images[3], k=5)
     assert score > threshold  # a defect
@@ -100,7 +81,7 @@ def test_an_image_finds_its_own_case_first(config):
 
 
 def test_a_case_finds_its_most_similar_others_not_itself(config):
-    ids = remember(config, [part(s) for s in range(8)])
+    ids = remember(config, [coloured_defect(s) for s in range(8)])
     case, matches = similar_to_case(config, ids[2], k=5)
     assert case.id == ids[2] and case.payload["time"] == "t2"
     assert len(matches) == 5 and ids[2] not in {m.id for m in matches}
@@ -137,11 +118,11 @@ def test_the_model_cache_reuses_the_model_until_another_version_is_active(config
 def test_cases_similar_cli_prints_the_matches_and_writes_the_sheet(config, tmp_path, capsys):
     from edge_ad.cli import main
 
-    ids = remember(config, [part(s) for s in range(3)])
+    ids = remember(config, [coloured_defect(s) for s in range(3)])
     config_file = tmp_path / "station.yaml"
     config_file.write_text(json.dumps(config.model_dump(mode="json", exclude_defaults=True)))
     query = tmp_path / "query.png"
-    cv2.imwrite(str(query), part(1))
+    cv2.imwrite(str(query), coloured_defect(1))
     sheet = tmp_path / "sheet.png"
     args = ["cases", "similar", str(query), "-k", "2", "--sheet", str(sheet), "--config", str(config_file)]
     assert main([*args, "--json"]) == 0

@@ -14,26 +14,8 @@ from fastapi.testclient import TestClient
 
 from edge_ad.console.app import create_app, users_file
 from edge_ad.console.users import add_user
-from tests.support.tiny_bundle import good_image, make_tiny_bundle
+from tests.support.tiny_bundle import coloured_defect, good_image, make_tiny_bundle
 from tests.unit.console.conftest import PASSWORDS, csrf_of, login, make_config
-
-COLOURS = [
-    (255, 255, 255),
-    (0, 0, 255),
-    (0, 255, 0),
-    (255, 0, 0),
-    (0, 255, 255),
-    (255, 0, 255),
-    (255, 255, 0),
-    (0, 0, 0),
-]
-
-
-def part(i: int) -> np.ndarray:
-    """An NG part whose defect colour differs per ``i`` (the tiny model embeds a uniform square by its colour)."""
-    image = good_image(i)
-    cv2.rectangle(image, (8, 8), (20, 20), COLOURS[i % len(COLOURS)], -1)
-    return image
 
 
 def png(image: np.ndarray) -> bytes:
@@ -81,10 +63,10 @@ def station(tmp_path, models):
     snapshots: list[str | None] = []
     for seq in range(7):
         path = folder / f"20261125-1344{seq:02d}_{seq:09d}.jpg"
-        path.write_bytes(cv2.imencode(".jpg", part(seq))[1].tobytes())
+        path.write_bytes(cv2.imencode(".jpg", coloured_defect(seq))[1].tobytes())
         snapshots.append(str(path))
     snapshots.append("/etc/passwd")
-    ids = remember(config, [part(seq) for seq in range(8)], snapshots)
+    ids = remember(config, [coloured_defect(seq) for seq in range(8)], snapshots)
     with TestClient(create_app(config), base_url="https://testserver", follow_redirects=False) as client:
         yield client, config, ids
 
@@ -142,7 +124,7 @@ def test_an_uploaded_image_is_scored_and_finds_its_case(station):
     client, _, ids = station
     login(client, "vera")
     token = csrf_of(client.get("/cases").text)
-    response = search(client, "part.png", png(part(3)), token)
+    response = search(client, "part.png", png(coloured_defect(3)), token)
     assert response.status_code == 200, response.text
     page = response.text
     assert "Score <strong>" in page and "NG</strong>" in page  # a defect: above the threshold
@@ -183,7 +165,8 @@ def test_a_too_large_upload_is_refused(station):
     login(client, "vera")
     from edge_ad.console.cases_page import MAX_UPLOAD
 
-    response = search(client, "huge.png", png(part(1)) + b"\x00" * MAX_UPLOAD, csrf_of(client.get("/cases").text))
+    token = csrf_of(client.get("/cases").text)
+    response = search(client, "huge.png", png(coloured_defect(1)) + b"\x00" * MAX_UPLOAD, token)
     assert response.status_code == 400 and "huge.png is larger than 20 MB" in response.text
 
 
@@ -191,9 +174,10 @@ def test_a_search_without_the_csrf_token_or_from_another_site_is_refused(station
     client, _, _ = station
     login(client, "vera")
     token = csrf_of(client.get("/cases").text)
-    assert search(client, "part.png", png(part(1)), None).status_code == 403
-    assert search(client, "part.png", png(part(1)), "forged").status_code == 403
-    cross = client.post("/cases/search", data={"csrf": token}, files={"image": ("p.png", png(part(1)), "image/png")},
+    assert search(client, "part.png", png(coloured_defect(1)), None).status_code == 403
+    assert search(client, "part.png", png(coloured_defect(1)), "forged").status_code == 403
+    image = ("p.png", png(coloured_defect(1)), "image/png")
+    cross = client.post("/cases/search", data={"csrf": token}, files={"image": image},
                         headers={"origin": "https://evil.example"})  # fmt: skip
     assert cross.status_code == 403
 
@@ -215,7 +199,7 @@ def test_store_trouble_is_one_line_on_the_page(station, monkeypatch):
     token = csrf_of(client.get("/cases").text)
     monkeypatch.setattr(search_module, "open_store", busy)
     for response in (client.get("/cases"), client.get(f"/cases?case={ids[0]}"),
-                     search(client, "part.png", png(part(1)), token)):  # fmt: skip
+                     search(client, "part.png", png(coloured_defect(1)), token)):  # fmt: skip
         assert response.status_code == 200
         assert "in use by another process" in response.text and "Traceback" not in response.text
 
@@ -226,7 +210,7 @@ def test_a_bundle_without_embedding_says_so_on_upload(tmp_path):
     config = enabled(make_config(tmp_path, tmp_path / "models" / "plain"))
     with TestClient(create_app(config), base_url="https://testserver", follow_redirects=False) as client:
         login(client, "tom")
-        response = search(client, "part.png", png(part(1)), csrf_of(client.get("/cases").text))
+        response = search(client, "part.png", png(coloured_defect(1)), csrf_of(client.get("/cases").text))
     assert response.status_code == 200
     assert "stfpm bundle gives no embedding" in response.text and 'id="similar"' not in response.text
 
@@ -235,7 +219,7 @@ def test_with_the_case_store_off_the_page_says_so(client):
     login(client, "vera")
     page = client.get("/cases").text
     assert "The case store is not enabled" in page and 'action="/cases/search"' not in page
-    response = search(client, "part.png", png(part(1)), csrf_of(page))
+    response = search(client, "part.png", png(coloured_defect(1)), csrf_of(page))
     assert response.status_code == 200 and "The case store is not enabled" in response.text
 
 
