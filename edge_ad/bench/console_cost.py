@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from edge_ad.bench.endtoend import VerdictRecorder, copy_frames, station_config, vm_hwm_kb
-from edge_ad.bench.mosquitto import Broker, free_port, start_mosquitto, wait_for_port
+from edge_ad.bench.mosquitto import Broker, free_port, start_mosquitto, stop_process, wait_for_port
 from edge_ad.errors import ConfigError, EdgeAdError
 
 __all__ = [
@@ -185,12 +185,7 @@ def _console(config: Path, url: str, port: int, log: Path) -> Iterator[subproces
                 break
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
 
 def _block(verdicts: VerdictRecorder, start: float, end: float, console: bool, extra: dict[str, Any]) -> dict:
@@ -265,12 +260,7 @@ def _daemon(config: Path, workdir: Path, broker: Broker) -> Iterator[VerdictReco
             raise EdgeAdError(f"console cost: the daemon did not start judging: {tail}")
         yield verdicts
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
         verdicts.close()
 
 

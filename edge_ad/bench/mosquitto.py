@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge_ad.errors import EdgeAdError
 
-__all__ = ["Broker", "bridge_config", "free_port", "start_mosquitto", "wait_for_port"]
+__all__ = ["Broker", "bridge_config", "free_port", "start_mosquitto", "stop_process", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -67,11 +67,7 @@ def start_mosquitto(workdir: Path, port: int | None = None, extra: str = "", per
         wait_for_port("127.0.0.1", port, timeout=10)
         yield Broker("127.0.0.1", port, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 5)
         log.close()
 
 
@@ -84,3 +80,13 @@ def bridge_config(name: str, remote: Broker, topic: str, direction: str = "out")
         f"connection {name}\naddress {remote.host}:{remote.port}\ntopic {topic} {direction} 1\n"
         "cleansession true\nnotifications false\nrestart_timeout 1 5\n"
     )
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM ``proc`` and wait ``timeout_s`` for it; SIGKILL it if it has not stopped by then."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
