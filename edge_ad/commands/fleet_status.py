@@ -22,6 +22,8 @@ __all__ = ["add_parsers"]
 
 HEALTHY, UNHEALTHY = 0, 1
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen (only when stdout is a terminal)
+
+
 def _show(args: argparse.Namespace, view: FleetView, now: float) -> int:
     from edge_ad.fleet.view import render_table, rows, select, to_json
 
