@@ -117,6 +117,10 @@ class _Runner:
         self.rejected = 0
         self._worker: threading.Thread | None = None
         self._log = RateLimitedLog(logger)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """What a runner needs beyond the shared parts, made at construction (errors stop the station at start)."""
 
     def _reply(
         self, command_id: str | None, rollout: str | None, state: str, route: ReplyRoute | None, **fields: Any
@@ -216,18 +220,8 @@ class InstallRunner(_Runner):
     name = "install"
     command_type = InstallCommand
 
-    def __init__(
-        self,
-        config: EdgeAdConfig,
-        verifier: CommandVerifier,
-        publish: Callable[[dict], None],
-        respond: Callable[[ReplyRoute, dict], None] | None = None,
-        *,
-        trust: Trust,
-        slot: CommandSlot | None = None,
-    ) -> None:
-        super().__init__(config, verifier, publish, respond, trust=trust, slot=slot)
-        self.tls = tls_context(config.fleet.ca_file)  # a bad fleet.ca_file stops the station at start
+    def _prepare(self) -> None:
+        self.tls = tls_context(self.config.fleet.ca_file)  # a bad fleet.ca_file stops the station at start
 
     def on_message(self, payload: bytes, delivery: Delivery | None = None) -> None:
         """Verify an offer and refuse what cannot be installed at once; else start the worker."""
