@@ -276,6 +276,7 @@ def _cmd_bench_runtime(args: argparse.Namespace) -> int:
         e2e_frames=args.e2e,
         e2e_fps=args.e2e_fps,
         e2e_console=args.e2e_console,
+        e2e_console_browser=(args.e2e_console_browser, args.e2e_console_browser_cpu),
         anomalib=args.anomalib,
         anomalib_layers=args.anomalib_layers,
     )
@@ -515,6 +516,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e2e-console", type=int, default=0, metavar="PAIRS",
                    help="also PAIRS × (a pass without, a pass with edge-ad console and two live pages streaming): "
                         "the console's cost to the model p99 (console extra + httpx; 0 skips)")  # fmt: skip
+    p.add_argument("--e2e-console-browser", choices=("httpx", "chromium"), default="httpx",
+                   help="the live pages: two httpx streams, or the live page in a headless Chromium")  # fmt: skip
+    p.add_argument("--e2e-console-browser-cpu", choices=("normal", "idle"), default="normal",
+                   help="the pages' CPU priority: normal (a browser on the station's PC) or idle (SCHED_IDLE: "
+                        "a browser on a tablet, or a kiosk browser run idle)")  # fmt: skip
     p.add_argument("--anomalib", action="store_true",
                    help="also train anomalib's PatchCore on --data, time its inferencers (export extra)")  # fmt: skip
     p.add_argument("--anomalib-layers", nargs="+", metavar="LAYER",

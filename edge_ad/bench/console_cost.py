@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_ad.bench.browser import browser_missing, headless_chromium
 from edge_ad.bench.endtoend import VerdictRecorder, copy_frames, station_config, vm_hwm_kb
 from edge_ad.bench.mosquitto import Broker, free_port, start_mosquitto, stop_process, wait_for_port
 from edge_ad.errors import ConfigError, EdgeAdError
@@ -127,9 +128,9 @@ def _cpu_seconds(pid: int) -> float | None:
 class _Client(threading.Thread):
     """A logged-in browser session streaming ``/events`` (httpx) and counting what it receives."""
 
-    def __init__(self, url: str, name: str, password: str, live_page: bool) -> None:
+    def __init__(self, url: str, name: str, password: str, live_page: bool, idle: bool = False) -> None:
         super().__init__(name=f"console-cost-{name}", daemon=True)
-        self.url, self.user, self.password, self.live_page = url, name, password, live_page
+        self.url, self.user, self.password, self.live_page, self.idle = url, name, password, live_page, idle
         self.counts: dict[str, int] = {}
         self.error: str | None = None
         self.streaming = threading.Event()
@@ -139,6 +140,8 @@ class _Client(threading.Thread):
         import httpx
 
         logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request in the bench's output
+        if self.idle:  # this thread only (Linux schedules threads): the bench's verdict recorder stays normal
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         try:
             # verify=False: the console's self-signed certificate; the read timeout outlasts a keepalive
             with httpx.Client(base_url=self.url, verify=False, timeout=httpx.Timeout(10, read=60)) as client:
@@ -206,38 +209,115 @@ def _block(verdicts: VerdictRecorder, start: float, end: float, console: bool, e
     }
 
 
-def _console_block(
-    verdicts: VerdictRecorder, config: Path, workdir: Path, url: str, port: int, password: str,
-    names: tuple[str, ...], block_s: float, settle_s: float,
-) -> dict[str, Any]:  # fmt: skip
-    """A B block: the console up, its clients streaming, then ``block_s`` measured."""
-    with _console(config, url, port, workdir / "console.log") as proc:
-        clients = [_Client(url, name, password, live_page=i == 0) for i, name in enumerate(names)]
-        for client in clients:
+class _StreamClients:
+    """The open pages as httpx clients (threads of this process) streaming ``/events`` and counting events."""
+
+    kind = "httpx"
+
+    def __init__(self, names: tuple[str, ...], password: str, idle: bool) -> None:
+        self.names, self.password, self.idle = names, password, idle
+        self.clients: list[_Client] = []
+
+    def open(self, url: str) -> None:
+        self.clients = [_Client(url, n, self.password, i == 0, self.idle) for i, n in enumerate(self.names)]
+        for client in self.clients:
             client.start()
-        for client in clients:
+        for client in self.clients:
             client.streaming.wait(30)
-        failed = [f"{c.user}: {c.error}" for c in clients if c.error or not c.streaming.is_set()]
+        failed = [f"{c.user}: {c.error}" for c in self.clients if c.error or not c.streaming.is_set()]
         if failed:
             raise EdgeAdError(f"console cost: a client could not open the live stream ({'; '.join(failed)})")
+
+    def mark(self) -> None:
+        """The measured block starts (the clients count from their stream's start)."""
+
+    def finish(self) -> None:
+        for client in self.clients:
+            client.stop.set()
+
+    def events(self, log: Path) -> dict[str, dict[str, int]]:
+        """Once the console has stopped (every stream ends): what each client received."""
+        for client in self.clients:
+            client.join(15)
+        errors = [f"{c.user}: {c.error}" for c in self.clients if c.error]
+        if errors:
+            tail = log.read_text(errors="replace").strip()[-800:]
+            failed = "; ".join(errors)
+            raise EdgeAdError(f"console cost: a live stream failed ({failed}); the console's log ends:\n{tail}")
+        return {c.user: dict(c.counts) for c in self.clients}
+
+
+_SHOWN_SEQ = "const td = document.querySelector('#verdicts tr td:nth-child(2)'); return td ? td.textContent : null;"
+
+
+class _LivePage:
+    """The live page in a real headless Chromium (one tab, the first user), kept for the whole run.
+
+    A B block logs in and opens the live page; counts the verdicts it showed (the newest row's ``seq``
+    at the block's end minus at its start); leaves for ``about:blank`` before the console stops.
+    """
+
+    kind = "chromium"
+
+    def __init__(self, driver, name: str, password: str) -> None:
+        self.driver, self.name, self.password = driver, name, password
+        self.first: int | None = None
+        self.shown = 0
+
+    def _seq(self) -> int | None:
+        value = self.driver.execute_script(_SHOWN_SEQ)
+        return int(value) if value and value.isdigit() else None
+
+    def _wait(self, condition, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise EdgeAdError(f"console cost: the browser {what} in {timeout:g} s")
+            time.sleep(0.2)
+
+    def open(self, url: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        driver = self.driver
+        driver.get(f"{url}/login")
+        driver.find_element(By.NAME, "username").send_keys(self.name)
+        driver.find_element(By.NAME, "password").send_keys(self.password)
+        driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button[type=submit]").click()
+        self._wait(lambda: driver.current_url.rstrip("/") == url, "was not logged in to the live page")
+        self._wait(lambda: self._seq() is not None, "showed no verdict on the live page")
+
+    def mark(self) -> None:
+        self.first = self._seq()
+
+    def finish(self) -> None:
+        last = self._seq()
+        self.shown = last - self.first if last is not None and self.first is not None else 0
+        self.driver.get("about:blank")  # the page closes before the console stops: no reconnecting
+
+    def events(self, log: Path) -> dict[str, dict[str, int]]:
+        return {self.name: {"verdict": self.shown}}
+
+
+def _console_block(
+    verdicts: VerdictRecorder, config: Path, workdir: Path, url: str, port: int,
+    pages: _StreamClients | _LivePage, block_s: float, settle_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """A B block: the console up, its pages open and streaming, then ``block_s`` measured."""
+    log = workdir / "console.log"
+    with _console(config, url, port, log) as proc:
+        pages.open(url)
         time.sleep(settle_s)
+        pages.mark()
         cpu_before, start = _cpu_seconds(proc.pid) or 0.0, time.time()
         time.sleep(block_s)
         end = time.time()
         cpu = (_cpu_seconds(proc.pid) or cpu_before) - cpu_before
         console_kb = vm_hwm_kb(proc.pid) or 0
-        time.sleep(0.5)  # the block's last verdicts reach the streams
-        for client in clients:
-            client.stop.set()
-    for client in clients:  # the console has stopped: every stream ends
-        client.join(15)
-    errors = [f"{c.user}: {c.error}" for c in clients if c.error]
-    if errors:
-        tail = (workdir / "console.log").read_text(errors="replace").strip()[-800:]
-        raise EdgeAdError(f"console cost: a live stream failed ({'; '.join(errors)}); the console's log ends:\n{tail}")
-    events = {c.user: dict(c.counts) for c in clients}
-    if names and any(counts.get("verdict", 0) == 0 for counts in events.values()):
-        raise EdgeAdError(f"console cost: a client received no verdict events ({events}): the measurement is invalid")
+        time.sleep(0.5)  # the block's last verdicts reach the pages
+        pages.finish()
+    events = pages.events(log)
+    if any(counts.get("verdict", 0) == 0 for counts in events.values()):
+        raise EdgeAdError(f"console cost: a page received no verdict ({events}): the measurement is invalid")
     cost = {"events": events, "console_peak_rss_mb": console_kb / 1024, "console_cpu_s": cpu,
             "console_cpu_share": cpu / (end - start)}  # fmt: skip
     return _block(verdicts, start, end, True, cost)
@@ -275,14 +355,19 @@ def bench_console_cost(
     tls: bool = True,
     settle_s: float = 3.0,
     idle: bool = True,
+    browser: str = "httpx",
+    browser_cpu: str = "normal",
 ) -> dict[str, Any]:
-    """The daemon's model latency in ``pairs`` blocks without and ``pairs`` with the console and two live pages.
+    """The daemon's model latency in ``pairs`` blocks without and ``pairs`` with the console and its live pages.
 
-    ``clients`` (no clients: the console's MQTT feed alone), ``tls`` (False: plain HTTP on loopback) and
-    ``idle`` (False: ``console.cpu: normal``) are for finding where a cost comes from; the
-    documented measurement uses the defaults.
+    ``browser``: ``httpx`` (the ``clients`` stream ``/events`` from threads of this process) or
+    ``chromium`` (the live page open in a real headless Chromium, logged in as the first of ``clients``,
+    settled 3 s longer); ``browser_cpu``: ``normal`` (a browser on the station's own PC) or ``idle``
+    (``SCHED_IDLE``: a browser on another device, or a kiosk browser run idle). ``clients`` (no
+    clients: the console's MQTT feed alone), ``tls`` (False: plain HTTP on loopback) and ``idle``
+    (False: ``console.cpu: normal``) are for finding where a cost comes from.
 
-    Returns ``{"skipped": reason}`` when the console extra (or httpx, the clients) is not installed.
+    Returns ``{"skipped": reason}`` when the console extra (or httpx, or the browser) is not installed.
 
     Raises:
         EdgeAdError: The daemon or the console failed, or a client received no verdict events.
@@ -294,6 +379,10 @@ def bench_console_cost(
         import httpx  # noqa: F401
     except (ConfigError, ImportError):
         return {"skipped": f"the console extra or httpx is not installed: {INSTALL_HINT}"}
+    if browser not in ("httpx", "chromium") or browser_cpu not in ("normal", "idle"):
+        raise ValueError(f"console cost: browser {browser!r} / {browser_cpu!r}: httpx|chromium and normal|idle")
+    if browser == "chromium" and (missing := browser_missing()):
+        return {"skipped": missing}
     from edge_ad.console.users import add_user
 
     order = pass_order(pairs)
@@ -308,19 +397,26 @@ def bench_console_cost(
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         console = {"host": "127.0.0.1", "port": port, "users_file": str(users), "tls": tls,
                    "cpu": "idle" if idle else "normal"}  # fmt: skip
+        if browser == "chromium":
+            settle_s += 3  # the page's own start
         frames = int(fps * len(order) * (block_s + settle_s + 15)) + 1000  # never the end of the run
-        with start_mosquitto(workdir) as broker:
+        with contextlib.ExitStack() as stack:
+            broker = stack.enter_context(start_mosquitto(workdir))
             config = station_config(workdir, bundle, variant, frames_dir, broker.port, fps, frames, console=console)
-            with _daemon(config, workdir, broker) as verdicts:
-                for with_console in order:
-                    if with_console:
-                        rows.append(_console_block(verdicts, config, workdir, url, port, password, clients,
-                                                   block_s, settle_s))  # fmt: skip
-                    else:
-                        time.sleep(settle_s)
-                        start = time.time()
-                        time.sleep(block_s)
-                        rows.append(_block(verdicts, start, time.time(), False, {}))
+            if browser == "chromium":
+                driver = stack.enter_context(headless_chromium(idle=browser_cpu == "idle"))
+                pages: _StreamClients | _LivePage = _LivePage(driver, clients[0], password)
+            else:
+                pages = _StreamClients(clients, password, idle=browser_cpu == "idle")
+            verdicts = stack.enter_context(_daemon(config, workdir, broker))
+            for with_console in order:
+                if with_console:
+                    rows.append(_console_block(verdicts, config, workdir, url, port, pages, block_s, settle_s))
+                else:
+                    time.sleep(settle_s)
+                    start = time.time()
+                    time.sleep(block_s)
+                    rows.append(_block(verdicts, start, time.time(), False, {}))
     pooled = {kind: np.concatenate([r["model_ms"] for r in rows if r["console"] is kind]) for kind in (False, True)}
     a_blocks = [r["model_p99_ms"] for r in rows if not r["console"]]
     b_rows = [r for r in rows if r["console"]]
@@ -329,7 +425,9 @@ def bench_console_cost(
         "block_s": block_s,
         "fps": fps,
         "pairs": pairs,
-        "clients": len(clients),
+        "clients": 1 if browser == "chromium" else len(clients),
+        "browser": browser,
+        "browser_cpu": browser_cpu,
         "tls": tls,
         "cpu": "idle" if idle else "normal",
         "passes": rows,
@@ -340,6 +438,14 @@ def bench_console_cost(
         "console_cpu_share": float(np.mean([r["console_cpu_share"] for r in b_rows])),
         "verdict_events": min((c.get("verdict", 0) for r in b_rows for c in r["events"].values()), default=None),
     }
+
+
+def _pages_text(cost: dict[str, Any]) -> str:
+    where = "at idle priority" if cost.get("browser_cpu") == "idle" else "at normal priority"
+    if cost.get("browser") == "chromium":
+        return f"the live page open in a headless Chromium {where} (verdicts shown per block)"
+    clients = f"{cost['clients']} logged-in httpx clients {where}"
+    return f"{clients} streaming `/events`, the first after loading the live page"
 
 
 def console_cost_markdown(cost: dict[str, Any]) -> list[str]:
@@ -356,9 +462,7 @@ def console_cost_markdown(cost: dict[str, Any]) -> list[str]:
         "",
         f"Console cost ({cost['variant']}, one daemon at {cost['fps']:g} fps, {cost['pairs']} × 2 blocks A B … of "
         f"{cost['block_s']:g} s; B: `edge-ad console` (`console.cpu: {cost.get('cpu', 'idle')}`) over "
-        f"{'HTTPS' if cost.get('tls', True) else 'HTTP'} with "
-        f"{cost['clients']} logged-in clients streaming "
-        f"`/events`, the first after loading the live page):",
+        f"{'HTTPS' if cost.get('tls', True) else 'HTTP'} with " + _pages_text(cost) + "):",
         "",
         "| daemon | model p50 ms | model p99 ms | console peak RSS MB | console CPU % of a core |",
         "| --- | ---: | ---: | ---: | ---: |",

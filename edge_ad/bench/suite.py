@@ -25,6 +25,7 @@ def run_bench(
     e2e_frames: int = 0,
     e2e_fps: float = 20.0,
     e2e_console: int = 0,
+    e2e_console_browser: tuple[str, str] = ("httpx", "normal"),
     anomalib: bool = False,
     anomalib_layers: list[str] | None = None,
 ) -> dict:
@@ -33,7 +34,8 @@ def run_bench(
     Always runtime latency and throughput per run variant, and the commissioning decision (which
     variant ``auto`` runs on this machine, and why); with ``data`` AUROC per variant; with
     ``e2e_frames`` the daemon over MQTT, running the commissioned variant, and with ``e2e_console`` that
-    many pairs of passes without and with the technician console streaming to two live pages; with ``anomalib``
+    many pairs of passes without and with the technician console streaming to its live pages
+    (``e2e_console_browser``: which browser, at which CPU priority); with ``anomalib``
     anomalib's own PatchCore through its two inferencers (trained with ``anomalib_layers``, default
     the bundle's layers).
     """
@@ -54,8 +56,9 @@ def run_bench(
             from edge_ad.bench.console_cost import bench_console_cost
 
             result["console_cost"] = bench_console_cost(
-                bundle.path, paths, chosen.variant, fps=e2e_fps, pairs=e2e_console
-            )
+                bundle.path, paths, chosen.variant, fps=e2e_fps, pairs=e2e_console,
+                browser=e2e_console_browser[0], browser_cpu=e2e_console_browser[1],
+            )  # fmt: skip
     if anomalib and data is not None:
         from edge_ad.bench.anomalib_ref import bench_anomalib
 

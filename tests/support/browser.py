@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edge_ad.bench.browser import CHROMEDRIVER, CHROMIUM, PANEL, browser_missing, headless_chromium, set_viewport
+
 __all__ = [
     "CHROMEDRIVER",
     "CHROMIUM",
@@ -38,56 +40,21 @@ __all__ = [
     "set_viewport",
 ]
 
-CHROMIUM = Path(os.environ.get("EDGE_AD_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("EDGE_AD_CHROMEDRIVER", "/usr/bin/chromedriver"))
-PANEL = (1280, 800)  # the station's panel PC
 TABLET = (820, 1180)  # a tablet in portrait
-FLAGS = (
-    "--headless=new",
-    "--no-sandbox",  # the tests run as root
-    "--ignore-certificate-errors",  # the console's self-signed certificate
-    "--disable-dev-shm-usage",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-extensions",
-    "--disable-background-networking",  # loads nothing from the internet
-    f"--window-size={PANEL[0]},{PANEL[1]}",
-)
 
 
 def _need_browser() -> None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    missing = browser_missing()
     if missing:
-        pytest.fail(
-            f"browser tests need Debian's chromium and chromium-driver ({', '.join(missing)} missing): "
-            "apt-get install chromium chromium-driver, or run scripts/setup.sh",
-            pytrace=False,
-        )
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        pytest.fail("browser tests need selenium: pip install -e '.[test]'", pytrace=False)
+        pytest.fail(f"browser tests: {missing}", pytrace=False)
 
 
 @contextlib.contextmanager
 def chromium() -> Iterator:
     """A headless Chromium WebDriver (viewport :data:`PANEL`), quit afterwards."""
     _need_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console messages: see :func:`page_errors`
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        driver.set_page_load_timeout(20)
-        set_viewport(driver, *PANEL)
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
@@ -95,20 +62,6 @@ def browser() -> Iterator:
     """A fresh headless Chromium for one test (no cookies from another test)."""
     with chromium() as driver:
         yield driver
-
-
-def set_viewport(driver, width: int, height: int) -> None:
-    """Make the page's viewport exactly ``width`` x ``height`` CSS pixels (the window's own bars not counted).
-
-    Desktop emulation (``mobile: false``) on purpose: a mobile viewport widens itself to fit content that
-    is too wide, which would hide the very overflow the layout checks look for.
-    """
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
-    )
-    got = driver.execute_script("return [window.innerWidth, window.innerHeight]")
-    assert got == [width, height], f"viewport {got}, wanted {width}x{height}"
 
 
 def page_errors(driver) -> list[str]:
