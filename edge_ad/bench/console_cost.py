@@ -191,7 +191,25 @@ def _console(config: Path, url: str, port: int, log: Path) -> Iterator[subproces
         stop_process(proc, 10)
 
 
-def _block(verdicts: VerdictRecorder, start: float, end: float, console: bool, extra: dict[str, Any]) -> dict:
+def _steal_s() -> float:
+    """CPU time the hypervisor gave to others while this guest wanted it (``/proc/stat``), summed over cores."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def _measured(block_s: float) -> tuple[float, float, float]:
+    """Wait out one measured block: its start and end (wall clock) and the steal time within it."""
+    steal, start = _steal_s(), time.time()
+    time.sleep(block_s)
+    return start, time.time(), _steal_s() - steal
+
+
+def _block(
+    verdicts: VerdictRecorder, start: float, end: float, steal_s: float, console: bool, extra: dict[str, Any]
+) -> dict:
     got = [(arrived, v) for arrived, v in list(verdicts.arrivals) if start <= v.get("ts", 0.0) <= end]
     model = np.array([v["latency_ms"] for _, v in got], float)
     e2e = np.array([(arrived - v["ts"]) * 1000 for arrived, v in got], float)
@@ -204,6 +222,7 @@ def _block(verdicts: VerdictRecorder, start: float, end: float, console: bool, e
         "model_p99_ms": float(np.percentile(model, 99)),
         "e2e_p99_ms": float(np.percentile(e2e, 99)),
         "load_1min": os.getloadavg()[0],  # others on the cores make p99 noisy: shown per block
+        "steal_ms": 1000 * steal_s,  # and so does the host, taking a core from this guest
         "model_ms": model.tolist(),
         **extra,
     }
@@ -308,9 +327,8 @@ def _console_block(
         pages.open(url)
         time.sleep(settle_s)
         pages.mark()
-        cpu_before, start = _cpu_seconds(proc.pid) or 0.0, time.time()
-        time.sleep(block_s)
-        end = time.time()
+        cpu_before = _cpu_seconds(proc.pid) or 0.0
+        start, end, steal_s = _measured(block_s)
         cpu = (_cpu_seconds(proc.pid) or cpu_before) - cpu_before
         console_kb = vm_hwm_kb(proc.pid) or 0
         time.sleep(0.5)  # the block's last verdicts reach the pages
@@ -320,7 +338,7 @@ def _console_block(
         raise EdgeAdError(f"console cost: a page received no verdict ({events}): the measurement is invalid")
     cost = {"events": events, "console_peak_rss_mb": console_kb / 1024, "console_cpu_s": cpu,
             "console_cpu_share": cpu / (end - start)}  # fmt: skip
-    return _block(verdicts, start, end, True, cost)
+    return _block(verdicts, start, end, steal_s, True, cost)
 
 
 @contextlib.contextmanager
@@ -414,9 +432,7 @@ def bench_console_cost(
                     rows.append(_console_block(verdicts, config, workdir, url, port, pages, block_s, settle_s))
                 else:
                     time.sleep(settle_s)
-                    start = time.time()
-                    time.sleep(block_s)
-                    rows.append(_block(verdicts, start, time.time(), False, {}))
+                    rows.append(_block(verdicts, *_measured(block_s), False, {}))
     pooled = {kind: np.concatenate([r["model_ms"] for r in rows if r["console"] is kind]) for kind in (False, True)}
     a_blocks = [r["model_p99_ms"] for r in rows if not r["console"]]
     b_rows = [r for r in rows if r["console"]]
@@ -476,9 +492,9 @@ def console_cost_markdown(cost: dict[str, Any]) -> list[str]:
         f"{float(np.median(cost['pair_p99_ratios'])):.2f}); the A blocks alone spread {cost['a_p99_spread']:.2f}× "
         "(largest ÷ smallest p99).",
         "",
-        "| block | console | model p50 ms | model p99 ms | e2e p99 ms | load (1 min) | "
+        "| block | console | model p50 ms | model p99 ms | e2e p99 ms | load (1 min) | steal ms | "
         "events per client (verdict/state/keepalive) |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for i, row in enumerate(cost["passes"], 1):
         events = (
@@ -490,6 +506,7 @@ def console_cost_markdown(cost: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"| {i} | {'B' if row['console'] else 'A'} | {row['model_p50_ms']:.2f} | {row['model_p99_ms']:.2f} | "
-            f"{row['e2e_p99_ms']:.2f} | {row.get('load_1min', float('nan')):.2f} | {events} |"
+            f"{row['e2e_p99_ms']:.2f} | {row.get('load_1min', float('nan')):.2f} | "
+            f"{row.get('steal_ms', float('nan')):.0f} | {events} |"
         )
     return lines

@@ -114,7 +114,7 @@ class RecalibrationRunner:
             self._reject(command.id, str(exc), signed=True, route=route)
             return
         with self._lock:
-            busy = self._command is not None or (self._worker is not None and self._worker.is_alive())
+            busy = self._command is not None or self._fitting()
             if not busy:
                 self._command, self._frames, self._last_ts, self._route = command, [], 0.0, route
                 self._reported = time.monotonic()
@@ -188,6 +188,10 @@ class RecalibrationRunner:
                     frames = self._frames
             if frames or needed_mb > budget_mb:
                 self._command, self._frames = None, []
+            if frames:  # the worker exists before the lock is let go: no second command slips in before it starts
+                self._worker = threading.Thread(
+                    target=self._run, args=(command, frames, route), name="recalibrate", daemon=True
+                )
         if progress is not None:  # a progress bar's worth, at most twice a second
             self._reply(command.id, "collecting", route, frames=command.frames, collected=progress)
         if frames:
@@ -201,12 +205,15 @@ class RecalibrationRunner:
                 route,
             )
 
+    def _fitting(self) -> bool:
+        """A worker is made (started or about to be) and not finished; under ``_lock``."""
+        worker = self._worker
+        return worker is not None and (worker.ident is None or worker.is_alive())
+
     def _start(self, command: RecalibrateCommand, frames: list[np.ndarray], route: ReplyRoute | None) -> None:
-        """All frames collected: say so and recalibrate in the worker thread."""
+        """All frames collected: say so and start the worker :meth:`offer` made."""
         self._reply(command.id, "fitting", route, frames=len(frames))
-        self._worker = threading.Thread(
-            target=self._run, args=(command, frames, route), name="recalibrate", daemon=True
-        )
+        assert self._worker is not None
         self._worker.start()
 
     def _run(self, command: RecalibrateCommand, frames: list[np.ndarray], route: ReplyRoute | None = None) -> None:

@@ -5,6 +5,7 @@ The measurement itself (daemon, console, mosquitto) runs in ``edge-ad bench --e2
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -80,13 +81,13 @@ def test_markdown_shows_the_ratio_events_and_console_memory():
             **p99_ratio(np.linspace(5, 9, 300), np.linspace(5, 9, 300) * 1.02),
             "passes": [{"console": False, "model_p50_ms": 7.0, "model_p99_ms": 8.96, "e2e_p99_ms": 11.0},
                        {"console": True, "model_p50_ms": 7.1, "model_p99_ms": 9.1, "e2e_p99_ms": 11.2, "load_1min": 1.5,
-                        "events": events}]}  # fmt: skip
+                        "steal_ms": 12.0, "events": events}]}  # fmt: skip
     text = "\n".join(console_cost_markdown(cost))
     assert "p99 with ÷ without: **1.020**" in text and "bound ≤ 1.05: met" in text
     assert "Each B block ÷ the A block before it: 1.02 (median 1.02); the A blocks alone spread 1.00×" in text
     assert "2 blocks A B … of 20 s" in text and "`console.cpu: idle`" in text
     assert "| with console + live pages (B) |" in text and "| 98 | 3.1 |" in text
-    assert "| 2 | B | 7.10 | 9.10 | 11.20 | 1.50 | 300 / 40 / 0, 300 / 0 / 0 |" in text
+    assert "| 2 | B | 7.10 | 9.10 | 11.20 | 1.50 | 12 | 300 / 40 / 0, 300 / 0 / 0 |" in text
 
 
 def test_markdown_of_a_skipped_comparison_gives_the_install_hint():
@@ -108,3 +109,23 @@ def test_without_the_console_extra_the_comparison_is_skipped_with_the_hint(monke
     monkeypatch.setattr(edge_ad.console, "require_console", missing)
     got = bench_console_cost(tmp_path / "no-bundle", [], "fp32")  # returns before touching the bundle or images
     assert got == {"skipped": f"the console extra or httpx is not installed: {INSTALL_HINT}"}
+
+
+@pytest.mark.parametrize("browser, cpu", [("firefox", "idle"), ("chromium", "low")])
+def test_an_unknown_browser_or_priority_is_refused(tmp_path, browser, cpu):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    with pytest.raises(ValueError, match=re.escape("httpx|chromium and normal|idle")):
+        bench_console_cost(tmp_path / "no-bundle", [], "fp32", browser=browser, browser_cpu=cpu)
+
+
+def test_markdown_names_the_browser_and_its_priority():
+    base = {"variant": "fp32", "pairs": 1, "block_s": 20.0, "fps": 20.0, "clients": 1, "pair_p99_ratios": [1.0],
+            "a_p99_spread": 1.0, "console_peak_rss_mb": 150.0, "console_cpu_share": 0.02,
+            **p99_ratio(np.linspace(5, 9, 300), np.linspace(5, 9, 300)),
+            "passes": [{"console": True, "model_p50_ms": 7.0, "model_p99_ms": 9.0, "e2e_p99_ms": 11.0,
+                        "events": {"live-page": {"verdict": 410}}}]}  # fmt: skip
+    chromium = "\n".join(console_cost_markdown({**base, "browser": "chromium", "browser_cpu": "idle"}))
+    assert "the live page open in a headless Chromium at idle priority" in chromium and "| 410 / 0 / 0 |" in chromium
+    httpx = "\n".join(console_cost_markdown({**base, "browser": "httpx", "browser_cpu": "normal", "clients": 2}))
+    assert "2 logged-in httpx clients at normal priority streaming `/events`" in httpx

@@ -98,3 +98,30 @@ def test_collecting_reports_progress_at_most_twice_a_second_then_fitting(root, m
     progress = [r["collected"] for r in replies if r["state"] == "collecting" and "collected" in r]
     assert progress == [3, 6, 9] and [r["state"] for r in replies][-1] == "fitting"
     assert replies[-1]["frames"] == 10 and started == [10]
+
+
+def test_a_command_arriving_between_the_last_frame_and_the_worker_start_is_refused(root, monkeypatch):
+    """The window the worker's start leaves (its ``fitting`` reply goes out first) takes no second command."""
+    import numpy as np
+
+    from edge_ad.types import Frame
+
+    station, replies = runner(root)
+    station.config.recalibration = RecalibrationConfig(min_frames=8, target_false_reject=0.5, max_collect_mb=64)
+    monkeypatch.setattr(station, "_run", lambda command, frames, route=None: None)
+    answered = station._reply
+
+    def reply(command_id, state, route=None, **fields):
+        answered(command_id, state, route, **fields)
+        if state == "fitting":  # the last frame is in; the worker has not started yet
+            station.on_message(sign_command({"id": "c2", "frames": 10, "interval_s": 0}, KEY))
+
+    monkeypatch.setattr(station, "_reply", reply)
+    station.on_message(sign_command({"id": "c1", "frames": 10, "interval_s": 0}, KEY))
+    image = np.zeros((8, 8, 3), np.uint8)
+    for i in range(10):
+        station.offer(Frame(image=image, ts=float(i + 1), index=i + 1, origin="t"))
+    station.join(5)
+    second = [r for r in replies if r.get("id") == "c2"]
+    assert second == [second[0] | {"state": "rejected", "reason": "a recalibration is already running"}], replies
+    assert station.accepted == 1 and station._command is None
