@@ -14,6 +14,7 @@ so that no stream outlives a restart of the console by long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -27,10 +28,11 @@ from edge_ad.console.evidence import heatmap_name, url_of
 from edge_ad.console.feed import Feed
 from edge_ad.publish.liveness import stats_are_current
 
-__all__ = ["BACKLOG", "StreamCount", "event_stream", "shape_state", "shape_verdict"]
+__all__ = ["BACKLOG", "StreamCount", "event_stream", "next_verdict", "shape_state", "shape_verdict"]
 
 BACKLOG = 20
 RETRY_MS = 2000
+ALIGN_S = 0.25  # how long pending verdicts wait for the next one to follow
 
 
 class StreamCount:
@@ -111,6 +113,29 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {text}\n\n".encode()
 
 
+async def next_verdict(feed: Feed, timeout: float) -> bool:
+    """Wait until the feed keeps its next verdict (True) or ``timeout`` passed (False).
+
+    The stream writes right after a verdict: in the gap between the daemon's inferences, not across
+    one (on a 2-core station a page's work during an inference shows in the model's p99).
+    """
+    loop = asyncio.get_running_loop()
+    arrived = asyncio.Event()
+
+    def wake() -> None:  # on the feed's MQTT thread
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (console stopping)
+            loop.call_soon_threadsafe(arrived.set)
+
+    forget = feed.on_next_verdict(wake)
+    try:
+        await asyncio.wait_for(arrived.wait(), timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        forget()
+
+
 async def event_stream(
     request: Request,
     feed: Feed,
@@ -124,7 +149,9 @@ async def event_stream(
     """The SSE byte stream of one client, until it disconnects or ``max_s`` passed.
 
     What a poll found goes out in one write (a browser on the station's own PC wakes once a second, not
-    once per verdict), and the state at most once every ``state_every_s``.
+    once per verdict), and the state at most once every ``state_every_s``. After ``poll_s`` a poll waits
+    for the next verdict (:data:`ALIGN_S` when verdicts are pending, else ``poll_s``), so the page's
+    work follows an inference instead of falling across one.
     """
     count.open += 1
     try:
@@ -153,5 +180,8 @@ async def event_stream(
                 quiet = now
                 yield b": keepalive\n\n"
             await asyncio.sleep(poll_s)
+            # pending verdicts wait at most ALIGN_S for the next one (an NG is on the page within 2 s
+            # on a slow line too); with none pending a quiet station is polled every 2 × poll_s
+            await next_verdict(feed, ALIGN_S if feed.received > last else poll_s)
     finally:
         count.open -= 1

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from edge_ad.config import EdgeAdConfig
@@ -89,6 +90,7 @@ class Feed(Subscriber):
         self.last_ng: dict[str, Any] | None = None
         self.junk: dict[str, int] = {}
         self.received = 0  # verdicts received: the number of the newest one
+        self._waiters: set[Callable[[], None]] = set()
 
     def on_message(self, topic: str, payload: bytes) -> None:
         """Keep a status, stats or verdict message; count anything else on those topics as junk."""
@@ -138,6 +140,24 @@ class Feed(Subscriber):
             elif verdict["verdict"] == "NG":
                 self.last_ng = verdict
                 self.version += 1
+            waiters, self._waiters = self._waiters, set()
+        for wake in waiters:
+            wake()
+
+    def on_next_verdict(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` once, on the receiving thread, right after the next verdict is kept.
+
+        Returns a function that forgets ``wake`` (a waiter that gave up). A verdict arrives just after
+        the daemon's inference ended, so what a page does then falls in the gap before its next frame.
+        """
+        with self._lock:
+            self._waiters.add(wake)
+
+        def forget() -> None:
+            with self._lock:
+                self._waiters.discard(wake)
+
+        return forget
 
     def verdicts_after(self, number: int) -> list[tuple[int, dict[str, Any]]]:
         """The kept verdicts received after verdict ``number`` (oldest first), with their numbers."""

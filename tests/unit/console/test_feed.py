@@ -191,3 +191,66 @@ def test_stop_is_prompt_without_a_broker(tmp_path, models):
     feed.stop()
     assert time.monotonic() - started < 2.0
     assert not any(t.name == "console-feed" and t.is_alive() for t in threading.enumerate())
+
+
+class _Connected:
+    """A request whose client never goes away (what ``event_stream`` asks of it)."""
+
+    async def is_disconnected(self) -> bool:
+        return False
+
+
+def _stream_writes(feed: Feed, camera: Callable[[], None], seconds: float, poll_s: float) -> list[tuple[float, bytes]]:
+    """Run one ``/events`` stream for ``seconds`` beside ``camera`` (a thread adding verdicts): its writes, timed."""
+    import asyncio
+
+    from edge_ad.console.events import StreamCount, event_stream
+
+    async def run() -> list[tuple[float, bytes]]:
+        writes = []
+        stream = event_stream(_Connected(), feed, Path("/nonexistent"), StreamCount(), poll_s=poll_s)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            writes.append((time.monotonic(), await anext(stream)))
+        await stream.aclose()
+        return writes
+
+    thread = threading.Thread(target=camera, daemon=True)
+    thread.start()
+    try:
+        return asyncio.run(run())
+    finally:
+        thread.join(10)
+
+
+def test_a_stream_writes_right_after_a_verdict_not_across_the_next_inference():
+    """At 10 fps a write follows its newest verdict within 30 ms (a timer would hit that 30 % of the time)."""
+    feed = Feed(broker_config(Path("/nonexistent"), Path("/nonexistent"), 1883))
+    added: list[float] = []
+
+    def camera() -> None:
+        for seq in range(1, 36):
+            time.sleep(0.1)
+            added.append(time.monotonic())
+            feed.add_verdict(verdict(seq))
+
+    writes = [(t, data) for t, data in _stream_writes(feed, camera, 3.0, poll_s=0.3) if b"event: verdict" in data]
+    assert len(writes) >= 4, writes
+    lags = [t - max(a for a in added if a <= t) for t, _ in writes[1:]]  # the first write may be the backlog's
+    assert max(lags) < 0.03, f"writes {[round(lag * 1000) for lag in lags]} ms after the newest verdict"
+
+
+def test_a_pending_ng_on_a_slow_line_is_written_without_waiting_for_the_next_part():
+    from edge_ad.console.events import ALIGN_S
+
+    feed = Feed(broker_config(Path("/nonexistent"), Path("/nonexistent"), 1883))
+    added: list[float] = []
+
+    def camera() -> None:  # one part, then nothing
+        time.sleep(0.45)
+        added.append(time.monotonic())
+        feed.add_verdict(verdict(1, "NG"))
+
+    writes = [(t, data) for t, data in _stream_writes(feed, camera, 2.0, poll_s=0.3) if b"event: verdict" in data]
+    assert writes, "the NG was never written"
+    assert writes[0][0] - added[0] <= 0.3 + ALIGN_S + 0.15, "a pending NG waited for a part that never came"
