@@ -3,7 +3,7 @@
 Two kinds of event, each one JSON object on one ``data:`` line:
 
 - ``state``: connection, station state, fps, latency, NG rate, the drift series and the last NG
-  part; sent at the start and whenever one of them changed (at most every ``poll_s``).
+  part; sent at the start and whenever one of them changed (at most every ``state_every_s``).
 - ``verdict``: one per verdict, in order; a new stream first gets the last :data:`BACKLOG`.
 
 A comment line every ``keepalive_s`` keeps proxies from closing a quiet stream. The stream ends
@@ -113,8 +113,8 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {text}\n\n".encode()
 
 
-async def next_verdict(feed: Feed, timeout: float) -> bool:
-    """Wait until the feed keeps its next verdict (True) or ``timeout`` passed (False).
+async def next_verdict(feed: Feed, timeout: float, ng_only: bool = False) -> bool:
+    """Wait until the feed keeps its next verdict (an NG: ``ng_only``; True) or ``timeout`` passed (False).
 
     The stream writes right after a verdict: in the gap between the daemon's inferences, not across
     one (on a 2-core station a page's work during an inference shows in the model's p99).
@@ -126,7 +126,7 @@ async def next_verdict(feed: Feed, timeout: float) -> bool:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (console stopping)
             loop.call_soon_threadsafe(arrived.set)
 
-    forget = feed.on_next_verdict(wake)
+    forget = feed.on_next_verdict(wake, ng_only)
     try:
         await asyncio.wait_for(arrived.wait(), timeout)
         return True
@@ -141,17 +141,18 @@ async def event_stream(
     feed: Feed,
     folder: Path,
     count: StreamCount,
-    poll_s: float = 1.0,
+    poll_s: float = 2.0,
     keepalive_s: float = 15.0,
     max_s: float = 600.0,
     state_every_s: float = 2.0,
 ) -> AsyncIterator[bytes]:
     """The SSE byte stream of one client, until it disconnects or ``max_s`` passed.
 
-    What a poll found goes out in one write (a browser on the station's own PC wakes once a second, not
-    once per verdict), and the state at most once every ``state_every_s``. After ``poll_s`` a poll waits
-    for the next verdict (:data:`ALIGN_S` when verdicts are pending, else ``poll_s``), so the page's
-    work follows an inference instead of falling across one.
+    What a poll found goes out in one write (a browser on the station's own PC wakes every ``poll_s``,
+    not once per verdict), and the state at most once every ``state_every_s``. An NG goes out as soon
+    as it arrives; otherwise after ``poll_s`` a poll waits for the next verdict (:data:`ALIGN_S` when
+    verdicts are pending, else ``poll_s``), so the page's work follows an inference instead of falling
+    across one.
     """
     count.open += 1
     try:
@@ -179,9 +180,11 @@ async def event_stream(
             elif now - quiet >= keepalive_s:
                 quiet = now
                 yield b": keepalive\n\n"
-            await asyncio.sleep(poll_s)
-            # pending verdicts wait at most ALIGN_S for the next one (an NG is on the page within 2 s
-            # on a slow line too); with none pending a quiet station is polled every 2 × poll_s
+            await asyncio.sleep(ALIGN_S)  # writes stay ALIGN_S apart, also when every part is NG
+            if feed.newest_ng > last or await next_verdict(feed, max(poll_s - ALIGN_S, 0.0), ng_only=True):
+                continue  # an NG goes out at once (it has just been judged: the gap after an inference)
+            # the rest waits for the next verdict, at most ALIGN_S when verdicts are pending (a slow
+            # line's parts are on the page within poll_s + ALIGN_S); a quiet station is polled every 2 × poll_s
             await next_verdict(feed, ALIGN_S if feed.received > last else poll_s)
     finally:
         count.open -= 1

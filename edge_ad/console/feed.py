@@ -90,7 +90,8 @@ class Feed(Subscriber):
         self.last_ng: dict[str, Any] | None = None
         self.junk: dict[str, int] = {}
         self.received = 0  # verdicts received: the number of the newest one
-        self._waiters: set[Callable[[], None]] = set()
+        self.newest_ng = 0  # the number of the newest NG verdict
+        self._waiters: dict[Callable[[], None], bool] = {}  # wake -> NG only
 
     def on_message(self, topic: str, payload: bytes) -> None:
         """Keep a status, stats or verdict message; count anything else on those topics as junk."""
@@ -138,24 +139,27 @@ class Feed(Subscriber):
                 self.drift.append(round(point, 6))
                 self.version += 1
             elif verdict["verdict"] == "NG":
-                self.last_ng = verdict
+                self.last_ng, self.newest_ng = verdict, self.received
                 self.version += 1
-            waiters, self._waiters = self._waiters, set()
-        for wake in waiters:
+            ng = verdict["verdict"] == "NG"
+            woken = [wake for wake, ng_only in self._waiters.items() if ng or not ng_only]
+            for wake in woken:
+                del self._waiters[wake]
+        for wake in woken:
             wake()
 
-    def on_next_verdict(self, wake: Callable[[], None]) -> Callable[[], None]:
-        """Call ``wake`` once, on the receiving thread, right after the next verdict is kept.
+    def on_next_verdict(self, wake: Callable[[], None], ng_only: bool = False) -> Callable[[], None]:
+        """Call ``wake`` once, on the receiving thread, right after the next verdict (NG: ``ng_only``) is kept.
 
         Returns a function that forgets ``wake`` (a waiter that gave up). A verdict arrives just after
         the daemon's inference ended, so what a page does then falls in the gap before its next frame.
         """
         with self._lock:
-            self._waiters.add(wake)
+            self._waiters[wake] = ng_only
 
         def forget() -> None:
             with self._lock:
-                self._waiters.discard(wake)
+                self._waiters.pop(wake, None)
 
         return forget
 

@@ -240,17 +240,19 @@ def test_a_stream_writes_right_after_a_verdict_not_across_the_next_inference():
     assert max(lags) < 0.03, f"writes {[round(lag * 1000) for lag in lags]} ms after the newest verdict"
 
 
-def test_a_pending_ng_on_a_slow_line_is_written_without_waiting_for_the_next_part():
+def test_an_ng_goes_out_at_once_and_a_slow_lines_part_within_poll_s():
     from edge_ad.console.events import ALIGN_S
 
     feed = Feed(broker_config(Path("/nonexistent"), Path("/nonexistent"), 1883))
     added: list[float] = []
 
-    def camera() -> None:  # one part, then nothing
-        time.sleep(0.45)
-        added.append(time.monotonic())
-        feed.add_verdict(verdict(1, "NG"))
+    def camera() -> None:  # an OK part, an NG part at 10 fps, then a lone OK part on a slow line
+        for seq, kind, pause in ((1, "OK", 0.5), (2, "NG", 0.1), (3, "OK", 1.4)):
+            time.sleep(pause)
+            added.append(time.monotonic())
+            feed.add_verdict(verdict(seq, kind))
 
-    writes = [(t, data) for t, data in _stream_writes(feed, camera, 2.0, poll_s=0.3) if b"event: verdict" in data]
-    assert writes, "the NG was never written"
-    assert writes[0][0] - added[0] <= 0.3 + ALIGN_S + 0.15, "a pending NG waited for a part that never came"
+    writes = _stream_writes(feed, camera, 4.5, poll_s=2.0)
+    first = {seq: next(t for t, data in writes if f'"seq":{seq},'.encode() in data) for seq in (2, 3)}
+    assert first[2] - added[1] <= ALIGN_S + 0.1, "the NG waited for the next poll"
+    assert first[3] - added[2] <= 2.0 + ALIGN_S + 0.1, "a lone part waited for one that never came"
