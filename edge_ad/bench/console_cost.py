@@ -56,6 +56,7 @@ BOUND = 0.05  # the issue's limit: model p99 with the console ≤ 1.05 × withou
 CLIENTS = ("live-page", "second-page")
 INSTALL_HINT = "pip install 'edge_ad[console]' httpx"
 RESAMPLES = 2000
+STEAL_LIMIT = 0.005  # of a block's CPU time taken by the host: the block is disturbed (see undisturbed_pairs)
 WARMUP = 20  # verdicts before the first block (compilation, connections)
 
 
@@ -317,6 +318,24 @@ class _LivePage:
         return {self.name: {"verdict": self.shown}}
 
 
+def undisturbed_pairs(rows: list[dict[str, Any]], block_s: float) -> tuple[list[dict[str, Any]], list[int]]:
+    """The blocks of the pairs (A, B) the host left alone, and the numbers (1, 2, ...) of the pairs it did not.
+
+    A block whose steal time exceeds :data:`STEAL_LIMIT` of its CPU time (the hypervisor ran something
+    else on this guest's cores) says nothing about the console; its whole pair goes, so both kinds
+    keep the same share of the run. When every pair was disturbed, all are kept.
+    """
+    limit_ms = STEAL_LIMIT * block_s * (os.cpu_count() or 1) * 1000
+    kept: list[dict[str, Any]] = []
+    dropped: list[int] = []
+    for number, pair in enumerate(zip(rows[0::2], rows[1::2], strict=True), 1):
+        if any(row.get("steal_ms", 0.0) > limit_ms for row in pair):
+            dropped.append(number)
+        else:
+            kept.extend(pair)
+    return (kept, dropped) if kept else (rows, [])
+
+
 def _console_block(
     verdicts: VerdictRecorder, config: Path, workdir: Path, url: str, port: int,
     pages: _StreamClients | _LivePage, block_s: float, settle_s: float,
@@ -433,9 +452,10 @@ def bench_console_cost(
                 else:
                     time.sleep(settle_s)
                     rows.append(_block(verdicts, *_measured(block_s), False, {}))
-    pooled = {kind: np.concatenate([r["model_ms"] for r in rows if r["console"] is kind]) for kind in (False, True)}
-    a_blocks = [r["model_p99_ms"] for r in rows if not r["console"]]
-    b_rows = [r for r in rows if r["console"]]
+    kept, dropped = undisturbed_pairs(rows, block_s)
+    pooled = {kind: np.concatenate([r["model_ms"] for r in kept if r["console"] is kind]) for kind in (False, True)}
+    a_blocks = [r["model_p99_ms"] for r in kept if not r["console"]]
+    b_rows = [r for r in kept if r["console"]]
     return {
         "variant": variant,
         "block_s": block_s,
@@ -447,6 +467,7 @@ def bench_console_cost(
         "tls": tls,
         "cpu": "idle" if idle else "normal",
         "passes": rows,
+        "dropped_pairs": dropped,
         **p99_ratio(pooled[False], pooled[True]),
         "pair_p99_ratios": [b / a for a, b in zip(a_blocks, [r["model_p99_ms"] for r in b_rows], strict=True)],
         "a_p99_spread": max(a_blocks) / min(a_blocks),  # the A blocks alone: the noise
@@ -454,6 +475,14 @@ def bench_console_cost(
         "console_cpu_share": float(np.mean([r["console_cpu_share"] for r in b_rows])),
         "verdict_events": min((c.get("verdict", 0) for r in b_rows for c in r["events"].values()), default=None),
     }
+
+
+def _dropped_text(dropped: list[int], block_s: float) -> str:
+    if not dropped:
+        return ""
+    limit = STEAL_LIMIT * block_s * (os.cpu_count() or 1) * 1000
+    return (f" Pairs {', '.join(map(str, dropped))} left out of these figures: the host took more than "
+            f"{limit:.0f} ms of a block's CPU time (the *steal* column).")  # fmt: skip
 
 
 def _pages_text(cost: dict[str, Any]) -> str:
@@ -490,7 +519,7 @@ def console_cost_markdown(cost: dict[str, Any]) -> list[str]:
         f"{cost['p50_ratio']:.3f}); bound ≤ {limit:.2f}: {verdict}."
         + f" Each B block ÷ the A block before it: {pairs} (median "
         f"{float(np.median(cost['pair_p99_ratios'])):.2f}); the A blocks alone spread {cost['a_p99_spread']:.2f}× "
-        "(largest ÷ smallest p99).",
+        "(largest ÷ smallest p99)." + _dropped_text(cost.get("dropped_pairs", []), cost["block_s"]),
         "",
         "| block | console | model p50 ms | model p99 ms | e2e p99 ms | load (1 min) | steal ms | "
         "events per client (verdict/state/keepalive) |",

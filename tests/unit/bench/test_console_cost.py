@@ -5,6 +5,7 @@ The measurement itself (daemon, console, mosquitto) runs in ``edge-ad bench --e2
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 
@@ -129,3 +130,16 @@ def test_markdown_names_the_browser_and_its_priority():
     assert "the live page open in a headless Chromium at idle priority" in chromium and "| 410 / 0 / 0 |" in chromium
     httpx = "\n".join(console_cost_markdown({**base, "browser": "httpx", "browser_cpu": "normal", "clients": 2}))
     assert "2 logged-in httpx clients at normal priority streaming `/events`" in httpx
+
+
+def test_pairs_the_host_disturbed_are_left_out_whole():
+    from edge_ad.bench.console_cost import STEAL_LIMIT, undisturbed_pairs
+
+    limit_ms = STEAL_LIMIT * 20.0 * (os.cpu_count() or 1) * 1000
+    rows = [{"console": i % 2 == 1, "steal_ms": 10.0, "n": i} for i in range(6)]
+    rows[3]["steal_ms"] = limit_ms + 1  # the B block of pair 2
+    kept, dropped = undisturbed_pairs(rows, 20.0)
+    assert dropped == [2] and [r["n"] for r in kept] == [0, 1, 4, 5]
+    for row in rows:
+        row["steal_ms"] = limit_ms * 2
+    assert undisturbed_pairs(rows, 20.0) == (rows, [])  # all disturbed: nothing to compare without them
