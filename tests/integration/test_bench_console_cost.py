@@ -74,7 +74,8 @@ def test_console_cost_with_the_live_page_in_a_real_browser(tiny_models, tmp_path
     without, with_console = cost["passes"]
     assert not without["console"] and with_console["console"]
     shown = with_console["events"]["live-page"]["verdict"]
-    assert 20 <= shown <= 20 * 2.5 + 20, f"the live page showed {shown} verdicts in a 2 s block at 20 fps"
+    # the page is written every 2 s: its newest row may be up to 2 s old at either end of the 2.5 s
+    assert 0 < shown <= 20 * (2.5 + 2 * 2.0), f"the live page showed {shown} verdicts in a 2 s block at 20 fps"
     assert cost["p99_ratio"] > 0 and cost["console_peak_rss_mb"] > 20
     text = "\n".join(console_cost_markdown(cost))
     assert "the live page open in a headless Chromium at idle priority" in text
