@@ -113,8 +113,10 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {text}\n\n".encode()
 
 
-async def next_verdict(feed: Feed, timeout: float, ng_only: bool = False) -> bool:
+async def next_verdict(feed: Feed, timeout: float, ng_only: bool = False, after: int | None = None) -> bool:
     """Wait until the feed keeps its next verdict (an NG: ``ng_only``; True) or ``timeout`` passed (False).
+
+    With ``after``, one the feed already kept past verdict number ``after`` counts at once.
 
     The stream writes right after a verdict: in the gap between the daemon's inferences, not across
     one (on a 2-core station a page's work during an inference shows in the model's p99).
@@ -126,11 +128,11 @@ async def next_verdict(feed: Feed, timeout: float, ng_only: bool = False) -> boo
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (console stopping)
             loop.call_soon_threadsafe(arrived.set)
 
-    forget = feed.on_next_verdict(wake, ng_only)
+    forget = feed.on_next_verdict(wake, ng_only, after)
     try:
         await asyncio.wait_for(arrived.wait(), timeout)
         return True
-    except TimeoutError:
+    except asyncio.TimeoutError:  # not the built-in TimeoutError before Python 3.11
         return False
     finally:
         forget()
@@ -150,9 +152,9 @@ async def event_stream(
 
     What a poll found goes out in one write (a browser on the station's own PC wakes every ``poll_s``,
     not once per verdict), and the state at most once every ``state_every_s``. An NG goes out as soon
-    as it arrives; otherwise after ``poll_s`` a poll waits for the next verdict (:data:`ALIGN_S` when
-    verdicts are pending, else ``poll_s``), so the page's work follows an inference instead of falling
-    across one.
+    as it arrives; otherwise after ``poll_s`` pending verdicts wait for the next one (at most
+    :data:`ALIGN_S`), so the page's work follows an inference instead of falling across one. A quiet
+    station (nothing pending: no inference to fall across) is polled every ``poll_s``.
     """
     count.open += 1
     try:
@@ -181,10 +183,9 @@ async def event_stream(
                 quiet = now
                 yield b": keepalive\n\n"
             await asyncio.sleep(ALIGN_S)  # writes stay ALIGN_S apart, also when every part is NG
-            if feed.newest_ng > last or await next_verdict(feed, max(poll_s - ALIGN_S, 0.0), ng_only=True):
+            if await next_verdict(feed, max(poll_s - ALIGN_S, 0.0), ng_only=True, after=last):
                 continue  # an NG goes out at once (it has just been judged: the gap after an inference)
-            # the rest waits for the next verdict, at most ALIGN_S when verdicts are pending (a slow
-            # line's parts are on the page within poll_s + ALIGN_S); a quiet station is polled every 2 × poll_s
-            await next_verdict(feed, ALIGN_S if feed.received > last else poll_s)
+            if feed.received > last:  # pending parts wait at most ALIGN_S for the next one to follow
+                await next_verdict(feed, ALIGN_S)  # (a slow line's parts are on the page within poll_s + ALIGN_S)
     finally:
         count.open -= 1

@@ -146,16 +146,28 @@ class Feed(Subscriber):
             for wake in woken:
                 del self._waiters[wake]
         for wake in woken:
-            wake()
+            try:
+                wake()
+            except Exception:  # one waiter's fault never keeps the verdict from the others (or ends the thread)
+                logger.exception("console: a live stream's wake-up failed")
 
-    def on_next_verdict(self, wake: Callable[[], None], ng_only: bool = False) -> Callable[[], None]:
+    def on_next_verdict(
+        self, wake: Callable[[], None], ng_only: bool = False, after: int | None = None
+    ) -> Callable[[], None]:
         """Call ``wake`` once, on the receiving thread, right after the next verdict (NG: ``ng_only``) is kept.
 
-        Returns a function that forgets ``wake`` (a waiter that gave up). A verdict arrives just after
-        the daemon's inference ended, so what a page does then falls in the gap before its next frame.
+        With ``after``, a verdict (NG) already kept past number ``after`` calls ``wake`` at once: nothing
+        kept between the caller's last look and this call is missed. Returns a function that forgets
+        ``wake`` (a waiter that gave up). A verdict arrives just after the daemon's inference ended, so
+        what a page does then falls in the gap before its next frame.
         """
         with self._lock:
-            self._waiters[wake] = ng_only
+            newest = self.newest_ng if ng_only else self.received
+            missed = after is not None and newest > after
+            if not missed:
+                self._waiters[wake] = ng_only
+        if missed:
+            wake()
 
         def forget() -> None:
             with self._lock:

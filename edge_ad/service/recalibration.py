@@ -212,9 +212,11 @@ class RecalibrationRunner:
 
     def _start(self, command: RecalibrateCommand, frames: list[np.ndarray], route: ReplyRoute | None) -> None:
         """All frames collected: say so and start the worker :meth:`offer` made."""
-        self._reply(command.id, "fitting", route, frames=len(frames))
         assert self._worker is not None
-        self._worker.start()
+        try:
+            self._reply(command.id, "fitting", route, frames=len(frames))
+        finally:  # a reply that failed must not leave the station "busy" for ever
+            self._worker.start()
 
     def _run(self, command: RecalibrateCommand, frames: list[np.ndarray], route: ReplyRoute | None = None) -> None:
         try:
@@ -251,7 +253,7 @@ class RecalibrationRunner:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for a running recalibration (daemon shutdown)."""
-        if self._worker is not None:
+        if self._worker is not None and self._worker.ident is not None:  # made but never started: nothing to wait for
             self._worker.join(timeout)
 
 

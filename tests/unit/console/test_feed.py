@@ -200,7 +200,9 @@ class _Connected:
         return False
 
 
-def _stream_writes(feed: Feed, camera: Callable[[], None], seconds: float, poll_s: float) -> list[tuple[float, bytes]]:
+def _stream_writes(
+    feed: Feed, camera: Callable[[], None], seconds: float, poll_s: float, state_every_s: float = 2.0
+) -> list[tuple[float, bytes]]:
     """Run one ``/events`` stream for ``seconds`` beside ``camera`` (a thread adding verdicts): its writes, timed."""
     import asyncio
 
@@ -208,7 +210,15 @@ def _stream_writes(feed: Feed, camera: Callable[[], None], seconds: float, poll_
 
     async def run() -> list[tuple[float, bytes]]:
         writes = []
-        stream = event_stream(_Connected(), feed, Path("/nonexistent"), StreamCount(), poll_s=poll_s)
+        stream = event_stream(
+            _Connected(),
+            feed,
+            Path("/nonexistent"),
+            StreamCount(),
+            poll_s=poll_s,
+            state_every_s=state_every_s,
+            keepalive_s=0.2,  # a quiet stream still yields, so the deadline is checked
+        )
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             writes.append((time.monotonic(), await anext(stream)))
@@ -224,7 +234,7 @@ def _stream_writes(feed: Feed, camera: Callable[[], None], seconds: float, poll_
 
 
 def test_a_stream_writes_right_after_a_verdict_not_across_the_next_inference():
-    """At 10 fps a write follows its newest verdict within 30 ms (a timer would hit that 30 % of the time)."""
+    """At 10 fps a write follows its newest verdict by milliseconds (on a timer: anywhere in the 100 ms, median 50)."""
     feed = Feed(broker_config(Path("/nonexistent"), Path("/nonexistent"), 1883))
     added: list[float] = []
 
@@ -236,8 +246,9 @@ def test_a_stream_writes_right_after_a_verdict_not_across_the_next_inference():
 
     writes = [(t, data) for t, data in _stream_writes(feed, camera, 3.0, poll_s=0.3) if b"event: verdict" in data]
     assert len(writes) >= 4, writes
-    lags = [t - max(a for a in added if a <= t) for t, _ in writes[1:]]  # the first write may be the backlog's
-    assert max(lags) < 0.03, f"writes {[round(lag * 1000) for lag in lags]} ms after the newest verdict"
+    lags = sorted(t - max(a for a in added if a <= t) for t, _ in writes[1:])  # the first may be the backlog's
+    shown = f"writes {[round(lag * 1000) for lag in lags]} ms after the newest verdict"
+    assert lags[len(lags) // 2] < 0.03 and lags[-2] < 0.08, shown  # one stall of a loaded machine allowed
 
 
 def test_an_ng_goes_out_at_once_and_a_slow_lines_part_within_poll_s():
@@ -256,3 +267,19 @@ def test_an_ng_goes_out_at_once_and_a_slow_lines_part_within_poll_s():
     first = {seq: next(t for t, data in writes if f'"seq":{seq},'.encode() in data) for seq in (2, 3)}
     assert first[2] - added[1] <= ALIGN_S + 0.1, "the NG waited for the next poll"
     assert first[3] - added[2] <= 2.0 + ALIGN_S + 0.1, "a lone part waited for one that never came"
+
+
+def test_a_quiet_stations_state_change_is_written_within_a_poll():
+    feed = Feed(broker_config(Path("/nonexistent"), Path("/nonexistent"), 1883))
+    changed: list[float] = []
+
+    def station_goes_offline() -> None:  # no verdicts at all: a trigger-mode station between parts
+        time.sleep(1.1)
+        with feed._lock:
+            feed.status, feed.version = {"state": "offline", "run": "r1"}, feed.version + 1
+        changed.append(time.monotonic())
+
+    writes = _stream_writes(feed, station_goes_offline, 3.5, poll_s=0.5, state_every_s=0.5)
+    offline = next((t for t, data in writes if b'"state":"offline"' in data), None)
+    assert offline is not None, "the change never reached the page"
+    assert offline - changed[0] <= 0.5 + 0.25, "a quiet station was polled less often than every poll_s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -125,3 +126,39 @@ def test_a_command_arriving_between_the_last_frame_and_the_worker_start_is_refus
     second = [r for r in replies if r.get("id") == "c2"]
     assert second == [second[0] | {"state": "rejected", "reason": "a recalibration is already running"}], replies
     assert station.accepted == 1 and station._command is None
+
+
+def test_a_fitting_reply_that_fails_still_starts_the_worker_and_frees_the_station(root, monkeypatch):
+    import numpy as np
+
+    from edge_ad.types import Frame
+
+    station, replies = runner(root)
+    station.config.recalibration = RecalibrationConfig(min_frames=8, target_false_reject=0.5, max_collect_mb=64)
+    ran: list[int] = []
+    monkeypatch.setattr(station, "_run", lambda command, frames, route=None: ran.append(len(frames)))
+    answered = station._reply
+
+    def reply(command_id, state, route=None, **fields):
+        if state == "fitting":
+            raise OSError("the spool's disk is full")
+        answered(command_id, state, route, **fields)
+
+    monkeypatch.setattr(station, "_reply", reply)
+    station.on_message(sign_command({"id": "c1", "frames": 10, "interval_s": 0}, KEY))
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(OSError):
+        for i in range(10):
+            station.offer(Frame(image=image, ts=float(i + 1), index=i + 1, origin="t"))
+    station.join(5)
+    assert ran == [10] and not station._fitting()
+    monkeypatch.setattr(station, "_reply", answered)
+    station.on_message(sign_command({"id": "c2", "frames": 10, "interval_s": 0}, KEY))
+    assert replies[-1]["id"] == "c2" and replies[-1]["state"] == "collecting"
+
+
+def test_join_without_a_started_worker_returns():
+    station, _ = runner(None)
+    station.join(0.1)  # none made
+    station._worker = threading.Thread(target=lambda: None)  # made, never started
+    station.join(0.1)
