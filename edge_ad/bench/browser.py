@@ -15,7 +15,16 @@ from pathlib import Path
 
 from edge_ad.errors import EdgeAdError
 
-__all__ = ["CHROMEDRIVER", "CHROMIUM", "FLAGS", "PANEL", "browser_missing", "headless_chromium", "set_viewport"]
+__all__ = [
+    "CHROMEDRIVER",
+    "CHROMIUM",
+    "FLAGS",
+    "PANEL",
+    "browser_missing",
+    "headless_chromium",
+    "idle_priority",
+    "set_viewport",
+]
 
 CHROMIUM = Path(os.environ.get("EDGE_AD_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("EDGE_AD_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -47,7 +56,8 @@ def browser_missing() -> str | None:
     return None
 
 
-def _idle() -> None:  # pragma: no cover - runs in the forked driver before it executes
+def idle_priority() -> None:
+    """Put the calling thread under ``SCHED_IDLE`` (Linux schedules threads; what it starts inherits it)."""
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
@@ -84,7 +94,7 @@ def headless_chromium(idle: bool = False) -> Iterator:
     for flag in FLAGS:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console messages
-    service = Service(str(CHROMEDRIVER), popen_kw={"preexec_fn": _idle} if idle else {})
+    service = Service(str(CHROMEDRIVER), popen_kw={"preexec_fn": idle_priority} if idle else {})
     driver = webdriver.Chrome(service=service, options=options)
     try:
         driver.set_page_load_timeout(20)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_ad.bench.browser import browser_missing, headless_chromium
+from edge_ad.bench.browser import browser_missing, headless_chromium, idle_priority
 from edge_ad.bench.endtoend import VerdictRecorder, copy_frames, station_config, vm_hwm_kb
 from edge_ad.bench.mosquitto import Broker, free_port, start_mosquitto, stop_process, wait_for_port
 from edge_ad.errors import ConfigError, EdgeAdError
@@ -141,8 +141,8 @@ class _Client(threading.Thread):
         import httpx
 
         logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request in the bench's output
-        if self.idle:  # this thread only (Linux schedules threads): the bench's verdict recorder stays normal
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        if self.idle:  # this thread only: the bench's verdict recorder stays normal
+            idle_priority()
         try:
             # verify=False: the console's self-signed certificate; the read timeout outlasts a keepalive
             with httpx.Client(base_url=self.url, verify=False, timeout=httpx.Timeout(10, read=60)) as client:
@@ -232,8 +232,6 @@ def _block(
 class _StreamClients:
     """The open pages as httpx clients (threads of this process) streaming ``/events`` and counting events."""
 
-    kind = "httpx"
-
     def __init__(self, names: tuple[str, ...], password: str, idle: bool) -> None:
         self.names, self.password, self.idle = names, password, idle
         self.clients: list[_Client] = []
@@ -277,8 +275,6 @@ class _LivePage:
     at the block's end minus at its start); leaves for ``about:blank`` before the console stops.
     """
 
-    kind = "chromium"
-
     def __init__(self, driver, name: str, password: str) -> None:
         self.driver, self.name, self.password = driver, name, password
         self.first: int | None = None
@@ -318,6 +314,11 @@ class _LivePage:
         return {self.name: {"verdict": self.shown}}
 
 
+def steal_limit_ms(block_s: float) -> float:
+    """The steal time over which a block of ``block_s`` counts as disturbed: :data:`STEAL_LIMIT` of its CPU time."""
+    return STEAL_LIMIT * block_s * (os.cpu_count() or 1) * 1000
+
+
 def undisturbed_pairs(rows: list[dict[str, Any]], block_s: float) -> tuple[list[dict[str, Any]], list[int]]:
     """The blocks of the pairs (A, B) the host left alone, and the numbers (1, 2, ...) of the pairs it did not.
 
@@ -325,7 +326,7 @@ def undisturbed_pairs(rows: list[dict[str, Any]], block_s: float) -> tuple[list[
     else on this guest's cores) says nothing about the console; its whole pair goes, so both kinds
     keep the same share of the run. When every pair was disturbed, all are kept.
     """
-    limit_ms = STEAL_LIMIT * block_s * (os.cpu_count() or 1) * 1000
+    limit_ms = steal_limit_ms(block_s)
     kept: list[dict[str, Any]] = []
     dropped: list[int] = []
     for number, pair in enumerate(zip(rows[0::2], rows[1::2], strict=True), 1):
@@ -480,9 +481,8 @@ def bench_console_cost(
 def _dropped_text(dropped: list[int], block_s: float) -> str:
     if not dropped:
         return ""
-    limit = STEAL_LIMIT * block_s * (os.cpu_count() or 1) * 1000
     return (f" Pairs {', '.join(map(str, dropped))} left out of these figures: the host took more than "
-            f"{limit:.0f} ms of a block's CPU time (the *steal* column).")  # fmt: skip
+            f"{steal_limit_ms(block_s):.0f} ms of a block's CPU time (the *steal* column).")  # fmt: skip
 
 
 def _pages_text(cost: dict[str, Any]) -> str:

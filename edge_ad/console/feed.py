@@ -129,6 +129,7 @@ class Feed(Subscriber):
     def add_verdict(self, verdict: dict[str, Any]) -> None:
         """Keep a verdict (a replayed duplicate of one kept, same ``run`` and ``seq``, is skipped)."""
         key = (verdict.get("run"), verdict.get("seq"))
+        ng = verdict["verdict"] == "NG"
         with self._lock:
             if verdict.get("seq") is not None and key in self._seen:
                 return
@@ -138,10 +139,9 @@ class Feed(Subscriber):
             if verdict["verdict"] == "OK" and (point := drift_value(verdict)) is not None:
                 self.drift.append(round(point, 6))
                 self.version += 1
-            elif verdict["verdict"] == "NG":
+            elif ng:
                 self.last_ng, self.newest_ng = verdict, self.received
                 self.version += 1
-            ng = verdict["verdict"] == "NG"
             woken = [wake for wake, ng_only in self._waiters.items() if ng or not ng_only]
             for wake in woken:
                 del self._waiters[wake]

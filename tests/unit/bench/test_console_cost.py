@@ -133,9 +133,10 @@ def test_markdown_names_the_browser_and_its_priority():
 
 
 def test_pairs_the_host_disturbed_are_left_out_whole():
-    from edge_ad.bench.console_cost import STEAL_LIMIT, undisturbed_pairs
+    from edge_ad.bench.console_cost import STEAL_LIMIT, steal_limit_ms, undisturbed_pairs
 
-    limit_ms = STEAL_LIMIT * 20.0 * (os.cpu_count() or 1) * 1000
+    limit_ms = steal_limit_ms(20.0)
+    assert limit_ms == STEAL_LIMIT * 20.0 * (os.cpu_count() or 1) * 1000
     rows = [{"console": i % 2 == 1, "steal_ms": 10.0, "n": i} for i in range(6)]
     rows[3]["steal_ms"] = limit_ms + 1  # the B block of pair 2
     kept, dropped = undisturbed_pairs(rows, 20.0)
