@@ -141,9 +141,9 @@ class _Client(threading.Thread):
         import httpx
 
         logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request in the bench's output
-        if self.idle:  # this thread only: the bench's verdict recorder stays normal
-            idle_priority()
         try:
+            if self.idle:  # this thread only: the bench's verdict recorder stays normal
+                idle_priority()
             # verify=False: the console's self-signed certificate; the read timeout outlasts a keepalive
             with httpx.Client(base_url=self.url, verify=False, timeout=httpx.Timeout(10, read=60)) as client:
                 found = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
